@@ -1,0 +1,351 @@
+"""Configuration: every environment variable of the project is named here, and only here.
+
+Values come from the process environment, then from a `.env` file in the working directory (the
+environment wins), then from the defaults below. A malformed value raises :class:`ConfigError`, whose
+message is one line naming the variable. Secrets are masked by :func:`mask` wherever they are shown.
+
+This module imports only the standard library (python-dotenv lazily), so the CLI can read settings
+without paying for Celery, SQLAlchemy or the API clients.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+QUEUES: tuple[str, ...] = ("default", "ai_processing", "publishing", "sheets_sync", "monitoring")
+
+
+class ConfigError(ValueError):
+    """A configuration value is malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: its name, default, parser and whether it is a secret."""
+
+    name: str
+    attr: str
+    default: Any
+    parse: Callable[[str, str], Any]
+    help: str
+    secret: bool = False
+    group: str = "core"
+
+
+def _str(name: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _positive_int(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _fraction(name: str, raw: str) -> float:
+    value = _float(name, raw)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1, got {raw!r}")
+    return value
+
+
+def _words(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(w.strip().lower() for w in raw.split(",") if w.strip())
+
+
+def _path(name: str, raw: str) -> Path:
+    if not raw.strip():
+        raise ConfigError(f"{name} must be a path, got an empty value")
+    return Path(raw.strip()).expanduser()
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str | None]:
+    def parse(name: str, raw: str) -> str | None:
+        raw = raw.strip()
+        if not raw:
+            return None
+        scheme = raw.split("://", 1)[0] if "://" in raw else ""
+        if scheme not in schemes:
+            allowed = ", ".join(f"{s}://" for s in schemes)
+            raise ConfigError(f"{name} has an unsupported scheme {scheme + '://' if scheme else mask_url(raw)!r}: use {allowed}")
+        return raw
+
+    return parse
+
+
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix")
+BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps", "pyamqp", "sentinel", "sqs", "memory")
+BACKEND_SCHEMES = (*REDIS_SCHEMES, "db+sqlite", "db+postgresql", "rpc", "cache+memory", "sentinel")
+DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
+
+VARS: tuple[Var, ...] = (
+    # state and logs
+    Var("CARSCTL_HOME", "home", Path(".carsctl"), _path,
+        "State directory: pidfiles, node state, the embedded Redis socket, the SQLite file."),
+    Var("LOG_DIR", "log_dir", Path("logs"), _path, "Log directory (celery_worker.log, celery_beat.log)."),
+    # broker, backend, database
+    Var("REDIS_URL", "redis_url", None, _url(REDIS_SCHEMES),
+        "Broker and result backend. Unset: the embedded Redis under CARSCTL_HOME.", secret=False, group="broker"),
+    Var("CELERY_BROKER_URL", "celery_broker_url", None, _url(BROKER_SCHEMES),
+        "Overrides REDIS_URL for the broker.", group="broker"),
+    Var("CELERY_RESULT_BACKEND", "celery_result_backend", None, _url(BACKEND_SCHEMES),
+        "Overrides REDIS_URL for the result backend.", group="broker"),
+    Var("DATABASE_URL", "database_url_raw", None, _url(DB_SCHEMES),
+        "SQLAlchemy URL. Unset: SQLite at CARSCTL_HOME/cars_bot.sqlite3.", group="database"),
+    Var("RESULT_EXPIRES", "result_expires", 86400, _positive_int,
+        "Seconds a task result is kept in the result backend.", group="broker"),
+    Var("BROKER_CONNECT_TIMEOUT", "broker_connect_timeout", 3.0, _float,
+        "Seconds a command waits for the broker before it reports it unreachable.", group="broker"),
+    # AI
+    Var("OPENAI_API_KEY", "openai_api_key", None, _str, "OpenAI API key. Unset: the offline rules backend.",
+        secret=True, group="ai"),
+    Var("OPENAI_MODEL", "openai_model", "gpt-4o-mini", _str, "OpenAI model.", group="ai"),
+    Var("OPENAI_BASE_URL", "openai_base_url", None, _url(("http", "https")), "OpenAI-compatible API base URL.",
+        group="ai"),
+    Var("OPENAI_TIMEOUT", "openai_timeout", 30.0, _float, "Seconds per OpenAI request.", group="ai"),
+    Var("MIN_CONFIDENCE_SCORE", "min_confidence", 0.75, _fraction,
+        "A post is treated as a sale ad only at or above this classifier confidence.", group="ai"),
+    Var("MIN_PRICE", "min_price", None, _int, "Reject ads priced below this (RUB).", group="ai"),
+    Var("MAX_PRICE", "max_price", None, _int, "Reject ads priced above this (RUB).", group="ai"),
+    Var("EXCLUDED_WORDS", "excluded_words", (), _words, "Comma list: reject posts containing any of them.",
+        group="ai"),
+    # Telegram
+    Var("TELEGRAM_API_ID", "telegram_api_id", None, _int, "Telegram API id (my.telegram.org).", group="telegram"),
+    Var("TELEGRAM_API_HASH", "telegram_api_hash", None, _str, "Telegram API hash.", secret=True, group="telegram"),
+    Var("TELEGRAM_SESSION_STRING", "telegram_session_string", None, _str,
+        "Telethon StringSession of the publishing account.", secret=True, group="telegram"),
+    Var("TELEGRAM_MONITOR_SESSION_STRING", "telegram_monitor_session_string", None, _str,
+        "Telethon StringSession of the monitor's own account (one session per process).", secret=True,
+        group="telegram"),
+    Var("TELEGRAM_BOT_TOKEN", "telegram_bot_token", None, _str, "Bot token (publishing as a bot).", secret=True,
+        group="telegram"),
+    Var("TELEGRAM_BOT_USERNAME", "telegram_bot_username", None, _str,
+        "Bot username for the contact deep link.", group="telegram"),
+    Var("TELEGRAM_CHANNEL", "telegram_channel", None, _str,
+        "Target channel (@name or -100...). Unset: publish to the outbox.", group="telegram"),
+    Var("PUBLISH_RATE_PER_MINUTE", "publish_rate_per_minute", 20, _positive_int,
+        "Posts per minute to the target channel, across the whole cluster.", group="telegram"),
+    # Google Sheets
+    Var("GOOGLE_CREDENTIALS_FILE", "google_credentials_file", None, _path,
+        "Service-account JSON file. Unset: the local workbook.", group="sheets"),
+    Var("GOOGLE_SPREADSHEET_ID", "google_spreadsheet_id", None, _str, "Spreadsheet id (the admin panel).",
+        group="sheets"),
+    Var("SHEETS_WORKBOOK", "sheets_workbook_raw", None, _path,
+        "Local workbook used when Google is not configured. Default: CARSCTL_HOME/workbook.json.", group="sheets"),
+    # retention
+    Var("STATS_RETENTION_DAYS", "stats_retention_days", 90, _positive_int, "Days stats snapshots are kept.",
+        group="maintenance"),
+    Var("FAILED_TASK_RETENTION_DAYS", "failed_task_retention_days", 30, _positive_int,
+        "Days failed-task records are kept.", group="maintenance"),
+)
+
+_BY_ATTR = {v.attr: v for v in VARS}
+
+
+class Settings:
+    """The effective configuration: attribute access, plus where each value came from."""
+
+    def __init__(self, values: dict[str, Any], sources: dict[str, str], cwd: Path) -> None:
+        self._values = values
+        self.sources = sources
+        self._cwd = cwd
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return self._values[attr]
+        except KeyError:
+            raise AttributeError(attr) from None
+
+    # derived values -------------------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        return self._absolute(self._values["home"])
+
+    @property
+    def log_dir(self) -> Path:
+        return self._absolute(self._values["log_dir"])
+
+    def _absolute(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self._cwd / path)
+
+    @property
+    def embedded_socket(self) -> Path:
+        return self.home / "redis.sock"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        """True when no broker/backend URL is configured: carsctl runs its own Redis."""
+        return not (self.redis_url or self.celery_broker_url or self.celery_result_backend)
+
+    @property
+    def embedded_url(self) -> str:
+        return f"redis+socket://{self.embedded_socket}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url or self.embedded_url
+
+    @property
+    def result_backend_url(self) -> str:
+        return self.celery_result_backend or self.redis_url or self.embedded_url
+
+    @property
+    def database_url(self) -> str:
+        return self.database_url_raw or f"sqlite:///{self.home / 'cars_bot.sqlite3'}"
+
+    @property
+    def sheets_workbook(self) -> Path:
+        raw = self._values["sheets_workbook_raw"]
+        return self._absolute(raw) if raw else self.home / "workbook.json"
+
+    def integrations(self) -> dict[str, str]:
+        """Each integration's state: 'configured' or 'not configured (<what is missing>)'."""
+
+        def state(required: Mapping[str, Any]) -> str:
+            missing = [name for name, value in required.items() if not value]
+            return "configured" if not missing else f"not configured (set {', '.join(missing)})"
+
+        telegram_auth = self.telegram_bot_token or (
+            self.telegram_session_string and self.telegram_api_id and self.telegram_api_hash
+        )
+        return {
+            "openai": state({"OPENAI_API_KEY": self.openai_api_key}),
+            "telegram": state({
+                "TELEGRAM_CHANNEL": self.telegram_channel,
+                "TELEGRAM_BOT_TOKEN or TELEGRAM_SESSION_STRING+TELEGRAM_API_ID+TELEGRAM_API_HASH": telegram_auth,
+            }),
+            "sheets": state({
+                "GOOGLE_CREDENTIALS_FILE": self.google_credentials_file,
+                "GOOGLE_SPREADSHEET_ID": self.google_spreadsheet_id,
+            }),
+        }
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every variable with its masked effective value and source, for `carsctl config show`."""
+        rows = []
+        for var in VARS:
+            value = self._values[var.attr]
+            rows.append({
+                "name": var.name,
+                "group": var.group,
+                "value": display_value(var, value),
+                "source": self.sources[var.attr],
+                "help": var.help,
+            })
+        return rows
+
+
+def display_value(var: Var, value: Any) -> Any:
+    """A value as it may be shown: secrets masked, passwords in URLs masked, tuples joined."""
+    if value is None:
+        return None
+    if var.secret:
+        return mask(str(value))
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    return value
+
+
+def mask(secret: str) -> str:
+    """Mask a secret, keeping at most its last 4 characters for long values."""
+    if len(secret) < 12:
+        return "****"
+    return "****" + secret[-4:]
+
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+]+://)(?P<user>[^:/@]*):(?P<pw>[^@/]*)@", re.I)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password inside a URL (`redis://:secret@host` -> `redis://:****@host`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:****@", url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0] + ":****"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+def mask_secrets_in(text: str, settings: Settings | None = None) -> str:
+    """Replace every configured secret and URL password found in `text` (for logs and errors)."""
+    text = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:****@", text)
+    if settings is not None:
+        for var in VARS:
+            value = settings._values.get(var.attr)
+            if var.secret and value and len(str(value)) >= 6:
+                text = text.replace(str(value), mask(str(value)))
+    return text
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Read every variable from `environ` (default os.environ) and `cwd/.env`; raise ConfigError."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    dotenv = _read_dotenv(cwd / ".env")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for var in VARS:
+        if var.name in environ:
+            raw, source = environ[var.name], "environment"
+        elif var.name in dotenv:
+            raw, source = dotenv[var.name], ".env"
+        else:
+            values[var.attr], sources[var.attr] = var.default, "default"
+            continue
+        parsed = var.parse(var.name, raw)
+        values[var.attr] = var.default if parsed is None else parsed
+        sources[var.attr] = source if parsed is not None else "default"
+    return Settings(values, sources, cwd)
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    global _settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests, and after changing the environment)."""
+    global _settings
+    _settings = None

