@@ -99,11 +99,12 @@ def root(
 
 
 # One line per command group; each module defines its own Typer() named `app`.
-from carsctl.commands import broker, config, db  # noqa: E402
+from carsctl.commands import broker, config, db, post  # noqa: E402
 
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(broker.app, name="broker")
+app.add_typer(post.app, name="post")
 
 
 def main() -> None:

@@ -21,8 +21,12 @@ def redis_py_url(url: str) -> str:
 
 def redis_client(url: str, timeout: float) -> Any:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    return redis.Redis.from_url(redis_py_url(url), socket_timeout=timeout, socket_connect_timeout=timeout)
+    # No silent client-side retries: an unreachable broker is reported within `timeout`.
+    return redis.Redis.from_url(redis_py_url(url), socket_timeout=timeout, socket_connect_timeout=timeout,
+                                retry=Retry(NoBackoff(), 0))
 
 
 def _unreachable(what: str, url: str, settings: Settings, reason: str) -> DependencyUnavailable:

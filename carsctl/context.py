@@ -76,7 +76,7 @@ class CliContext:
     def info(self, message: str) -> None:
         """A status line on stderr (suppressed by -q)."""
         if self.verbosity >= 0:
-            self.err.print(message)
+            self.err.print(message, soft_wrap=True)
 
     def emit_json(self, data: Any) -> None:
         from carsctl.render import dump_json

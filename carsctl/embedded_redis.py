@@ -55,9 +55,13 @@ def paths(settings: Settings) -> dict[str, Path]:
 
 def _client(socket_path: Path, timeout: float = 1.0) -> Any:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
+    # No client-side retries: a missing server must be reported at once, and SHUTDOWN closes the
+    # connection on purpose.
     return redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout,
-                       socket_connect_timeout=timeout)
+                       socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
 
 def _ping(socket_path: Path) -> dict[str, Any] | None:

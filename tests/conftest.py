@@ -94,6 +94,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
+REDIS_FIXTURES = {"redis_url", "redis_client", "celery_app_real"}
+DB_FIXTURES = {"database_url", "migrated_database", "db"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the services they use, so CI can run exactly those again on Redis 7/PostgreSQL."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & REDIS_FIXTURES:
+            item.add_marker(pytest.mark.redis)
+        if fixtures & DB_FIXTURES:
+            item.add_marker(pytest.mark.db)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The session's Redis URL (Celery form; use `redis_client` for a redis-py client)."""

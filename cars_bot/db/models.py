@@ -186,6 +186,9 @@ class Post(TimestampMixin, Base):
         value_enum(PostStatus, "post_status"), default=PostStatus.NEW, nullable=False
     )
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # The task id that claimed the post for processing: a redelivered message (same id) may resume
+    # the claim after a worker crash, a duplicate enqueue (another id) may not.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     is_sale: Mapped[bool | None] = mapped_column(Boolean)
     confidence: Mapped[float | None] = mapped_column(Float)
     summary: Mapped[str | None] = mapped_column(Text)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 12:18:07.137531
+Create Date: 2026-11-28 12:26:34.066158
 """
 
 from alembic import op
@@ -95,6 +95,7 @@ def upgrade() -> None:
     sa.Column('media_group_id', sa.BigInteger(), nullable=True),
     sa.Column('status', sa.Enum('new', 'processing', 'rejected', 'ready', 'publishing', 'published', 'failed', name='post_status', native_enum=False, create_constraint=True, length=32), nullable=False),
     sa.Column('status_reason', sa.Text(), nullable=True),
+    sa.Column('claimed_by', sa.String(length=64), nullable=True),
     sa.Column('is_sale', sa.Boolean(), nullable=True),
     sa.Column('confidence', sa.Float(), nullable=True),
     sa.Column('summary', sa.Text(), nullable=True),

@@ -1,0 +1,69 @@
+"""AI tasks (queue `ai_processing`): the whole pipeline for a stored post, and its three single steps.
+
+Thin wrappers: the work is in :mod:`cars_bot.ai.pipeline` and the backends of :mod:`cars_bot.ai`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cars_bot.celery_app import app
+from cars_bot.tasks.base import CarsTask
+
+PUBLISH_TASK = "cars_bot.tasks.publishing_tasks.publish_post_task"
+
+
+def _backend() -> Any:
+    from cars_bot.ai.pipeline import backend_for
+    from cars_bot.config import get_settings
+
+    return backend_for(get_settings())
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.process_post_task",
+          soft_time_limit=300, time_limit=360)
+def process_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
+    """Classify -> extract -> generate -> store one post, then enqueue its publication."""
+    from cars_bot.ai.pipeline import Filters, process_post
+    from cars_bot.config import get_settings
+    from cars_bot.db.session import session_factory
+
+    return process_post(
+        post_id, task_id=self.request.id or f"direct-{post_id}", sessions=session_factory(),
+        backend=_backend(), filters=Filters.from_settings(get_settings()),
+        enqueue_publish=lambda pid: self.app.send_task(PUBLISH_TASK, args=[pid]),
+    )
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.classify_post_task",
+          soft_time_limit=60, time_limit=90)
+def classify_post_task(self: CarsTask, text: str) -> dict[str, Any]:
+    """Is this text a car-sale ad? {is_sale, confidence, reason}."""
+    analysis, _usage = _backend().analyse(text)
+    return analysis.classification.model_dump()
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.extract_data_task",
+          soft_time_limit=120, time_limit=150)
+def extract_data_task(self: CarsTask, text: str) -> dict[str, Any]:
+    """The car's structured data from an ad's text (fields without a value are left out)."""
+    from cars_bot.ai import rules
+
+    analysis, _usage = _backend().analyse(text)
+    car = analysis.car if analysis.car is not None else rules.extract(text)
+    return car.model_dump(exclude_none=True)
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.generate_description_task",
+          soft_time_limit=180, time_limit=210)
+def generate_description_task(self: CarsTask, original_text: str, car_data_json: str | None = None) -> dict[str, Any]:
+    """A short factual summary of the equipment and condition (invents nothing)."""
+    from cars_bot.ai import rules
+    from cars_bot.ai.schemas import CarData
+
+    analysis, _usage = _backend().analyse(original_text)
+    if analysis.summary:
+        return {"summary": analysis.summary, "backend": analysis.backend}
+    car = CarData.model_validate(json.loads(car_data_json)) if car_data_json else rules.extract(original_text)
+    return {"summary": rules.summarize(original_text, car), "backend": "rules"}

@@ -1,0 +1,122 @@
+"""`carsctl post`: put posts into the system as the monitor service would, and look at them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carsctl.context import obj
+from carsctl.options import JsonOpt, TimeoutOpt
+
+app = typer.Typer(help="Add, import and inspect posts.", no_args_is_help=True)
+
+ProcessOpt = Annotated[bool, typer.Option("--process/--no-process", help="Enqueue AI processing of new posts.")]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until each post is published, rejected or failed.")]
+
+
+@app.command("add")
+def add(ctx: typer.Context,
+        channel: Annotated[str, typer.Option("--channel", help="Source channel, e.g. @cars_msk.")],
+        text: Annotated[str, typer.Option("--text", help="The post's text.")],
+        message_id: Annotated[int | None, typer.Option("--message-id", help="Source message id.")] = None,
+        process: ProcessOpt = True, wait: WaitOpt = False, timeout: TimeoutOpt = 60.0,
+        json: JsonOpt = False) -> None:
+    """Store one post (de-duplicated by channel and message id) and enqueue its processing.
+
+    Example: carsctl post add --channel @cars_msk --text "Продам Kia Rio 2017, 750 т.р." --wait
+    """
+    _store(ctx, [{"channel": channel, "text": text, "message_id": message_id}], process, wait, timeout, json)
+
+
+@app.command("import")
+def import_(ctx: typer.Context,
+            file: Annotated[str, typer.Argument(help="JSON-lines file ('-' for stdin): channel, text, message_id...")],
+            process: ProcessOpt = True, wait: WaitOpt = False, timeout: TimeoutOpt = 120.0,
+            json: JsonOpt = False) -> None:
+    """Store every post of a JSON-lines file and enqueue processing of the new ones.
+
+    Example: carsctl post import ads.jsonl --wait
+    """
+    from cars_bot.posts import read_jsonl
+
+    if file != "-" and not Path(file).is_file():
+        raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
+    records = list(read_jsonl(file, sys.stdin.read().splitlines() if file == "-" else None))
+    _store(ctx, records, process, wait, timeout, json)
+
+
+def _store(ctx: typer.Context, records: list[dict], process: bool, wait: bool, timeout: float, json: bool) -> None:
+    from carsctl.posts import store_and_enqueue, wait_for_posts
+    from carsctl.render import table
+
+    cli = obj(ctx)
+    rows = store_and_enqueue(cli, [{k: v for k, v in r.items() if v is not None} for r in records], process)
+    if wait and process:
+        with cli.err.status("waiting for the pipeline...") as spinner:
+            states = wait_for_posts([r["post_id"] for r in rows], timeout,
+                                    lambda s: spinner.update(f"waiting: {_summary(s)}"))
+        for row in rows:
+            row["status"] = states.get(row["post_id"])
+    if json or cli.json:
+        cli.emit_json(rows)
+    else:
+        cli.out.print(table(None, ("post", "new", "task", "status"),
+                            ((r["post_id"], "yes" if r["created"] else "duplicate", r["task_id"] or "",
+                              r.get("status") or "") for r in rows)))
+    if wait and process and any(r.get("status") not in ("published", "rejected") for r in rows):
+        raise typer.Exit(1)
+
+
+def _summary(states: dict[int, str]) -> str:
+    counts: dict[str, int] = {}
+    for status in states.values():
+        counts[status] = counts.get(status, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+@app.command("show")
+def show(ctx: typer.Context, post_id: Annotated[int, typer.Argument(help="Post id.")], json: JsonOpt = False) -> None:
+    """Show a post: status and reason, classification, car data, and what was published.
+
+    Example: carsctl post show 42
+    """
+    from carsctl.posts import describe_post
+    from carsctl.render import key_values, safe
+
+    cli = obj(ctx)
+    data = describe_post(post_id)
+    if json or cli.json:
+        cli.emit_json(data)
+        return
+    skip = {"car", "publication", "text"}
+    cli.out.print(key_values(f"Post {post_id}", ((k, v) for k, v in data.items() if k not in skip)))
+    if data["car"]:
+        cli.out.print(key_values("Car", ((k, v) for k, v in data["car"].items() if v is not None)))
+    if data["publication"]:
+        cli.out.print(key_values("Publication", ((k, v) for k, v in data["publication"].items() if k != "text")))
+        cli.out.print(safe(data["publication"]["text"]))
+
+
+@app.command("list")
+def list_(ctx: typer.Context,
+          status: Annotated[str | None, typer.Option("--status", help="Only posts with this status.")] = None,
+          limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
+          json: JsonOpt = False) -> None:
+    """List the newest posts with their status and car.
+
+    Example: carsctl post list --status rejected
+    """
+    from carsctl.posts import list_posts
+    from carsctl.render import table
+
+    cli = obj(ctx)
+    rows = list_posts(status, limit)
+    if json or cli.json:
+        cli.emit_json(rows)
+        return
+    cli.out.print(table(None, ("id", "channel", "status", "car", "price", "reason"),
+                        ((r["id"], r["channel"], r["status"], " ".join(str(x) for x in (r["brand"], r["model"],
+                          r["year"]) if x), r["price"] or "", r["reason"] or "") for r in rows)))

@@ -1,0 +1,88 @@
+"""Tasks retry transient errors with backoff and land in the failed-task registry when they give up."""
+
+import pytest
+from sqlalchemy import select
+
+from cars_bot.celery_app import app
+from cars_bot.db.models import FailedTask
+from cars_bot.errors import PermanentError, TransientError
+from cars_bot.tasks.base import CarsTask, retry_delay
+
+ATTEMPTS: dict[str, int] = {}
+
+
+@app.task(bind=True, base=CarsTask, name="tests.flaky_task", max_retries=2)
+def flaky_task(self, key: str, succeed_after: int) -> str:
+    ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1
+    if ATTEMPTS[key] <= succeed_after:
+        raise TransientError("rate limited", retry_after=0)
+    return f"ok after {ATTEMPTS[key]}"
+
+
+@app.task(bind=True, base=CarsTask, name="tests.broken_task")
+def broken_task(self, post_id: int, *, reason: str = "bad input") -> None:
+    ATTEMPTS["broken"] = ATTEMPTS.get("broken", 0) + 1
+    raise PermanentError(f"{reason} for post {post_id} with key sk-secret-value-123456")
+
+
+def test_retry_delay_honours_retry_after_and_caps_backoff() -> None:
+    assert retry_delay(0, TransientError("x", retry_after=30)) == 30
+    assert retry_delay(0, TransientError("x", retry_after=10**6)) == 3600
+    for retries in range(12):
+        delay = retry_delay(retries, ConnectionError())
+        assert 0 < delay <= 600
+    assert retry_delay(0, ConnectionError()) <= 2
+
+
+@pytest.fixture
+def worker(celery_app_real, db):
+    from celery.contrib.testing.worker import start_worker
+
+    ATTEMPTS.clear()
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=["default"], shutdown_timeout=10):
+        yield
+
+
+def test_transient_errors_are_retried_until_success(worker) -> None:
+    result = flaky_task.apply_async(args=["a", 2])
+    assert result.get(timeout=30) == "ok after 3"
+
+
+def test_exhausted_retries_and_permanent_errors_are_recorded(worker, db) -> None:
+    gave_up = flaky_task.apply_async(args=["b", 10])
+    with pytest.raises(TransientError):
+        gave_up.get(timeout=30)
+    assert ATTEMPTS["b"] == 3  # first run + max_retries
+    failed = broken_task.apply_async(args=[42], kwargs={"reason": "empty text"})
+    with pytest.raises(PermanentError):
+        failed.get(timeout=30)
+    assert ATTEMPTS["broken"] == 1  # permanent: never retried
+    with db() as session:
+        rows = {row.task_id: row for row in session.scalars(select(FailedTask))}
+    assert set(rows) == {gave_up.id, failed.id}
+    record = rows[failed.id]
+    assert record.task_name == "tests.broken_task"
+    assert record.args == [42] and record.kwargs == {"reason": "empty text"}
+    assert record.queue == "default"
+    assert "PermanentError: empty text for post 42" in record.exception
+    assert "sk-secret-value-123456" not in record.exception
+    assert record.traceback and "Traceback" in record.traceback
+    assert record.failed_at.tzinfo is not None
+
+
+def test_registry_falls_back_to_a_file_when_the_database_is_down(tmp_path, monkeypatch) -> None:
+    import json
+
+    from cars_bot.config import reset_settings
+    from cars_bot.failed_tasks import record_failure
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("LOG_DIR", str(tmp_path))
+    reset_settings()
+    try:
+        record_failure(task_id="t-1", task_name="x.y_task", args=[1], kwargs={}, queue="default",
+                       exc=ValueError("boom"), traceback=None)
+    finally:
+        reset_settings()
+    line = json.loads((tmp_path / "failed_tasks.jsonl").read_text().splitlines()[0])
+    assert line["task_id"] == "t-1" and line["args"] == [1] and "boom" in line["exception"]

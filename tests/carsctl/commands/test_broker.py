@@ -1,0 +1,81 @@
+"""The embedded broker: a private Redis on a unix socket, started and stopped by carsctl."""
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.carsctl.cli import invoke, run_carsctl
+
+
+@pytest.fixture
+def embedded_home(monkeypatch):
+    home = Path(tempfile.mkdtemp(prefix="cbe-"))  # short: unix socket paths are limited
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CARSCTL_HOME", str(home))
+    monkeypatch.setenv("LOG_DIR", str(home / "logs"))
+    yield home
+    invoke("broker", "stop")
+
+
+def test_start_is_idempotent_and_persistent(embedded_home) -> None:
+    first = invoke("broker", "start", "--json")
+    assert first.exit_code == 0, first.output
+    started = json.loads(first.stdout)
+    assert started["started"] is True and started["running"] is True
+    assert started["socket"] == str(embedded_home / "redis.sock")
+    assert started["persistence"] == "appendonly"
+    second = json.loads(invoke("broker", "start", "--json").stdout)
+    assert second["started"] is False and second["pid"] == started["pid"]
+
+    import redis
+
+    client = redis.Redis(unix_socket_path=str(embedded_home / "redis.sock"))
+    client.rpush("ai_processing", "queued task")
+    stop = invoke("broker", "stop", "--json")
+    assert json.loads(stop.stdout)["stopped"] is True
+    assert not (embedded_home / "redis.sock").exists()
+    status = invoke("broker", "status")
+    assert status.exit_code == 69 and "carsctl broker start" in status.output
+    invoke("broker", "start")
+    client = redis.Redis(unix_socket_path=str(embedded_home / "redis.sock"))
+    assert client.lrange("ai_processing", 0, -1) == [b"queued task"]  # nothing lost across a restart
+
+
+def test_stale_socket_and_pidfile_are_cleaned_up(embedded_home) -> None:
+    embedded_home.mkdir(exist_ok=True)
+    (embedded_home / "redis.sock").write_text("")  # left by a crash
+    (embedded_home / "redis.pid").write_text(str(os.getpid()))  # a live pid that is not Redis
+    status = json.loads(invoke("broker", "status", "--json").stdout)
+    assert status["running"] is False and len(status["stale"]) == 2
+    result = json.loads(invoke("broker", "start", "--json").stdout)
+    assert result["started"] is True and len(result["removed_stale"]) == 2
+    assert result["pid"] != os.getpid()
+
+
+def test_start_refuses_when_redis_url_is_set(embedded_home, monkeypatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    result = invoke("broker", "start")
+    assert result.exit_code == 2 and "REDIS_URL" in result.output
+
+
+def test_status_of_a_configured_redis(redis_url, monkeypatch) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    data = json.loads(invoke("broker", "status", "--json").stdout)
+    assert data["mode"] == "external" and data["reachable"] and data["version"]
+
+
+def test_unreachable_broker_is_one_line_exit_69_within_seconds(tmp_path) -> None:
+    began = time.monotonic()
+    result = run_carsctl("broker", "status", env={"REDIS_URL": "redis://:s3cretpass@127.0.0.1:1/0",
+                                                  "CARSCTL_HOME": str(tmp_path)})
+    elapsed = time.monotonic() - began
+    assert result.returncode == 69
+    assert elapsed < 5
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "broker unreachable at redis://:****@127.0.0.1:1/0" in result.stderr
+    assert "s3cretpass" not in result.stderr

@@ -1,0 +1,36 @@
+import json
+
+from tests.carsctl.cli import invoke
+
+
+def test_config_show_masks_secrets_and_names_sources(settings, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdefghijklmnopqrstuvwxyz")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:AAEhBOweik6ad9r_QXMENQjcrGbqCr4K-ew")
+    monkeypatch.setenv("REDIS_URL", "redis://:topsecretpw@127.0.0.1:6379/2")
+    result = invoke("config", "show", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    rows = {row["name"]: row for row in data["variables"]}
+    assert rows["OPENAI_API_KEY"]["value"] == "****wxyz"
+    assert rows["OPENAI_API_KEY"]["source"] == "environment"
+    assert rows["OPENAI_MODEL"]["source"] == "default"
+    assert rows["REDIS_URL"]["value"] == "redis://:****@127.0.0.1:6379/2"
+    assert data["derived"]["broker_url"] == "redis://:****@127.0.0.1:6379/2"
+    for secret in ("abcdefghijklmnop", "AAEhBOweik6ad9r", "topsecretpw"):
+        assert secret not in result.output
+    assert data["integrations"]["openai"] == "configured"
+    assert data["integrations"]["sheets"].startswith("not configured")
+
+
+def test_config_show_table(settings) -> None:
+    result = invoke("config", "show")
+    assert result.exit_code == 0
+    assert "CARSCTL_HOME" in result.stdout and "REDIS_URL" in result.stdout
+
+
+def test_malformed_value_is_one_line_exit_2(settings, monkeypatch) -> None:
+    monkeypatch.setenv("PUBLISH_RATE_PER_MINUTE", "lots")
+    result = invoke("config", "show")
+    assert result.exit_code == 2
+    assert "PUBLISH_RATE_PER_MINUTE must be an integer, got 'lots'" in result.output
+    assert len(result.output.strip().splitlines()) == 1

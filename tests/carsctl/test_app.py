@@ -1,0 +1,53 @@
+"""The root app: fast help without heavy imports, the error boundary, exit codes."""
+
+import json
+import subprocess
+import sys
+
+from tests.carsctl.cli import invoke, run_carsctl
+
+HEAVY = ("celery", "kombu", "sqlalchemy", "telethon", "gspread", "openai", "redis")
+
+
+def test_help_does_not_import_heavy_packages() -> None:
+    code = ("import sys; from carsctl.app import main; sys.argv=['carsctl','--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "HEAVY=\n" in out or out.rstrip().endswith("HEAVY="), out
+
+
+def test_version_and_help() -> None:
+    assert invoke("--version").stdout.startswith("carsctl ")
+    result = invoke("--help")
+    assert result.exit_code == 0 and "config" in result.stdout and "broker" in result.stdout
+
+
+def test_unknown_command_is_usage_error() -> None:
+    result = run_carsctl("no-such-command")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_internal_errors_are_one_line_without_debug(monkeypatch, settings) -> None:
+    import carsctl.commands.config as config_cmd
+
+    def explode(*_a, **_k):
+        raise RuntimeError("boom with sk-abcdefghijklmnop")
+
+    monkeypatch.setattr(config_cmd, "_masked", explode)
+    result = invoke("config", "show")
+    assert result.exit_code == 1
+    assert "internal error: RuntimeError: boom" in result.output and "--debug" in result.output
+
+
+def test_db_upgrade_and_status(migrated_database) -> None:
+    up = invoke("db", "upgrade", "--json")
+    assert up.exit_code == 0 and json.loads(up.stdout)["to"] == json.loads(up.stdout)["head"]
+    status = json.loads(invoke("db", "status", "--json").stdout)
+    assert status["up_to_date"] is True and status["current"] == status["head"]
+
+
+def test_db_unreachable_exit_69(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:pw@127.0.0.1:1/none")
+    result = invoke("db", "status")
+    assert result.exit_code == 69 and "database unreachable" in result.output and ":pw@" not in result.output
