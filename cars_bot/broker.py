@@ -75,18 +75,31 @@ def _transport_classes() -> tuple[type, type]:
         def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
             # Given a transport class, kombu parses `socket:///path` into a virtual host (and Celery's
             # clones fill in hostname "localhost"). A Redis virtual host is a db number, so anything
-            # else is the socket path: put it back where the Redis channel looks for it.
+            # else is the socket path: hand it to the Redis channel in the form it understands.
             conninfo = self.connection.client
-            vhost = str(conninfo.virtual_host or "").strip("/")
-            if vhost and not vhost.isdigit():
-                conninfo.hostname = "socket:///" + vhost.lstrip("/")
-                conninfo.virtual_host = None
-            return super()._connparams(asynchronous)
+            socket_path = _socket_path(conninfo.virtual_host)
+            if socket_path is None:
+                return super()._connparams(asynchronous)
+            original = conninfo.hostname
+            conninfo.hostname = "socket://" + socket_path
+            try:
+                return super()._connparams(asynchronous)
+            finally:
+                conninfo.hostname = original
+
+        def _prepare_virtual_host(self, vhost: Any) -> int:
+            return 0 if _socket_path(vhost) is not None else super()._prepare_virtual_host(vhost)
 
     class Transport(kombu_redis.Transport):
         Channel = PriorityChannel
 
     return Transport, PriorityChannel
+
+
+def _socket_path(vhost: Any) -> str | None:
+    """The unix socket path hidden in a parsed `socket:///path` URL's virtual host, if any."""
+    text = str(vhost or "").strip("/")
+    return "/" + text if text and not text.isdigit() else None
 
 
 def __getattr__(name: str) -> Any:

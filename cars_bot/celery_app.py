@@ -11,6 +11,7 @@ The seed's own commands work against this module unchanged:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, signals
@@ -185,6 +186,32 @@ app = create_app()
 app.set_current()
 app.set_default()
 celery_app = app  # the prior system's alias
+
+
+class SecretMaskingFilter(logging.Filter):
+    """Masks configured secrets and URL passwords in every record a worker or beat logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from cars_bot.config import mask_secrets_in
+
+        message = record.getMessage()
+        masked = mask_secrets_in(message, get_settings())
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            masked_exc = mask_secrets_in(text, get_settings())
+            if masked_exc != text:
+                record.exc_info, record.exc_text = None, masked_exc
+        return True
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _mask_secrets_in_logs(logger: logging.Logger, **_: Any) -> None:
+    for handler in logger.handlers:
+        if not any(isinstance(f, SecretMaskingFilter) for f in handler.filters):
+            handler.addFilter(SecretMaskingFilter())
 
 
 @signals.worker_process_init.connect

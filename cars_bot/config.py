@@ -88,7 +88,8 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str | None]:
         scheme = raw.split("://", 1)[0] if "://" in raw else ""
         if scheme not in schemes:
             allowed = ", ".join(f"{s}://" for s in schemes)
-            raise ConfigError(f"{name} has an unsupported scheme {scheme + '://' if scheme else mask_url(raw)!r}: use {allowed}")
+            shown = scheme + "://" if scheme else mask_url(raw)
+            raise ConfigError(f"{name} has an unsupported scheme {shown!r}: use {allowed}")
         return raw
 
     return parse
@@ -226,14 +227,15 @@ class Settings:
             missing = [name for name, value in required.items() if not value]
             return "configured" if not missing else f"not configured (set {', '.join(missing)})"
 
-        telegram_auth = self.telegram_bot_token or (
-            self.telegram_session_string and self.telegram_api_id and self.telegram_api_hash
-        )
+        # telethon needs the API id and hash even to log in as a bot
+        telegram_auth = self.telegram_bot_token or self.telegram_session_string
         return {
             "openai": state({"OPENAI_API_KEY": self.openai_api_key}),
             "telegram": state({
                 "TELEGRAM_CHANNEL": self.telegram_channel,
-                "TELEGRAM_BOT_TOKEN or TELEGRAM_SESSION_STRING+TELEGRAM_API_ID+TELEGRAM_API_HASH": telegram_auth,
+                "TELEGRAM_API_ID": self.telegram_api_id,
+                "TELEGRAM_API_HASH": self.telegram_api_hash,
+                "TELEGRAM_BOT_TOKEN or TELEGRAM_SESSION_STRING": telegram_auth,
             }),
             "sheets": state({
                 "GOOGLE_CREDENTIALS_FILE": self.google_credentials_file,

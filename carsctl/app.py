@@ -99,12 +99,23 @@ def root(
 
 
 # One line per command group; each module defines its own Typer() named `app`.
-from carsctl.commands import broker, config, db, post  # noqa: E402
+from carsctl.commands import broker, completion, config, db, post  # noqa: E402
 
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(broker.app, name="broker")
 app.add_typer(post.app, name="post")
+app.add_typer(completion.app, name="completion")
+from carsctl.commands import doctor, inspect, logs, queues, schedule, status, task  # noqa: E402
+
+app.command(name="status")(status.status)
+app.add_typer(inspect.app, name="inspect")
+app.command(name="queues")(queues.queues)
+app.command(name="purge")(queues.purge)
+app.add_typer(task.app, name="task")
+app.command(name="schedule")(schedule.schedule)
+app.command(name="logs")(logs.logs)
+app.command(name="doctor")(doctor.doctor)
 
 
 def main() -> None:

@@ -175,6 +175,12 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object
 
 
 @pytest.fixture
+def settings_home() -> Path:
+    """The session's CARSCTL_HOME (where worker subprocesses keep the outbox and state)."""
+    return Path(os.environ["CARSCTL_HOME"])
+
+
+@pytest.fixture
 def celery_app_real(redis_client: object) -> object:
     """The project's own Celery app, on the session Redis (emptied)."""
     from cars_bot.celery_app import app

@@ -25,7 +25,7 @@ def celery_worker(app: object, *, queues: str = "default,ai_processing,publishin
     command = [sys.executable, "-m", "celery", "-A", "cars_bot.celery_app", "worker", "-l", "info",
                "-P", pool, "-c", str(concurrency), "-Q", queues, "-n", node, "--without-mingle",
                "--without-gossip", *extra]
-    output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    output = open(log, "ab") if log else subprocess.DEVNULL
     process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
                                env={**os.environ, **(env or {})})
     hostname = node.replace("%h", os.uname().nodename)

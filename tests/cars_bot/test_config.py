@@ -77,6 +77,7 @@ def test_integrations_not_configured_without_credentials(tmp_path: Path) -> None
     assert states["openai"].startswith("not configured (set OPENAI_API_KEY")
     assert states["telegram"].startswith("not configured")
     assert states["sheets"].startswith("not configured")
-    configured = load_settings({"OPENAI_API_KEY": "sk-123456789012", "TELEGRAM_CHANNEL": "@cars",
-                                "TELEGRAM_BOT_TOKEN": "1:abcdefghijkl"}, cwd=tmp_path).integrations()
+    env = {"OPENAI_API_KEY": "sk-123456789012", "TELEGRAM_CHANNEL": "@cars", "TELEGRAM_BOT_TOKEN": "1:abcdefghijkl",
+           "TELEGRAM_API_ID": "12345", "TELEGRAM_API_HASH": "0123456789abcdef"}
+    configured = load_settings(env, cwd=tmp_path).integrations()
     assert configured["openai"] == "configured" and configured["telegram"] == "configured"

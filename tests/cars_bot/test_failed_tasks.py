@@ -25,6 +25,19 @@ def broken_task(self, post_id: int, *, reason: str = "bad input") -> None:
     raise PermanentError(f"{reason} for post {post_id} with key sk-secret-value-123456")
 
 
+def _records_when_present(db, ids: set[str], timeout: float = 10.0) -> dict[str, FailedTask]:
+    # Celery stores the result before it calls on_failure, so the record may land a moment later.
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with db() as session:
+            rows = {row.task_id: row for row in session.scalars(select(FailedTask))}
+        if ids <= set(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 def test_retry_delay_honours_retry_after_and_caps_backoff() -> None:
     assert retry_delay(0, TransientError("x", retry_after=30)) == 30
     assert retry_delay(0, TransientError("x", retry_after=10**6)) == 3600
@@ -48,7 +61,11 @@ def test_transient_errors_are_retried_until_success(worker) -> None:
     assert result.get(timeout=30) == "ok after 3"
 
 
-def test_exhausted_retries_and_permanent_errors_are_recorded(worker, db) -> None:
+def test_exhausted_retries_and_permanent_errors_are_recorded(worker, db, monkeypatch) -> None:
+    from cars_bot.config import reset_settings
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value-123456")  # a configured secret is masked
+    reset_settings()
     gave_up = flaky_task.apply_async(args=["b", 10])
     with pytest.raises(TransientError):
         gave_up.get(timeout=30)
@@ -57,8 +74,7 @@ def test_exhausted_retries_and_permanent_errors_are_recorded(worker, db) -> None
     with pytest.raises(PermanentError):
         failed.get(timeout=30)
     assert ATTEMPTS["broken"] == 1  # permanent: never retried
-    with db() as session:
-        rows = {row.task_id: row for row in session.scalars(select(FailedTask))}
+    rows = _records_when_present(db, {gave_up.id, failed.id})
     assert set(rows) == {gave_up.id, failed.id}
     record = rows[failed.id]
     assert record.task_name == "tests.broken_task"
@@ -68,6 +84,7 @@ def test_exhausted_retries_and_permanent_errors_are_recorded(worker, db) -> None
     assert "sk-secret-value-123456" not in record.exception
     assert record.traceback and "Traceback" in record.traceback
     assert record.failed_at.tzinfo is not None
+    reset_settings()
 
 
 def test_registry_falls_back_to_a_file_when_the_database_is_down(tmp_path, monkeypatch) -> None:

@@ -13,7 +13,7 @@ TASK = "cars_bot.tasks.monitoring_tasks.check_subscriptions_task"
 
 def test_consumption_order_follows_priority(celery_app_real, db, tmp_path) -> None:
     app = celery_app_real
-    priorities = list(range(10)) + [10]
+    priorities = [*list(range(10)), 10]
     random.Random(7).shuffle(priorities)
     sent = [(p, app.send_task(TASK, priority=p, queue="monitoring")) for p in priorities]
     with celery_worker(app, queues="monitoring", log=tmp_path / "worker.log"):

@@ -1,0 +1,57 @@
+"""Google Sheets tasks (queue `sheets_sync`): channel list, subscribers, daily analytics.
+
+Thin wrappers: the work is in :mod:`cars_bot.sheets.sync`. Each run opens the workbook chosen by the
+settings (the Google spreadsheet, or the local JSON workbook when Google is not configured) and one
+database session. Sheets rate limits (HTTP 429) and server errors arrive as TransientError carrying
+Google's Retry-After, which the base task turns into a delayed retry; a missing or refused
+spreadsheet is a PermanentError and is recorded, not retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cars_bot.celery_app import app
+from cars_bot.tasks.base import CarsTask
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_channels_task",
+          soft_time_limit=30, time_limit=60)
+def sync_channels_task(self: CarsTask) -> dict[str, Any]:
+    """Sheet "Каналы для мониторинга" -> channels: add, update, deactivate removed (no Telegram calls)."""
+    from cars_bot.config import get_settings
+    from cars_bot.db.session import session_scope
+    from cars_bot.sheets.sync import sync_channels
+    from cars_bot.sheets.workbook import open_workbook
+
+    workbook = open_workbook(get_settings())
+    with session_scope() as session:
+        return sync_channels(session, workbook)
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_subscribers_task",
+          soft_time_limit=60, time_limit=90)
+def sync_subscribers_task(self: CarsTask) -> dict[str, Any]:
+    """Subscribers both ways: admin edits -> database, database state (expiry) -> sheet, new users appended."""
+    from cars_bot.config import get_settings
+    from cars_bot.db.session import session_scope
+    from cars_bot.sheets.sync import sync_subscribers
+    from cars_bot.sheets.workbook import open_workbook
+
+    workbook = open_workbook(get_settings())
+    with session_scope() as session:
+        return sync_subscribers(session, workbook)
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.update_analytics_task",
+          soft_time_limit=90, time_limit=120)
+def update_analytics_task(self: CarsTask) -> dict[str, Any]:
+    """Refresh today's (UTC) row of "Аналитика"; one row per day."""
+    from cars_bot.config import get_settings
+    from cars_bot.db.session import session_scope
+    from cars_bot.sheets.sync import update_analytics
+    from cars_bot.sheets.workbook import open_workbook
+
+    workbook = open_workbook(get_settings())
+    with session_scope() as session:
+        return update_analytics(session, workbook)
