@@ -31,9 +31,9 @@ def _usage(path: list[str], command: Any) -> str:
     pieces = [" ".join(path)]
     for param in command.params:
         if param.param_type_name == "argument":
-            name = param.human_readable_name.upper()
+            name = (param.metavar or param.name or "").upper()
             name = f"{name}..." if param.nargs == -1 else name
-            pieces.append(name if param.required else f"[{name}]")
+            pieces.append(name if param.required or name.startswith("[") else f"[{name}]")
     if any(p.param_type_name == "option" for p in command.params):
         pieces.append("[OPTIONS]")
     return " ".join(pieces)

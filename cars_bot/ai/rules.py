@@ -120,7 +120,10 @@ def _amounts(post: _Post) -> list[_Amount]:
             int_part, frac = int_part.split(".")  # "1.250 млн" is a decimal, not 1250 million
         elif len(frac) == 3 and not is_million and not scale_raw:
             int_part, frac = int_part + frac, ""  # "950.000р", "120,000 км": grouped thousands
-        number = float(re.sub(r"\D", "", int_part) + ("." + frac if frac else ""))
+        digits = re.sub(r"\D", "", int_part)
+        if len(digits) > 12:  # an id or a digit run, never a price or a mileage (and float would overflow)
+            continue
+        number = float(digits + ("." + frac if frac else ""))
         scale: str | None = None
         if is_million:
             scale = "m"

@@ -144,8 +144,8 @@ def normalize_channel_username(raw: str) -> str | None:
     text = raw.strip()
     if text in ("", "@"):
         return None
-    if is_invite_link(text):
-        return text.rstrip("/")
+    if is_invite_link(text.lstrip("@")):  # "@https://t.me/+hash" is what the prior system stored
+        return text.lstrip("@").rstrip("/")
     match = _CHANNEL_LINK.match(text)
     name = match.group(1) if match else text
     name = name.lstrip("@").lower()

@@ -93,5 +93,5 @@ def test_seed_usage_examples_verbatim(worker, db, celery_app_real) -> None:
         scheduled = [entry for entries in replies.values() for entry in entries
                      if entry["request"]["id"] == delayed.id]
     assert scheduled, "the countdown task is held by the worker until its ETA"
-    assert scheduled[0]["priority"] == 7
+    assert scheduled[0]["request"]["delivery_info"]["priority"] == 7  # the urgency asked for
     app.control.revoke(delayed.id)
