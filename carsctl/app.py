@@ -116,6 +116,17 @@ app.add_typer(task.app, name="task")
 app.command(name="schedule")(schedule.schedule)
 app.command(name="logs")(logs.logs)
 app.command(name="doctor")(doctor.doctor)
+from carsctl.commands import beat, flower, stack, systemd, worker  # noqa: E402
+
+app.add_typer(worker.app, name="worker")
+app.add_typer(beat.app, name="beat")
+app.command(name="up")(stack.up)
+app.command(name="down")(stack.down)
+app.command(name="flower")(flower.flower)
+app.command(name="systemd")(systemd.systemd)
+from carsctl.commands import demo  # noqa: E402
+
+app.command(name="demo")(demo.demo)
 
 
 def main() -> None:
