@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -54,13 +55,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def noop_rate(env: dict[str, str], home: Path, n: int) -> float:
     code = f"""
-import time
 from bench.noop_app import app, noop
-from cars_bot.broker import queue_depths
 with app.producer_or_acquire() as producer:
     for i in range({n}):
         noop.apply_async(args=[i], producer=producer)
-import subprocess, sys, os
 """
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
     return _drain("bench.noop_app", env, home, "default", lambda app: _queues_empty(app), n)

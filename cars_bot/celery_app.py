@@ -19,7 +19,6 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from cars_bot.broker import (
-    DEFAULT_PRIORITY,
     MAX_PRIORITY,
     PRIORITY_SEP,
     PRIORITY_STEPS,
@@ -136,7 +135,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_exchange": "default",
         "task_default_routing_key": "default",
         "task_routes": (route_task,),
-        "task_default_priority": DEFAULT_PRIORITY,
+        # No task_default_priority: a task's own default would override its route's priority in
+        # apply_async. Every message gets one from route_task (queue default, or the task's own).
         "task_inherit_parent_priority": False,
         # a command-line call must fail fast when the broker is down, not retry for minutes
         "broker_connection_timeout": timeout,
@@ -152,6 +152,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": BEAT_SCHEDULE,
         "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
         "beat_max_loop_interval": 30,
+        "beat_scheduler": "cars_bot.beat:LockedScheduler",
     }
     if redis_broker:
         config["broker_transport"] = TRANSPORT_PATH

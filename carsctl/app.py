@@ -36,6 +36,12 @@ class CarsctlGroup(TyperGroup):
         except KeyboardInterrupt:
             _report(ctx, "interrupted")
             raise Exit(130) from None
+        except BrokenPipeError:
+            # `carsctl queues --json | head`: the reader left; stop quietly, as Unix tools do.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(0) from None
         except CarsctlError as error:
             _report(ctx, str(error), error)
             raise Exit(error.exit_code) from None

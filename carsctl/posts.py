@@ -14,9 +14,9 @@ PROCESS_TASK = "cars_bot.tasks.ai_tasks.process_post_task"
 
 def store_and_enqueue(cli: Any, records: Iterable[dict[str, Any]], process: bool) -> list[dict[str, Any]]:
     """Store records (de-duplicated) and, with `process`, enqueue processing of the new ones."""
-    from carsctl.connectivity import check_broker
     from cars_bot.db.session import session_scope
     from cars_bot.posts import import_records
+    from carsctl.connectivity import check_broker
 
     if process:
         check_broker(cli.settings)

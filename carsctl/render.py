@@ -33,13 +33,15 @@ def safe(value: Any) -> str:
     return escape(value if isinstance(value, str) else str(value))
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Any:
-    """A Rich table with every cell escaped."""
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+          no_wrap: Sequence[str] = ()) -> Any:
+    """A Rich table with every cell escaped; `no_wrap` columns (ids) are never broken over lines."""
     from rich.table import Table
 
-    result = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    result = Table(title=title, title_justify="left", show_edge=False, header_style="bold",
+                   show_header=any(columns))
     for column in columns:
-        result.add_column(column, overflow="fold")
+        result.add_column(column, overflow="fold", no_wrap=column in no_wrap)
     for row in rows:
         result.add_row(*(safe(cell) for cell in row))
     return result
@@ -67,3 +69,162 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
     else:
         text = f"{int(seconds)}s"
     return f"in {text}" if future else f"{text} ago"
+
+
+def duration(seconds: float | None) -> str:
+    """'0.4s', '12s', '3m05s', '2h03m' (empty for None)."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def limit(seconds: float | None) -> str:
+    """A time limit, compactly: '90s', '5m', '1h'."""
+    if not seconds:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m" + (f"{seconds % 60:02d}s" if seconds % 60 else "")
+
+
+def call_args(args: Any, kwargs: Any = None, width: int = 60) -> str:
+    """Task arguments as a call would show them: `42, "text"`, `days_old=7`, shortened to `width`."""
+    if isinstance(args, list | tuple):
+        parts = [json.dumps(arg, ensure_ascii=False, default=str) for arg in args]
+    else:  # older workers report arguments as a repr string
+        parts = [str(args)] if args not in (None, "") else []
+    if isinstance(kwargs, dict):
+        parts += [f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in kwargs.items()]
+    elif kwargs not in (None, "", "{}"):
+        parts.append(str(kwargs))
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def short_time(value: Any) -> str:
+    """An ISO/datetime moment as local 'YYYY-MM-DD HH:MM:SS' with its distance from now."""
+    if value in (None, ""):
+        return ""
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        from datetime import UTC
+
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone():%m-%d %H:%M:%S} ({ago(moment)})"
+
+
+def task_table(title: str, rows: Sequence[dict[str, Any]], kind: str = "active") -> Any:
+    """Tasks held by workers: no Python reprs, arguments as data; the runtime of active tasks, the ETA
+    of scheduled ones."""
+    extra = {"active": ("Runtime", lambda r: duration(r["runtime_s"])),
+             "scheduled": ("ETA", lambda r: short_time(r["eta"]))}.get(kind)
+    columns = ("Worker", "Task", "ID", "Args", *((extra[0],) if extra else ()), "Pri")
+    return table(title, columns, (
+        (r["worker"], r["alias"] or r["name"], r["id"], call_args(r["args"], r["kwargs"], width=40),
+         *((extra[1](r),) if extra else ()), r["priority"]) for r in rows), no_wrap=("ID",))
+
+
+def node_table(command: str, rows: Sequence[dict[str, Any]]) -> Any:
+    """stats / queues / registered / revoked / ping replies, one row per node (silent nodes included)."""
+    columns, title, cells = _NODE_VIEWS.get(command, _NODE_VIEWS["ping"])
+    silent = ("silent",) + ("",) * (len(columns) - 2)
+    return table(title, columns, ((r["worker"], *(silent if r.get("silent") else cells(r))) for r in rows))
+
+
+def _stats_cells(r: dict[str, Any]) -> tuple[Any, ...]:
+    pool = (r.get("pool") or "").rsplit(".", 1)[-1].removesuffix(":TaskPool")
+    rss = f"{r['max_rss_kb'] // 1024} MB" if r.get("max_rss_kb") else ""
+    return r.get("pid"), pool, r.get("concurrency"), r.get("processed"), duration(r.get("uptime_s")), rss
+
+
+_NODE_VIEWS: dict[str, tuple[tuple[str, ...], str, Any]] = {
+    "stats": (("Worker", "PID", "Pool", "Procs", "Done", "Uptime", "Max RSS"), "Worker stats",
+              _stats_cells),
+    "active_queues": (("Worker", "Queues"), "Queues consumed", lambda r: (", ".join(r.get("queues") or []),)),
+    "registered": (("Worker", "Count", "Tasks"), "Registered tasks",
+                   lambda r: (len(r["items"]), "\n".join(r["items"]))),
+    "revoked": (("Worker", "Count", "Task ids"), "Revoked task ids",
+                lambda r: (len(r["items"]), "\n".join(r["items"]))),
+    "ping": (("Worker", "Reply"), "Ping", lambda r: ((r.get("reply") or {}).get("ok", r.get("reply")),)),
+}
+
+
+def priorities(by_priority: dict[str, int]) -> str:
+    """{'9': 3, '5': 10} -> 'p9:3 p5:10' (most urgent first)."""
+    return " ".join(f"p{level}:{count}" for level, count in by_priority.items())
+
+
+def queue_table(title: str, rows: Sequence[dict[str, Any]], totals: dict[str, int] | None = None) -> Any:
+    """Queue depths: ready (with its priority levels), unacked, scheduled (ETA) and total."""
+    with_eta = any(r.get("scheduled") is not None for r in rows)
+    body = [(r["queue"], r["ready"], priorities(r["by_priority"]), r["unacked"],
+             *((r.get("scheduled"),) if with_eta else ()), r.get("total", r["ready"] + r["unacked"])) for r in rows]
+    if totals:
+        body.append(("total", totals["ready"], "", totals["unacked"],
+                     *((totals.get("scheduled"),) if with_eta else ()), totals["total"]))
+    columns = ("Queue", "Ready", "By priority", "Unacked", *(("of which ETA",) if with_eta else ()), "Total")
+    return table(title, columns, body)
+
+
+def plural(count: int, word: str) -> str:
+    """'1 message', '112 messages'."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def status_screen(report: dict[str, Any]) -> Any:
+    """`carsctl status` as one Rich renderable: services, nodes, queues, problems."""
+    from rich.console import Group
+
+    broker, database, beat, monitor = report["broker"], report["database"], report["beat"], report["monitor"]
+    services = key_values("Services", (
+        ("broker", f"reachable, Redis {broker.get('version')}, {broker.get('used_memory')} used"
+         if broker["reachable"] and broker.get("version") else "reachable" if broker["reachable"]
+         else f"UNREACHABLE: {broker.get('error')}"),
+        ("database", f"reachable, {plural(database['failed_tasks'], 'failed task')}" if database["reachable"]
+         else f"UNREACHABLE: {database.get('error')}"),
+        ("beat", beat.get("state", "unknown") + (f", last tick {ago(beat['last_tick'])}" if beat.get("last_tick")
+                                                 else "")),
+        ("monitor", monitor["state"]),
+    ))
+    nodes = table("Workers", ("Node", "State", "PID", "Procs", "Active", "Reserved", "Done", "Uptime"), (
+        (n["node"], n["state"], n.get("pid"), n.get("concurrency"), n.get("active"), n.get("reserved"),
+         n.get("processed"), duration(n.get("uptime_s"))) for n in report["nodes"])) if report["nodes"] else \
+        "Workers: none running (start one with `carsctl worker start`)"
+    parts = [services, nodes]
+    if report["queues"]:
+        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked"), (
+            (q["queue"], q["ready"], priorities(q["by_priority"]), q["unacked"]) for q in report["queues"])))
+    return Group(*parts)
+
+
+def doctor_report(report: dict[str, Any]) -> Any:
+    """Findings, worst first, each with its fix; then the counts."""
+    from rich.console import Group
+    from rich.text import Text
+
+    marks = {"problem": ("✗", "red"), "warning": ("!", "yellow"), "ok": ("✓", "green")}
+    order = {"problem": 0, "warning": 1, "ok": 2}
+    lines = []
+    for item in sorted(report["findings"], key=lambda f: order[f["level"]]):
+        mark, style = marks[item["level"]]
+        line = Text.assemble((f"{mark} ", style), (f"{item['check']}: ", "bold"), item["message"])
+        if item.get("fix") and item["level"] != "ok":
+            line.append(f"\n    fix: {item['fix']}", style="dim")
+        lines.append(line)
+    counts = report["counts"]
+    lines.append(Text(f"{plural(counts['problem'], 'problem')}, {plural(counts['warning'], 'warning')}, "
+                      f"{counts['ok']} ok"))
+    return Group(*lines)

@@ -17,8 +17,8 @@ def upgrade(ctx: typer.Context, revision: str = typer.Argument("head", help="Tar
 
     Example: carsctl db upgrade
     """
-    from carsctl.connectivity import check_database
     from cars_bot.db.migrate import upgrade as run_upgrade
+    from carsctl.connectivity import check_database
 
     cli = obj(ctx)
     check_database(cli.settings)

@@ -34,3 +34,17 @@ def test_default_priority_sits_between_urgent_and_background(celery_app_real, db
         for result in (low, default, high):
             result.get(timeout=60)
     assert high.date_done < default.date_done < low.date_done
+
+
+def test_task_objects_get_their_routes_default_priority(celery_app_real) -> None:
+    from cars_bot.broker import queue_depths
+    from cars_bot.tasks import check_subscriptions_task, process_post_task, send_contact_info_task
+
+    check_subscriptions_task.apply_async()
+    process_post_task.apply_async(args=[1])
+    send_contact_info_task.apply_async(args=[1, 2])
+    process_post_task.apply_async(args=[2], priority=2)  # an explicit priority still wins
+    depths = queue_depths(celery_app_real)
+    assert depths["monitoring"]["by_priority"] == {3: 1}
+    assert depths["ai_processing"]["by_priority"] == {9: 1, 2: 1}
+    assert depths["publishing"]["by_priority"] == {9: 1}

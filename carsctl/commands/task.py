@@ -1,0 +1,273 @@
+"""`carsctl task`: list, run (one or many), result, revoke, and the failed-task registry (failed, retry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from carsctl.context import CliContext, obj
+from carsctl.errors import EXIT_FAILED, OperationFailed, UsageError
+from carsctl.options import JsonOpt, QueueOpt, YesOpt
+from carsctl.render import safe
+
+app = typer.Typer(help="Run tasks by hand, look at their results, revoke them, retry failed ones.",
+                  no_args_is_help=True)
+
+WaitTimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.0, help="Seconds --wait waits at most.")]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the result, showing the task's state.")]
+
+
+@app.command("list")
+def list_tasks(ctx: typer.Context, json: JsonOpt = False) -> None:
+    """Every task: alias, queue, default priority, time limits, retries, periodic schedule.
+
+    \b
+    Example: carsctl task list
+    """
+    from carsctl.dispatch import task_catalog
+
+    cli = obj(ctx)
+    rows = task_catalog(cli.celery_app)
+    if json or cli.json:
+        cli.emit_json(rows)
+        return
+    from carsctl.render import limit, table
+
+    cli.out.print(table("Tasks", ("Alias", "Arguments", "Queue", "Pri", "Limits", "Retries", "Periodic"), (
+        (r["alias"], r["signature"].strip("()"), r["queue"], r["priority"],
+         f"{limit(r['soft_time_limit'])}/{limit(r['time_limit'])}", r["max_retries"], "\n".join(r["periodic"]))
+        for r in rows), no_wrap=("Alias",)))
+
+
+@app.command("run", context_settings={"ignore_unknown_options": False})
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Alias (process-post) or full task name.")],
+    args: Annotated[list[str] | None, typer.Argument(metavar="ARGS",
+                                                     help="Positional arguments, converted to the task's types.")]
+    = None,
+    kwarg: Annotated[list[str] | None, typer.Option("--kwarg", "-k", help="KEY=VALUE (repeatable).")] = None,
+    queue: QueueOpt = None,
+    priority: Annotated[int | None, typer.Option("--priority", "-p", min=0, max=9, help="0-9, 9 most urgent.")]
+    = None,
+    countdown: Annotated[float | None, typer.Option("--countdown", min=0.0, help="Run in S seconds.")] = None,
+    eta: Annotated[str | None, typer.Option("--eta", help="Run at this ISO time (no zone: local time).")] = None,
+    wait: WaitOpt = False,
+    timeout: WaitTimeoutOpt = 300.0,
+    retry_policy: Annotated[str | None, typer.Option(
+        "--retry-policy", help="Publish retries: max_retries=5,interval_start=1,interval_step=2,interval_max=30")]
+    = None,
+    from_file: Annotated[str | None, typer.Option(
+        "--from-file", help="One task per line, its arguments on the line ('-' reads stdin); sent in one pipeline.")]
+    = None,
+    json: JsonOpt = False,
+) -> None:
+    """Send a task; its arguments are checked against its signature before anything is sent.
+
+    \b
+    Example: carsctl task run process-post 42 --wait --timeout 300
+    Example: carsctl task run process-post 42 --countdown 10 --priority 7
+    Example: carsctl task run process-post --from-file ids.txt
+    """
+    from carsctl import dispatch
+
+    cli = obj(ctx)
+    app = cli.celery_app
+    task = dispatch.resolve_task(app, name)
+    options = dispatch.send_options(app, queue=queue, priority=priority, countdown=countdown, eta=eta,
+                                    retry_policy=retry_policy)
+    if from_file is not None:
+        _run_bulk(cli, task, from_file, args or [], kwarg or [], options, json)
+        return
+    call_args, call_kwargs = dispatch.convert_arguments(task, args or [], kwarg or [])
+    sent = dispatch.send(app, task, call_args, call_kwargs, options)
+    cli.info(safe(f"sent {_label(task.name, sent['id'])} to {sent['queue']} (priority {sent['priority']})"))
+    if wait:
+        _wait_and_show(cli, sent["id"], timeout, json)
+    elif json or cli.json:
+        cli.emit_json(sent)
+    else:
+        print(sent["id"])
+
+
+def _alias(name: str) -> str:
+    from carsctl.completion_cache import task_alias
+
+    return task_alias(name)
+
+
+def _label(name: str, task_id: str) -> str:
+    return f"{_alias(name)}[{task_id}]"
+
+
+def _run_bulk(cli: CliContext, task: Any, source: str, args: list[str], kwargs: list[str],
+              options: dict[str, Any], json: bool) -> None:
+    import sys
+
+    from carsctl import dispatch
+
+    if args or kwargs:
+        raise UsageError("give the arguments on the command line or in --from-file, not both")
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot read {source}: {error.strerror}") from None
+    arg_lists = []
+    for number, raw in enumerate(dispatch.read_argument_lines(text.splitlines()), start=1):
+        try:
+            arg_lists.append(dispatch.convert_arguments(task, raw, [])[0])
+        except UsageError as error:
+            raise UsageError(f"{source}, task {number}: {error.message}", hint=error.hint) from None
+    result = dispatch.send_bulk(cli.celery_app, task, arg_lists, options)
+    if json or cli.json:
+        cli.emit_json(result)
+    else:
+        cli.info(safe(f"sent {result['sent']} {_alias(task.name)} tasks to {result['queue']} in {result['seconds']}s "
+                 f"({result['rate_per_s']}/s)"))
+
+
+def _wait_and_show(cli: CliContext, task_id: str, timeout: float, json: bool) -> None:
+    from carsctl.dispatch import wait_for_result
+
+    app = cli.celery_app
+    if cli.verbosity < 0 or json or cli.json:
+        info = wait_for_result(app, task_id, timeout)
+    else:
+        with cli.err.status(f"{task_id}: PENDING") as spinner:
+            info = wait_for_result(app, task_id, timeout,
+                                   on_state=lambda state: spinner.update(f"{task_id}: {state}"))
+    _show_result(cli, info, json)
+    if info["timed_out"]:
+        raise OperationFailed(f"task {task_id} still {info['state']} after {timeout:g}s",
+                              hint=f"carsctl task result {task_id} --wait")
+
+
+def _show_result(cli: CliContext, info: dict[str, Any], json: bool) -> None:
+    """The result on stdout (a remote error and its traceback on stderr); exit 1 unless it succeeded."""
+    if json or cli.json:
+        cli.emit_json(info)
+    elif info["known"]:
+        _render_result(cli, info)
+    if not info["known"]:
+        raise OperationFailed(f"unknown task id {info['id']}: never sent, or its result expired",
+                              hint="results are kept for RESULT_EXPIRES seconds")
+    if info["state"] in ("FAILURE", "REVOKED"):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _render_result(cli: CliContext, info: dict[str, Any]) -> None:
+    from carsctl.render import dump_json, key_values, short_time
+
+    label = _label(info["task"], info["id"]) if info.get("task") else info["id"]
+    if info["state"] == "SUCCESS":
+        cli.info(safe(f"{label}: SUCCESS on {info.get('worker')} {short_time(info.get('date_done'))}"))
+        print(dump_json(info["result"]))
+    elif info["state"] in ("FAILURE", "RETRY", "REVOKED"):
+        cli.err.print(f"{safe(label)}: [bold]{info['state']}[/bold] {safe(info.get('error') or '')}")
+        if info.get("traceback"):
+            cli.err.print(safe(info["traceback"].rstrip()))
+    else:
+        fields = ("id", "state", "location", "task", "worker")
+        cli.out.print(key_values(None, ((k, info[k]) for k in fields if info.get(k))))
+
+
+@app.command("result")
+def result(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="ID", help="The task id.")],
+           wait: WaitOpt = False, timeout: WaitTimeoutOpt = 300.0, json: JsonOpt = False) -> None:
+    """A task's state and result (or error and traceback); an unknown or expired id says so at once.
+
+    Exit code 0 succeeded or still pending, 1 failed or unknown.
+
+    \b
+    Example: carsctl task result 1f0c...e2 --wait --timeout 60
+    """
+    from carsctl.dispatch import result_info
+    from carsctl.remote import control_app
+
+    cli = obj(ctx)
+    info = result_info(control_app(cli), task_id, settings=cli.settings)
+    if wait and info["known"] and info["state"] not in ("SUCCESS", "FAILURE", "REVOKED"):
+        _wait_and_show(cli, task_id, timeout, json)
+    else:
+        _show_result(cli, info, json)
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="ID", help="The task id.")],
+           terminate: Annotated[bool, typer.Option("--terminate", help="Also kill it if it is running (SIGTERM).")]
+           = False, json: JsonOpt = False) -> None:
+    """Make sure a task does not run: workers drop it, and it is taken out of its queue.
+
+    \b
+    Example: carsctl task revoke 1f0c...e2 --terminate
+    """
+    from carsctl.dispatch import revoke as revoke_task
+    from carsctl.remote import control_app
+
+    cli = obj(ctx)
+    outcome = revoke_task(control_app(cli), task_id, terminate=terminate, settings=cli.settings)
+    if json or cli.json:
+        cli.emit_json(outcome)
+        return
+    where = f"; removed from queue {outcome['removed_from_queue']}" if outcome["removed_from_queue"] else ""
+    cli.info(safe(f"revoked {task_id}: {len(outcome['acknowledged_by'])} worker(s) acknowledged{where}"))
+    if not outcome["acknowledged_by"] and not outcome["removed_from_queue"]:
+        cli.info("warning: no worker is running and the task is not in a queue: nothing held it")
+
+
+@app.command("failed")
+def failed(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N.")] = 50,
+           include_retried: Annotated[bool, typer.Option("--include-retried", help="Also those retried.")] = False,
+           json: JsonOpt = False) -> None:
+    """The failed-task registry: tasks that failed for good, with their arguments, newest first.
+
+    \b
+    Example: carsctl task failed --limit 10
+    """
+    from carsctl.dispatch import failed_rows
+
+    cli = obj(ctx)
+    cli.settings  # noqa: B018 - a configuration error is one line before the database is touched
+    rows = failed_rows(limit, include_retried)
+    if json or cli.json:
+        cli.emit_json(rows)
+        return
+    if not rows:
+        cli.info("no failed tasks")
+        return
+    from carsctl.render import call_args, short_time, table
+
+    cli.out.print(table("Failed tasks", ("ID", "Task", "Args", "Exception", "Failed", "Status"), (
+        (r["id"], r["alias"], call_args(r["args"], r["kwargs"]), r["exception"], short_time(r["failed_at"]),
+         r["status"] + (f" -> {r['retry_task_id']}" if r["retry_task_id"] else "")) for r in rows)))
+
+
+@app.command("retry")
+def retry(ctx: typer.Context,
+          ident: Annotated[str | None, typer.Argument(metavar="ID", help="Registry id or task id.")] = None,
+          every: Annotated[bool, typer.Option("--all", help="Every failed task not retried yet.")] = False,
+          yes: YesOpt = False, json: JsonOpt = False) -> None:
+    """Send a failed task again with its original arguments and queue; the record is marked retried.
+
+    \b
+    Example: carsctl task retry 17
+    Example: carsctl task retry --all --yes
+    """
+    from carsctl.dispatch import failed_rows, retry_failed
+
+    cli = obj(ctx)
+    if every == bool(ident):
+        raise UsageError("give one failed task's ID, or --all")
+    if every and not yes:
+        from carsctl.commands.queues import confirm_or_refuse
+
+        confirm_or_refuse(f"Send {len(failed_rows(1_000_000))} failed task(s) again?", "retry every failed task")
+    done = retry_failed(cli.celery_app, ident, every=every)
+    if json or cli.json:
+        cli.emit_json(done)
+        return
+    for row in done:
+        cli.info(safe(f"retried {row['alias']} (failed {row['task_id']}) as {row['retry_task_id']}"))
+    cli.info(safe(f"Retried {len(done)} failed task(s)"))

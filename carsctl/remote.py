@@ -1,0 +1,353 @@
+"""Remote control (inspect, ping, revoke) that returns as soon as every worker has answered.
+
+Celery's own CLI broadcasts and then waits out the whole `--timeout`, because it cannot know how many
+workers exist. Here every broadcast knows how many replies to expect:
+
+- on Redis, the control message is published with `PUBLISH`, which returns how many subscribers
+  received it: exactly the workers listening to the control channel, whether or not carsctl started
+  them. Replies are collected until that many have arrived;
+- with `destination`, no more replies than destinations are expected;
+- on other brokers (no subscriber count), the live nodes carsctl started are the expected set.
+
+Only nodes that stay silent cost the timeout, and they are reported by name (carsctl's node state
+names the nodes it started; a silent worker carsctl did not start is reported as a count). Every
+broadcast uses a fresh connection: repeated short broadcasts on a shared connection lose replies.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from carsctl.errors import DependencyUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from cars_bot.config import Settings
+    from carsctl.context import CliContext
+
+POLL_S = 0.1
+
+#: `carsctl inspect WHAT` -> (Celery control command, its arguments).
+INSPECT_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "active": ("active", {"safe": True}),
+    "reserved": ("reserved", {"safe": True}),
+    "scheduled": ("scheduled", {"safe": True}),
+    "stats": ("stats", {}),
+    "registered": ("registered", {"taskinfoitems": ()}),
+    "revoked": ("revoked", {}),
+    "queues": ("active_queues", {}),
+    "ping": ("ping", {}),
+}
+
+
+@dataclass
+class Broadcast:
+    """The outcome of one broadcast: replies by node, who stayed silent, how long it took."""
+
+    command: str
+    replies: dict[str, Any] = field(default_factory=dict)
+    listeners: int | None = None      # workers that received the message (Redis), None if unknown
+    expected: list[str] = field(default_factory=list)   # nodes known by name that should answer
+    silent: list[str] = field(default_factory=list)     # of those, the ones that did not answer
+    silent_unnamed: int = 0           # listeners that did not answer and that carsctl does not know
+    not_running: list[str] = field(default_factory=list)  # nodes in carsctl's state whose process is gone
+    timeout: float = 1.0
+    destination: list[str] | None = None
+    elapsed_ms: float = 0.0           # the whole broadcast, connecting included
+    wait_ms: float = 0.0              # of that, waiting for the replies
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"command": self.command, "listeners": self.listeners, "replied": sorted(self.replies),
+                "silent": self.silent, "silent_unnamed": self.silent_unnamed,
+                "not_running": self.not_running, "elapsed_ms": self.elapsed_ms, "wait_ms": self.wait_ms}
+
+
+def control_app(cli: CliContext) -> Celery:
+    """The Celery app without importing the task modules (remote control does not need them).
+
+    `CliContext.celery_app` also records task names for completion, which imports every task module
+    (OpenAI, Telethon, gspread: hundreds of ms); inspect, status and queues do without.
+    """
+    cli.settings  # noqa: B018 - a configuration error is reported as one line before Celery reads it
+    if cli._app is not None:
+        return cli._app
+    from cars_bot.celery_app import app
+
+    return app
+
+
+def pid_running(pid: int | None, create_time: float | None) -> bool | None:
+    """True/False for a local pid (a recycled pid counts as gone), None when it cannot be told."""
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if create_time and abs(process.create_time() - create_time) > 1.0:
+            return False
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return None
+
+
+def known_nodes(settings: Settings) -> tuple[list[str], list[str]]:
+    """Nodes carsctl started: (Celery names expected to answer, names whose process is gone)."""
+    from carsctl.nodes import list_nodes
+
+    this_host = {socket.gethostname(), os.uname().nodename}
+    expected, gone = [], []
+    for state in list_nodes(settings):
+        on_this_host = state.hostname.rsplit("@", 1)[-1] in this_host
+        running = pid_running(state.pid, state.create_time) if on_this_host else None
+        (gone if running is False else expected).append(state.hostname)
+    return expected, gone
+
+
+@contextmanager
+def _counting_fanout(channel: Any) -> Iterator[list[int]]:
+    """While active, fanout publishes on this kombu Redis channel record how many subscribers got them.
+
+    kombu's `_put_fanout` throws away the count Redis returns for `PUBLISH`; this is the same publish
+    (same topics, same payload encoding) keeping the count. Other channels are left alone.
+    """
+    counts: list[int] = []
+    if not hasattr(channel, "_get_publish_topics"):
+        yield counts
+        return
+    from kombu.utils.json import dumps
+
+    def put_fanout(exchange: str, message: dict[str, Any], routing_key: str, **_: Any) -> None:
+        payload = dumps(message)
+        with channel.conn_or_acquire() as client:
+            counts.append(max(int(client.publish(topic, payload))
+                              for topic in channel._get_publish_topics(exchange, routing_key)))
+
+    channel._put_fanout = put_fanout
+    try:
+        yield counts
+    finally:
+        del channel._put_fanout
+
+
+def _collect(conn: Any, channel: Any, mailbox: Any, ticket: str, limit: int | None,
+             deadline: float) -> dict[str, Any]:
+    """Replies to `ticket` until `limit` arrived or the deadline passed (one deadline, not one per reply)."""
+    from kombu import Consumer
+
+    replies: dict[str, Any] = {}
+    queue = mailbox.reply_queue
+
+    def on_message(body: Any, message: Any) -> None:
+        if message.headers.get("ticket") == ticket and isinstance(body, dict):
+            replies.update(body)
+
+    consumer = Consumer(channel, [queue], accept=mailbox.accept, no_ack=True, callbacks=[on_message])
+    try:
+        with consumer:
+            while limit is None or len(replies) < limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    conn.drain_events(timeout=remaining)
+                except TimeoutError:
+                    break
+    finally:
+        channel.after_reply_message_received(queue.name)
+    return replies
+
+
+def broadcast(app: Celery, command: str, arguments: dict[str, Any] | None = None, *,
+              destination: list[str] | None = None, timeout: float = 1.0, reply: bool = True,
+              settings: Settings | None = None) -> Broadcast:
+    """Send one control command to the workers and collect their replies, returning early.
+
+    Raises DependencyUnavailable when the broker cannot be reached (within the connect timeout).
+    """
+    from kombu import Producer
+    from kombu.utils.uuid import uuid
+
+    expected, gone = known_nodes(settings) if settings is not None else ([], [])
+    if destination:
+        gone = [node for node in gone if node in destination]
+        expected = list(destination)
+    outcome = Broadcast(command=command, not_running=gone, timeout=timeout, destination=destination)
+    began = time.monotonic()
+    with app.connection_for_write() as conn:
+        try:
+            _short_brpop(conn, timeout)
+            ensure_broker(app, conn)
+            channel = conn.default_channel
+            mailbox = app.control.mailbox(conn)
+            ticket = uuid() if reply else None
+            with _counting_fanout(channel) as counts:
+                mailbox._publish(command, arguments or {}, destination=destination, reply_ticket=ticket,
+                                 channel=channel, timeout=timeout, producer=Producer(channel))
+        except DependencyUnavailable:
+            raise
+        except Exception as error:  # noqa: BLE001 - kombu raises transport-specific errors
+            raise broker_error(app, error) from None
+        outcome.listeners = counts[0] if counts else None
+        if ticket:
+            limit = _reply_limit(outcome.listeners, destination, expected)
+            waiting = time.monotonic()
+            outcome.replies = _collect(conn, channel, mailbox, ticket, limit, waiting + timeout) if limit != 0 else {}
+            outcome.wait_ms = round((time.monotonic() - waiting) * 1000, 1)
+    outcome.elapsed_ms = round((time.monotonic() - began) * 1000, 1)
+    outcome.expected = sorted(set(expected) | set(outcome.replies))
+    outcome.silent = sorted(node for node in expected if node not in outcome.replies)
+    if reply and outcome.listeners is not None and not destination:
+        outcome.silent_unnamed = max(0, outcome.listeners - len(outcome.replies) - len(outcome.silent))
+    return outcome
+
+
+def _short_brpop(conn: Any, timeout: float) -> None:
+    """Poll the reply list with short blocking reads.
+
+    kombu's Redis transport blocks in BRPOP for 1 s, and closing the connection waits for a pending
+    BRPOP: a broadcast with a short --timeout would last a whole second. (`polling_interval` would
+    shorten it too, but also adds a sleep after every empty poll.)
+    """
+    transport = conn.transport
+    if hasattr(transport, "brpop_timeout"):
+        transport.brpop_timeout = min(timeout, POLL_S)
+
+
+def _reply_limit(listeners: int | None, destination: list[str] | None, expected: list[str]) -> int | None:
+    """How many replies to wait for: None means until the timeout."""
+    if destination:
+        return len(destination) if listeners is None else min(len(destination), listeners)
+    if listeners is not None:
+        return listeners
+    return len(expected) or None
+
+
+def ensure_broker(app: Celery, conn: Any) -> None:
+    """Connect now, retrying once at once: a broker that is down fails in milliseconds, not after
+    kombu's default 2 s back-off (a connect timeout still bounds an unresponsive one)."""
+    conn.ensure_connection(max_retries=1, interval_start=0, timeout=app.conf.broker_connection_timeout)
+
+
+@contextmanager
+def connected(app: Celery, *, write: bool = False) -> Iterator[Any]:
+    """A fresh broker connection, connected now; connection errors become the one-line exit-69 error."""
+    with (app.connection_for_write() if write else app.connection_for_read()) as conn:
+        try:
+            ensure_broker(app, conn)
+        except Exception as error:  # noqa: BLE001 - kombu raises transport-specific errors
+            raise broker_error(app, error) from None
+        try:
+            yield conn
+        except (*conn.connection_errors, *conn.channel_errors) as error:
+            raise broker_error(app, error) from None
+
+
+def broker_error(app: Celery, error: BaseException) -> DependencyUnavailable:
+    """A kombu/redis connection error as the one-line, exit-69 error (password masked)."""
+    from cars_bot.config import mask_url
+
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return DependencyUnavailable(f"broker unreachable at {mask_url(app.conf.broker_url)}: {reason[:200]}",
+                                 hint="check that Redis runs (`carsctl broker status`) and REDIS_URL")
+
+
+def inspect(app: Celery, what: str, *, destination: list[str] | None = None, timeout: float = 1.0,
+            settings: Settings | None = None) -> Broadcast:
+    """`inspect WHAT` as one early-returning broadcast; see INSPECT_COMMANDS for WHAT."""
+    if what not in INSPECT_COMMANDS:
+        raise UsageError(f"unknown inspect command {what!r}", hint=f"one of: {', '.join(INSPECT_COMMANDS)}")
+    from carsctl.nodes import node_hostname
+
+    command, arguments = INSPECT_COMMANDS[what]
+    nodes = [node_hostname(node) for node in destination] if destination else None  # `-d ai` = ai@this-host
+    return broadcast(app, command, arguments, destination=nodes, timeout=timeout, settings=settings)
+
+
+def require_replies(outcome: Broadcast) -> None:
+    """Raise DependencyUnavailable (exit 69) when no worker answered."""
+    if outcome.replies:
+        return
+    if outcome.listeners == 0:
+        message = "no worker is running (none listens for remote control)"
+    elif outcome.destination:
+        message = f"{', '.join(outcome.destination)} did not reply within {outcome.timeout:g}s"
+    else:
+        message = f"no worker replied within {outcome.timeout:g}s"
+    if outcome.not_running:
+        message += f"; not running: {', '.join(outcome.not_running)}"
+    raise DependencyUnavailable(message, hint="start one with `carsctl worker start`")
+
+
+# --- turning replies into rows ---------------------------------------------------------------------
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None
+
+
+def task_rows(outcome: Broadcast, now: float | None = None) -> list[dict[str, Any]]:
+    """active / reserved / scheduled replies as one flat list of task dicts, newest node order kept."""
+    from carsctl.completion_cache import task_alias
+
+    now = time.time() if now is None else now
+    rows = []
+    for node, items in sorted(outcome.replies.items()):
+        for item in items or []:
+            request = item.get("request", item) if isinstance(item, dict) else {}
+            started = request.get("time_start")
+            delivery = request.get("delivery_info") or {}
+            name = request.get("name") or request.get("type") or ""
+            rows.append({
+                "worker": node,
+                "name": name,
+                "alias": task_alias(name) if name else "",
+                "id": request.get("id"),
+                "args": request.get("args"),
+                "kwargs": request.get("kwargs"),
+                "started_at": _iso(started),
+                "runtime_s": round(now - started, 1) if started else None,
+                "eta": item.get("eta") if "request" in item else request.get("eta"),
+                "priority": item.get("priority", delivery.get("priority")),
+                "queue": delivery.get("routing_key"),
+                "worker_pid": request.get("worker_pid"),
+                "acknowledged": request.get("acknowledged"),
+            })
+    return rows
+
+
+def node_rows(outcome: Broadcast) -> list[dict[str, Any]]:
+    """stats / ping / registered / revoked / queues replies as one row per node."""
+    rows = []
+    for node, data in sorted(outcome.replies.items()):
+        if outcome.command == "stats":
+            pool = data.get("pool") or {}
+            rows.append({"worker": node, "pid": data.get("pid"), "uptime_s": data.get("uptime"),
+                         "concurrency": pool.get("max-concurrency"), "pool": pool.get("implementation"),
+                         "processed": sum((data.get("total") or {}).values()),
+                         "by_task": data.get("total") or {}, "prefetch_count": data.get("prefetch_count"),
+                         "max_rss_kb": (data.get("rusage") or {}).get("maxrss")})
+        elif outcome.command == "active_queues":
+            rows.append({"worker": node, "queues": sorted(q.get("name") for q in data or [])})
+        elif outcome.command in ("registered", "revoked"):
+            rows.append({"worker": node, "items": sorted(data or [])})
+        else:
+            rows.append({"worker": node, "reply": data})
+    for node in outcome.silent:
+        rows.append({"worker": node, "silent": True})
+    return rows
+
+
+def inspect_data(outcome: Broadcast) -> dict[str, Any]:
+    """The JSON document of an inspect command: rows plus who answered and who did not."""
+    rows = task_rows(outcome) if outcome.command in ("active", "reserved", "scheduled") else node_rows(outcome)
+    return {**outcome.as_dict(), "rows": rows}

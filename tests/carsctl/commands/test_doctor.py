@@ -1,0 +1,79 @@
+"""`carsctl doctor`: each pitfall found, with a fix; exit 1 only for real problems."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.carsctl.cli import invoke, run_carsctl
+
+pytestmark = pytest.mark.redis
+
+
+def by_check(report: dict) -> dict[str, dict]:
+    return {finding["check"]: finding for finding in report["findings"]}
+
+
+def test_the_project_configuration_is_healthy(celery_app_real, db, settings) -> None:
+    result = invoke("doctor", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0 and report["healthy"], report
+    checks = by_check(report)
+    assert checks["broker"]["level"] == "ok" and checks["database"]["level"] == "ok"
+    assert checks["visibility timeout"]["level"] == "ok"
+    assert checks["result expiry"]["level"] == "ok" and checks["acks late"]["level"] == "ok"
+    assert checks["workers"]["level"] == "warning" and checks["workers"]["fix"] == "carsctl worker start"
+    assert checks["openai"]["level"] == "warning" and "OPENAI_API_KEY" in checks["openai"]["fix"]
+    text = invoke("doctor")
+    assert text.exit_code == 0 and "fix: carsctl worker start" in text.stdout
+
+
+def test_misconfigurations_are_problems_with_fixes(settings) -> None:
+    from celery import Celery
+
+    from carsctl.doctor import check_configuration
+
+    app = Celery("misconfigured", set_as_current=False)
+    app.conf.update(broker_transport_options={"visibility_timeout": 60}, task_time_limit=1800,
+                    task_acks_late=True, task_reject_on_worker_lost=False, result_expires=None)
+    checks = {f["check"]: f for f in check_configuration(app, settings)}
+    assert checks["visibility timeout"]["level"] == "problem"
+    assert "above 3600s" in checks["visibility timeout"]["fix"]  # the longest countdown of the project
+    assert checks["result expiry"]["level"] == "problem" and "RESULT_EXPIRES" in checks["result expiry"]["fix"]
+    assert checks["acks late"]["level"] == "problem"
+    assert "task_reject_on_worker_lost=True" in checks["acks late"]["fix"]
+
+
+def test_reply_keys_without_ttl_are_found(celery_app_real, redis_client) -> None:
+    from carsctl.doctor import check_pidbox_keys
+
+    for number in range(25):
+        redis_client.rpush(f"{number:04x}.reply.celery.pidbox", "late reply")
+    [finding] = check_pidbox_keys(celery_app_real)
+    assert finding["level"] == "problem" and finding["message"].startswith("25 ")
+    for number in range(25):
+        redis_client.expire(f"{number:04x}.reply.celery.pidbox", 60)
+    assert check_pidbox_keys(celery_app_real)[0]["level"] == "ok"
+
+
+def test_a_log_directory_that_cannot_be_created_is_a_problem(settings, tmp_path, monkeypatch) -> None:
+    from cars_bot.config import get_settings, reset_settings
+    from carsctl.doctor import check_log_dir
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("LOG_DIR", str(blocker / "logs"))
+    reset_settings()
+    [finding] = check_log_dir(get_settings())
+    assert finding["level"] == "problem" and "LOG_DIR" in finding["fix"]
+
+
+def test_broker_down_is_a_problem_not_a_traceback() -> None:
+    began = time.monotonic()
+    result = run_carsctl("doctor", "--json", env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert result.returncode == 1 and time.monotonic() - began < 6
+    checks = by_check(json.loads(result.stdout))
+    assert checks["broker"]["level"] == "problem" and "unreachable" in checks["broker"]["message"]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,74 @@
+"""`carsctl inspect` and the operations commands' surface: no-worker answers, help, imports, rendering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.carsctl.cli import invoke
+
+OPS_COMMANDS = [
+    ("status",), ("queues",), ("purge",), ("schedule",), ("logs",), ("doctor",),
+    *(("inspect", what) for what in ("active", "reserved", "scheduled", "stats", "registered", "revoked",
+                                      "queues", "ping")),
+    *(("task", what) for what in ("list", "run", "result", "revoke", "failed", "retry")),
+]
+
+
+@pytest.mark.redis
+def test_no_worker_running_is_exit_69_at_once(celery_app_real, settings) -> None:
+    began = time.monotonic()
+    result = invoke("inspect", "active", "--timeout", "5")
+    assert result.exit_code == 69 and time.monotonic() - began < 2
+    assert "no worker is running" in result.stderr
+
+
+def test_unknown_inspect_command_is_a_usage_error() -> None:
+    result = invoke("inspect", "everything")
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("command", OPS_COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Example: carsctl " in result.stdout
+
+
+def test_help_of_the_operations_commands_imports_nothing_heavy() -> None:
+    argvs = [[*command, "--help"] for command in OPS_COMMANDS]
+    code = (
+        "import sys\nfrom carsctl.app import app\n"
+        f"for argv in {argvs!r}:\n"
+        "    try:\n        app(argv, prog_name='carsctl')\n    except SystemExit:\n        pass\n"
+        "heavy = ('celery', 'kombu', 'redis', 'sqlalchemy', 'psutil', 'openai', 'telethon', 'gspread')\n"
+        "print('HEAVY=' + ','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.rstrip().splitlines()[-1] == "HEAVY=", out[-500:]
+
+
+def test_task_table_shows_arguments_as_data_not_markup() -> None:
+    from rich.console import Console
+
+    from carsctl.render import task_table
+
+    rows = [{"worker": "w1@host", "name": "cars_bot.tasks.ai_tasks.classify_post_task", "alias": "classify-post",
+             "id": "3f1c0c2e-5b7a-4e0e-9a53-0a4c3c7d9b11", "args": ["[red]Продаю[/red] BMW"], "kwargs": {},
+             "runtime_s": 75.2, "eta": None, "priority": 9}]
+    console = Console(width=160, record=True, no_color=True)
+    console.print(task_table("Active tasks", rows, kind="active"))
+    text = console.export_text()
+    assert '"[red]Продаю[/red] BMW"' in text and "1m15s" in text and rows[0]["id"] in text
+
+
+def test_durations_limits_and_arguments_read_well() -> None:
+    from carsctl.render import call_args, duration, limit, plural
+
+    assert [duration(s) for s in (0.42, 12, 185, 7380)] == ["0.4s", "12s", "3m05s", "2h03m"]
+    assert [limit(s) for s in (90, 150, 300, 3600)] == ["90s", "2m30s", "5m", "1h"]
+    assert call_args([42, "x"], {"days_old": 7}) == '42, "x", days_old=7'
+    assert call_args(["a" * 100], None, width=10).endswith("…") and len(call_args(["a" * 100], None, width=10)) == 10
+    assert plural(1, "queue") == "1 queue" and plural(3, "queue") == "3 queues"

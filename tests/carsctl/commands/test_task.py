@@ -1,0 +1,186 @@
+"""`carsctl task`: names and arguments checked before sending, bulk dispatch, results, revoke, retry."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Optional
+
+import pytest
+
+from tests.carsctl.cli import invoke
+from tests.carsctl.ops import priority_key, queued
+from tests.workers import celery_worker
+
+pytestmark = pytest.mark.redis
+
+
+def all_messages(redis_client, queue="ai_processing") -> list[dict[str, Any]]:
+    return [message for messages in queued(redis_client, queue).values() for message in messages]
+
+
+def test_positional_arguments_are_converted_to_the_signature_types(celery_app_real, redis_client, settings) -> None:
+    result = invoke("task", "run", "process-post", "42", "--json")
+    assert result.exit_code == 0, result.output
+    sent = json.loads(result.stdout)
+    assert sent["args"] == [42] and sent["queue"] == "ai_processing"
+    [message] = queued(redis_client, "ai_processing")[priority_key("ai_processing", sent["priority"])]
+    assert message["args"] == [42] and message["headers"]["id"] == sent["id"]
+    assert message["priority"] == sent["priority"]  # what is reported is what was sent
+
+
+def test_options_reach_the_message(celery_app_real, redis_client, settings) -> None:
+    result = invoke("task", "run", "cars_bot.tasks.monitoring_tasks.cleanup_old_results_task", "--kwarg",
+                    "days_old=3", "--countdown", "10", "--priority", "7", "--queue", "default",
+                    "--retry-policy", "max_retries=5,interval_start=1,interval_step=2,interval_max=30")
+    assert result.exit_code == 0, result.output
+    task_id = result.stdout.strip()
+    [message] = queued(redis_client, "default")[priority_key("default", 7)]
+    assert message["headers"]["id"] == task_id and message["kwargs"] == {"days_old": 3}
+    assert message["headers"]["eta"] and message["priority"] == 7
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("process-post", "abc"), "post_id: expected an integer, got 'abc'"),
+    (("process-post", "1", "2"), "process-post takes 1 argument(s), got 2"),
+    (("process-post",), "missing a required argument: 'post_id'"),
+    (("proces-post", "1"), "did you mean process-post"),
+    (("process-post", "1", "--kwarg", "nope=1"), "process-post has no parameter 'nope'"),
+    (("process-post", "1", "--kwarg", "post_id"), "--kwarg expects KEY=VALUE"),
+    (("process-post", "1", "--priority", "12"), "less than or equal to 9"),
+    (("process-post", "1", "--countdown", "5", "--eta", "2030-01-01T00:00:00"), "--countdown or --eta"),
+    (("process-post", "1", "--eta", "tomorrow"), "--eta expects an ISO date-time"),
+    (("process-post", "1", "--retry-policy", "max_retrys=5"), "bad --retry-policy item"),
+    (("process-post", "1", "--queue", "nope"), "unknown queue 'nope'"),
+])
+def test_bad_arguments_are_rejected_before_anything_is_sent(celery_app_real, redis_client, settings, args,
+                                                            message) -> None:
+    result = invoke("task", "run", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert redis_client.dbsize() == 0 or not any(queued(redis_client, q) for q in
+                                                  ("ai_processing", "default", "monitoring"))
+
+
+def test_values_follow_their_annotations() -> None:
+    from carsctl.dispatch import convert_value
+    from carsctl.errors import UsageError
+
+    assert convert_value("7", int, "n") == 7
+    assert convert_value("none", Optional[int], "n") is None  # noqa: UP045 - the old spelling must work too
+    assert convert_value("5", int | None, "n") == 5
+    assert convert_value("yes", bool, "flag") is True
+    assert convert_value("[1, 2]", list[int], "ids") == [1, 2]
+    assert convert_value('{"a": 1}', dict, "data") == {"a": 1}
+    assert convert_value("42", Any, "x") == 42 and convert_value("hello", Any, "x") == "hello"
+    assert convert_value("042", str, "text") == "042"
+    with pytest.raises(UsageError, match="expected a JSON list"):
+        convert_value("{}", list, "ids")
+
+
+def test_bulk_dispatch_sends_one_task_per_line(celery_app_real, redis_client, settings, tmp_path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# posts to reprocess\n" + "\n".join(str(n) for n in range(1, 501)) + "\n\n")
+    result = invoke("task", "run", "process-post", "--from-file", str(ids), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["sent"] == 500 and len(set(report["ids"])) == 500
+    messages = all_messages(redis_client)
+    assert sorted(m["args"][0] for m in messages) == list(range(1, 501))
+    assert {m["headers"]["id"] for m in messages} == set(report["ids"])
+    single = json.loads(invoke("task", "run", "process-post", "1", "--json").stdout)
+    assert {m["priority"] for m in messages} == {report["priority"]} == {single["priority"]}  # as apply_async
+    assert {m["headers"]["timelimit"][0] for m in messages} == {360}
+
+
+def test_bulk_dispatch_reads_stdin_and_rejects_a_bad_line_before_sending(celery_app_real, redis_client,
+                                                                         settings) -> None:
+    ok = invoke("task", "run", "process-post", "--from-file", "-", "--priority", "4", input="7\n8\n")
+    assert ok.exit_code == 0, ok.output
+    assert sorted(m["args"][0] for m in queued(redis_client, "ai_processing")[priority_key("ai_processing", 4)]) \
+        == [7, 8]
+    bad = invoke("task", "run", "process-post", "--from-file", "-", input="1\n2\nthree\n")
+    assert bad.exit_code == 2 and "-, task 3: post_id: expected an integer, got 'three'" in bad.stderr
+    assert len(all_messages(redis_client)) == 2
+
+
+def test_result_of_an_unknown_id_says_so_at_once(celery_app_real, redis_client, settings) -> None:
+    began = time.monotonic()
+    result = invoke("task", "result", str(uuid.uuid4()), "--wait", "--timeout", "60")
+    assert result.exit_code == 1 and time.monotonic() - began < 2
+    assert "unknown task id" in result.stderr
+
+
+def test_result_of_a_queued_task_says_where_it_waits(celery_app_real, redis_client, settings) -> None:
+    task_id = invoke("task", "run", "process-post", "5").stdout.strip()
+    result = invoke("task", "result", task_id, "--json")
+    assert result.exit_code == 0
+    info = json.loads(result.stdout)
+    assert info["state"] == "PENDING" and info["known"] and info["location"] == "queued in ai_processing"
+    revoked = invoke("task", "revoke", task_id)
+    assert revoked.exit_code == 0 and "removed from queue ai_processing" in revoked.stderr
+    assert queued(redis_client, "ai_processing") == {}
+
+
+@pytest.mark.slow
+def test_wait_prints_the_result(celery_app_real, redis_client, db, settings, tmp_path) -> None:
+    with celery_worker(celery_app_real, queues="monitoring", log=tmp_path / "worker.log"):
+        result = invoke("task", "run", "cleanup-old-results", "--kwarg", "days_old=3", "--wait", "--timeout", "30")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["days_old"] == 3 and "SUCCESS" in result.stderr
+        task_id = json.loads(invoke("task", "run", "cleanup-old-results", "--json").stdout)["id"]
+        shown = invoke("task", "result", task_id, "--wait", "--timeout", "30", "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["state"] == "SUCCESS"
+
+
+def test_failed_tasks_are_listed_and_retried_with_their_arguments(celery_app_real, redis_client, db,
+                                                                  settings) -> None:
+    from cars_bot.db.models import FailedTask, FailedTaskStatus
+
+    with db() as session:
+        record = FailedTask(task_id="original-1", task_name="cars_bot.tasks.ai_tasks.process_post_task",
+                            args=[42], kwargs={}, queue="ai_processing", exception="TimeoutError: [red]x[/red]")
+        session.add(record)
+        session.commit()
+        record_id = record.id
+    listed = invoke("task", "failed", "--json")
+    assert [row["task_id"] for row in json.loads(listed.stdout)] == ["original-1"]
+    assert "[red]x[/red]" in invoke("task", "failed").stdout  # exception text shown as data
+
+    result = invoke("task", "retry", str(record_id), "--json")
+    assert result.exit_code == 0, result.output
+    [retried] = json.loads(result.stdout)
+    [message] = [m for messages in queued(redis_client, "ai_processing").values() for m in messages]
+    assert message["args"] == [42] and message["headers"]["id"] == retried["retry_task_id"]
+    with db() as session:
+        stored = session.get(FailedTask, record_id)
+        assert stored.status == FailedTaskStatus.RETRIED and stored.retry_task_id == retried["retry_task_id"]
+        assert stored.retried_at is not None
+    again = invoke("task", "retry", "original-1")
+    assert again.exit_code == 1 and "already retried" in again.stderr
+    assert invoke("task", "failed", "--json").stdout.strip() == "[]"
+
+
+def test_retry_all_needs_yes_without_a_terminal(celery_app_real, redis_client, db, settings) -> None:
+    from cars_bot.db.models import FailedTask
+
+    with db() as session:
+        session.add_all([FailedTask(task_id=f"t{n}", task_name="cars_bot.tasks.ai_tasks.process_post_task",
+                                    args=[n], kwargs={}, queue="ai_processing", exception="E") for n in range(3)])
+        session.commit()
+    refused = invoke("task", "retry", "--all")
+    assert refused.exit_code == 2 and "without --yes" in refused.stderr
+    done = invoke("task", "retry", "--all", "--yes")
+    assert done.exit_code == 0 and "Retried 3 failed task(s)" in done.stderr
+    assert sorted(m["args"][0] for m in all_messages(redis_client)) == [0, 1, 2]
+
+
+def test_task_list_shows_aliases_queues_and_schedules(settings) -> None:
+    result = invoke("task", "list", "--json")
+    assert result.exit_code == 0
+    rows = {row["alias"]: row for row in json.loads(result.stdout)}
+    assert rows["process-post"]["queue"] == "ai_processing" and rows["process-post"]["priority"] in range(10)
+    assert rows["process-post"]["signature"] == "(post_id: int)"
+    assert rows["collect-stats"]["periodic"] == ["every 900s"]
+    assert rows["sync-channels"]["queue"] == "sheets_sync" and rows["sync-channels"]["time_limit"] == 60

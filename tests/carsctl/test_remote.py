@@ -1,0 +1,171 @@
+"""Remote control against two real workers: replies return early, silent and stopped nodes are reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.carsctl.cli import invoke
+from tests.carsctl.ops import save_worker_state
+from tests.workers import celery_worker
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def two_workers(redis_url, tmp_path_factory):
+    """Two solo workers on the `monitoring` queue for the whole module: [(process, node), ...]."""
+    from cars_bot.celery_app import app
+    from carsctl.connectivity import redis_client
+
+    client = redis_client(redis_url, timeout=5)
+    client.flushdb()
+    client.close()
+    logs = tmp_path_factory.mktemp("workers")
+    with celery_worker(app, queues="monitoring", log=logs / "a.log") as first, \
+            celery_worker(app, queues="monitoring", log=logs / "b.log") as second:
+        yield app, [first, second]
+
+
+def test_broadcast_returns_as_soon_as_every_worker_replied(two_workers, settings) -> None:
+    from carsctl.remote import inspect
+
+    app, workers = two_workers
+    for process, node in workers:
+        save_worker_state(settings, process, node)
+    outcome = inspect(app, "ping", timeout=3.0, settings=settings)
+    assert sorted(outcome.replies) == sorted(node for _, node in workers)
+    assert outcome.listeners == 2 and outcome.silent == [] and outcome.silent_unnamed == 0
+    assert outcome.elapsed_ms < 1000, outcome.elapsed_ms  # far from the 3 s timeout
+
+
+def test_workers_carsctl_did_not_start_are_expected_too(two_workers, settings) -> None:
+    from carsctl.remote import inspect, node_rows
+
+    app, workers = two_workers
+    began = time.monotonic()
+    outcome = inspect(app, "stats", timeout=3.0, settings=settings)  # no node state at all
+    assert len(outcome.replies) == 2 and time.monotonic() - began < 1.0
+    assert {row["worker"]: row["concurrency"] for row in node_rows(outcome)} == {node: 1 for _, node in workers}
+
+
+def test_a_stopped_node_costs_the_timeout_and_is_reported_silent(two_workers, settings) -> None:
+    from carsctl.remote import inspect
+
+    app, workers = two_workers
+    (live, live_node), (stopped, stopped_node) = workers
+    save_worker_state(settings, live, live_node)
+    save_worker_state(settings, stopped, stopped_node)
+    os.kill(stopped.pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        outcome = inspect(app, "ping", timeout=1.0, settings=settings)
+        elapsed = time.monotonic() - began
+        result = invoke("inspect", "ping", "--timeout", "0.5")
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+    assert list(outcome.replies) == [live_node]
+    assert outcome.silent == [stopped_node]
+    assert 0.9 <= elapsed < 1.8, elapsed
+    assert result.exit_code == 0
+    assert live_node in result.stdout and f"{stopped_node} did not reply within 0.5s" in result.stderr
+
+
+def test_a_node_whose_process_is_gone_is_reported_without_waiting(two_workers, settings) -> None:
+    from carsctl.nodes import NodeState, save_node
+    from carsctl.remote import inspect
+
+    app, _workers = two_workers
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    save_node(settings, NodeState(name="ghost", hostname=f"ghost@{os.uname().nodename}", pid=gone.pid))
+    began = time.monotonic()
+    outcome = inspect(app, "ping", timeout=3.0, settings=settings)
+    assert time.monotonic() - began < 1.0
+    assert outcome.not_running == [f"ghost@{os.uname().nodename}"] and len(outcome.replies) == 2
+    result = invoke("inspect", "ping")
+    assert result.exit_code == 0 and "ghost@" in result.stderr and "not running" in result.stderr
+
+
+def test_destination_limits_the_broadcast_and_a_missing_node_exits_69(two_workers, settings) -> None:
+    _app, workers = two_workers
+    node = workers[0][1]
+    result = invoke("inspect", "stats", "-d", node, "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert [row["worker"] for row in data["rows"]] == [node] and data["elapsed_ms"] < 1000
+    missing = invoke("inspect", "ping", "-d", "nobody@nowhere", "--timeout", "0.3")
+    assert missing.exit_code == 69 and "nobody@nowhere did not reply" in missing.stderr
+
+
+def test_scheduled_tasks_render_arguments_as_data(two_workers, settings) -> None:
+    app, workers = two_workers
+    text = "[bold]Продаю[/bold] BMW"
+    task_id = app.send_task("cars_bot.tasks.ai_tasks.classify_post_task", args=[text], queue="monitoring",
+                            countdown=300).id
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            result = invoke("inspect", "scheduled", "--json")
+            rows = json.loads(result.stdout)["rows"] if result.exit_code == 0 else []
+            if any(row["id"] == task_id for row in rows):
+                break
+            time.sleep(0.1)
+        row = next(row for row in rows if row["id"] == task_id)
+        assert row["alias"] == "classify-post" and row["args"] == [text] and row["eta"]
+        table = invoke("inspect", "scheduled")
+        assert table.exit_code == 0 and task_id in table.stdout
+        assert "[bold]Продаю" in table.stdout  # shown, not interpreted as markup
+    finally:
+        revoked = invoke("task", "revoke", task_id, "--json")
+    assert sorted(json.loads(revoked.stdout)["acknowledged_by"]) == sorted(n for _, n in workers)
+
+
+def test_status_with_two_nodes_is_one_fast_screen(two_workers, settings, migrated_database) -> None:
+    from carsctl.status import gather
+
+    app, workers = two_workers
+    save_worker_state(settings, *workers[0])
+    report = gather(app, settings)
+    assert report["elapsed_ms"] < 400, report["elapsed_ms"]
+    nodes = {row["node"]: row for row in report["nodes"]}
+    assert {n for _, n in workers} <= set(nodes)
+    first = nodes[workers[0][1]]
+    assert first["state"] == "online" and first["started_by_carsctl"] and first["pid"] == workers[0][0].pid
+    assert first["concurrency"] == 1 and first["active"] == 0 and first["processed"] is not None
+    assert not nodes[workers[1][1]]["started_by_carsctl"]
+    result = invoke("status")
+    assert result.exit_code == 0, result.output
+    assert workers[0][1] in result.stdout and "online" in result.stdout and "not configured" in result.stdout
+
+
+def test_doctor_compares_worker_clocks(two_workers) -> None:
+    from carsctl.doctor import clock_skew
+
+    app, _workers = two_workers
+    [finding] = clock_skew(app, expected=2, timeout=2.0)
+    assert finding["level"] == "ok" and finding["message"].startswith("2 worker clock(s)"), finding
+
+
+def test_purge_with_unacked_revokes_what_live_workers_prefetched(two_workers, settings, redis_client) -> None:
+    from tests.carsctl.ops import unacked
+
+    app, workers = two_workers
+    task_id = app.send_task("cars_bot.tasks.monitoring_tasks.cleanup_old_results_task", queue="monitoring",
+                            countdown=300).id
+    deadline = time.monotonic() + 10
+    while not unacked(redis_client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result = invoke("purge", "-Q", "monitoring", "--yes", "--include-unacked", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["unacked_removed"] == {"monitoring": 1} and report["revoked_task_ids"] == 1
+    assert sorted(report["revoked_by"]) == sorted(node for _, node in workers)
+    revoked = json.loads(invoke("inspect", "revoked", "--json").stdout)
+    assert all(task_id in row["items"] for row in revoked["rows"])
