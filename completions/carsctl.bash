@@ -9,7 +9,7 @@
 _carsctl_cmd() {
     _cc_subs=() _cc_opts=()
     case $1 in
-        '') _cc_subs=(status queues purge schedule logs doctor up down flower systemd config db broker post completion inspect task worker beat) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
+        '') _cc_subs=(status queues purge schedule logs doctor up down flower systemd demo config db broker post completion inspect task worker beat) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
         status) _cc_opts=(--json -w --watch --timeout -h --help) ;;
         queues) _cc_opts=(-Q --queue --timeout --json -h --help) ;;
         purge) _cc_opts=(-Q --queue -y --yes --include-unacked --json -h --help) ;;
@@ -20,6 +20,7 @@ _carsctl_cmd() {
         down) _cc_opts=(--timeout --cold-timeout --force --keep-broker --json -h --help) ;;
         flower) _cc_opts=(--port --address --basic-auth --stop --timeout --json -h --help) ;;
         systemd) _cc_opts=(--user -n --node -P --pool --output-dir -h --help) ;;
+        demo) _cc_opts=(--file --timeout --json -h --help) ;;
         config) _cc_subs=(show) _cc_opts=(-h --help) ;;
         'config show') _cc_opts=(--json -h --help) ;;
         db) _cc_subs=(upgrade status) _cc_opts=(-h --help) ;;
@@ -96,6 +97,8 @@ _carsctl_optval() {
         'systemd|-n'|'systemd|--node') _cc_val=(n); _cc_nargs=1 ;;
         'systemd|-P'|'systemd|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
         'systemd|--output-dir') _cc_val=(d); _cc_nargs=1 ;;
+        'demo|--file') _cc_val=(f); _cc_nargs=1 ;;
+        'demo|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'post add|--channel') _cc_val=(-); _cc_nargs=1 ;;
         'post add|--text') _cc_val=(-); _cc_nargs=1 ;;
         'post add|--message-id') _cc_val=(-); _cc_nargs=1 ;;

@@ -11,7 +11,7 @@ function __carsctl_cmd
     set -g __carsctl_opts
     switch $argv[1]
         case ''
-            set -g __carsctl_subs status\t'One screen: broker, database, worker nodes, beat, queue depths...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, beat, worker nodes...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' config\t'Show the effective configuration.' db\t'Database migrations.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' post\t'Add, import and inspect posts.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' task\t'Run tasks by hand, look at their results, revoke them, retry...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.'
+            set -g __carsctl_subs status\t'One screen: broker, database, worker nodes, beat, queue depths...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, beat, worker nodes...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' demo\t'Start the stack (`carsctl up`) and push sample car ads through...' config\t'Show the effective configuration.' db\t'Database migrations.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' post\t'Add, import and inspect posts.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' task\t'Run tasks by hand, look at their results, revoke them, retry...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --debug\t'Show tracebacks of errors.' -v\t'More detail.' --verbose\t'More detail.' -q\t'Only errors on stderr.' --quiet\t'Only errors on stderr.' --no-color\t'No colours (also: NO_COLOR).' --version\t'Print the version and exit.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case status
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -w\t'Refresh every SECONDS until Ctrl-C.' --watch\t'Refresh every SECONDS until Ctrl-C.' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -33,6 +33,8 @@ function __carsctl_cmd
             set -g __carsctl_opts --port\t'TCP port.' --address\t'Address to listen on.' --basic-auth\t'user:password required by the UI (also FLOWER_BASIC_AUTH; never...' --stop\t'Stop the Flower carsctl started.' --timeout\t'Seconds to wait until it listens.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case systemd
             set -g __carsctl_opts --user\t'Units for the per-user manager (systemctl --user).' -n\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' --node\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' --output-dir\t'Write the unit files into this directory instead of printing them.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case demo
+            set -g __carsctl_opts --file\t'JSON-lines posts instead of the samples.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case config
             set -g __carsctl_subs show\t'Print every setting (secrets masked) and its source: default, .env...'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -210,6 +212,12 @@ function __carsctl_optval
             set -g __carsctl_nargs 1
         case 'systemd|--output-dir'
             set -g __carsctl_val d
+            set -g __carsctl_nargs 1
+        case 'demo|--file'
+            set -g __carsctl_val f
+            set -g __carsctl_nargs 1
+        case 'demo|--timeout'
+            set -g __carsctl_val -
             set -g __carsctl_nargs 1
         case 'post add|--channel'
             set -g __carsctl_val -

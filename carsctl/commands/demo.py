@@ -20,10 +20,10 @@ def demo(ctx: typer.Context,
     credentials). The stack keeps running; `carsctl down` stops it. Exit code 1 if a post did not finish.
     Example: carsctl demo
     """
+    from cars_bot.posts import read_jsonl, sample_posts_path
     from carsctl import lifecycle
     from carsctl.commands.worker import report_started
     from carsctl.posts import describe_post, store_and_enqueue, wait_for_posts
-    from cars_bot.posts import read_jsonl, sample_posts_path
 
     cli = obj(ctx)
     nodes = lifecycle.stack_layout(cli.settings, [])

@@ -1,0 +1,267 @@
+"""The beat scheduler: Celery's PersistentScheduler plus a lock and a heartbeat in the broker's Redis.
+
+Two beats against one broker send every periodic task twice (celery#2856, #4808), and a beat that
+keeps running but stops ticking is invisible (celery#9622). So :class:`LockedScheduler`:
+
+- takes the lock `cars_bot:beat:lock` (`SET NX PX`, value = JSON with a random token, pid and host)
+  before it opens its schedule file, and refuses to start when another beat holds it, whichever
+  directory or host that beat was started from. A holder on this host whose pid is dead (a beat killed
+  with SIGKILL) is taken over at once; one on another host only after its lock expired (`LOCK_TTL`);
+- refreshes the lock on every tick (a tick comes at least every `MAX_TICK_INTERVAL` seconds); if the
+  lock was taken by someone else meanwhile, it stops instead of sending duplicates;
+- writes the heartbeat `cars_bot:beat:heartbeat` on every tick: JSON
+  `{"pid", "hostname", "tick_at", "max_interval", "entries": {name: {"task", "last_run_at", "next_run_at"}}}`
+  with a TTL of `HEARTBEAT_TTL`, read by `carsctl beat status` / `carsctl status` through
+  :func:`read_heartbeat`;
+- releases the lock and deletes the heartbeat on shutdown.
+
+Selected in `celery_app.py` with `beat_scheduler = "cars_bot.beat:LockedScheduler"`, so a plain
+`celery -A cars_bot.celery_app beat` is protected too. On a non-Redis broker it behaves like the
+PersistentScheduler (with a warning): there is nowhere to keep the lock. The Redis client is the one of
+the app's own broker connection, so the lock lives exactly where the tasks go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery.beat import PersistentScheduler
+
+logger = logging.getLogger("cars_bot.beat")
+
+HEARTBEAT_KEY = "cars_bot:beat:heartbeat"
+LOCK_KEY = "cars_bot:beat:lock"
+MAX_TICK_INTERVAL = 10.0
+LOCK_TTL = 60.0
+HEARTBEAT_TTL = 180
+
+# Refresh our lock; take it if it expired meanwhile. 1 = held, 0 = someone else holds it.
+_REFRESH = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1
+elseif not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1
+end
+return 0
+"""
+# Delete KEYS[1] only if it still holds exactly ARGV[1].
+_COMPARE_AND_DELETE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Replace KEYS[1] only if it still holds exactly ARGV[1] (taking over a dead holder's lock).
+_COMPARE_AND_SET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1
+end
+return 0
+"""
+
+
+class BeatLockHeld(SystemExit):
+    """Another beat holds the lock of this broker: beat exits with status 1 (the reason is logged)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(1)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def read_heartbeat(redis_client: Any) -> dict[str, Any] | None:
+    """The last heartbeat a running beat wrote, or None (no beat, or it stopped / went silent)."""
+    return _read_json(redis_client, HEARTBEAT_KEY)
+
+
+def lock_holder(redis_client: Any) -> dict[str, Any] | None:
+    """Who holds the beat lock ({"token", "pid", "hostname", "acquired_at"}), or None."""
+    return _read_json(redis_client, LOCK_KEY)
+
+
+def break_lock(redis_client: Any, holder: dict[str, Any]) -> bool:
+    """Remove the lock (and heartbeat) of `holder`, only if it still holds it: for a killed beat."""
+    raw = redis_client.get(LOCK_KEY)
+    if raw is None or _loads(raw) != holder:
+        return False
+    removed = bool(redis_client.eval(_COMPARE_AND_DELETE, 1, LOCK_KEY, raw))
+    heartbeat = read_heartbeat(redis_client)
+    if heartbeat and heartbeat.get("pid") == holder.get("pid") and heartbeat.get("hostname") == holder.get("hostname"):
+        redis_client.delete(HEARTBEAT_KEY)
+    return removed
+
+
+def holder_is_dead(holder: dict[str, Any]) -> bool:
+    """True when the holder ran on this host and its pid is gone (or was reused after it took the lock)."""
+    if holder.get("hostname") != socket.gethostname():
+        return False
+    import psutil
+
+    try:
+        process = psutil.Process(int(holder.get("pid") or 0))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        acquired = datetime.fromisoformat(holder["acquired_at"]).timestamp() if holder.get("acquired_at") else None
+        return acquired is not None and process.create_time() > acquired + 1.0
+    except (psutil.NoSuchProcess, ValueError):
+        return True
+    except psutil.AccessDenied:
+        return False
+
+
+def _loads(raw: Any) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _read_json(redis_client: Any, key: str) -> dict[str, Any] | None:
+    raw = redis_client.get(key)
+    return None if raw is None else _loads(raw)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def _whole_seconds(moment: datetime) -> datetime:
+    """Rounded to the nearest second (an estimate of 23:59:59.99998 means midnight)."""
+    return (moment + timedelta(microseconds=500_000)).replace(microsecond=0)
+
+
+class LockedScheduler(PersistentScheduler):
+    """PersistentScheduler that holds the broker-wide beat lock and writes a heartbeat every tick."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._redis: Any = None
+        self._lock_conn: Any = None
+        self._lock_value: str | None = None
+        super().__init__(*args, **kwargs)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def setup_schedule(self) -> None:
+        """Take the lock (or refuse to start), then open the schedule file and write a first heartbeat."""
+        self.max_interval = min(self.max_interval, MAX_TICK_INTERVAL)
+        self._redis = self._open_redis()
+        if self._redis is not None:
+            self._acquire_lock()  # before the schedule file is opened: a second beat must not touch it
+        super().setup_schedule()
+        self._write_heartbeat()
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """One scheduler pass, then refresh the lock and write the heartbeat."""
+        interval = super().tick(*args, **kwargs)
+        if self._redis is not None:
+            self._refresh_lock()
+            self._write_heartbeat()
+        return min(interval, self.max_interval)
+
+    def close(self) -> None:
+        """Save the schedule, release the lock and delete the heartbeat."""
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    # --- the lock --------------------------------------------------------------------------
+    def _open_redis(self) -> Any:
+        """The broker's Redis client, through the app's own connection (same socket, db and key prefix).
+
+        An unreachable broker is an error (beat exits, its supervisor retries): running unlocked could
+        mean two beats once it comes back. Only a broker that is not Redis runs without the guard.
+        """
+        self._lock_conn = self.app.connection_for_write()
+        client = getattr(self._lock_conn.default_channel, "client", None)
+        if client is None:
+            logger.warning("the broker is not Redis: running without the single-beat guard")
+        return client
+
+    def _acquire_lock(self) -> None:
+        value = json.dumps({"token": uuid.uuid4().hex, "pid": os.getpid(), "hostname": socket.gethostname(),
+                            "acquired_at": _iso(datetime.now(UTC))}, sort_keys=True)
+        ttl = int(LOCK_TTL * 1000)
+        if not self._redis.set(LOCK_KEY, value, nx=True, px=ttl):
+            raw = self._redis.get(LOCK_KEY)
+            holder = _loads(raw) if raw is not None else None
+            taken_over = (raw is not None and holder is not None and holder_is_dead(holder)
+                          and self._redis.eval(_COMPARE_AND_SET, 1, LOCK_KEY, raw, value, ttl))
+            if raw is None:  # expired between SET and GET
+                taken_over = bool(self._redis.set(LOCK_KEY, value, nx=True, px=ttl))
+            if not taken_over:
+                who = f"{holder.get('hostname')} (pid {holder.get('pid')})" if holder else "another beat"
+                message = (f"another beat holds {LOCK_KEY} on this broker: {who}; refusing to start, "
+                           "two beats would send every periodic task twice")
+                logger.error(message)
+                raise BeatLockHeld(message)
+            logger.warning("took over the beat lock of %s (pid %s), which no longer runs",
+                           holder.get("hostname"), holder.get("pid"))
+        self._lock_value = value
+
+    def _refresh_lock(self) -> None:
+        try:
+            held = self._redis.eval(_REFRESH, 1, LOCK_KEY, self._lock_value, int(LOCK_TTL * 1000))
+        except Exception as error:  # noqa: BLE001 - broker hiccup: beat's own sends fail the same way
+            logger.warning("could not refresh the beat lock: %s", error)
+            return
+        if not held:
+            holder = lock_holder(self._redis) or {}
+            logger.critical("the beat lock was taken by %s (pid %s): stopping this beat to avoid duplicates",
+                            holder.get("hostname"), holder.get("pid"))
+            self._lock_value = None
+            raise SystemExit(1)
+
+    def _release(self) -> None:
+        if self._redis is None:
+            return
+        try:
+            if self._lock_value is not None:
+                self._redis.eval(_COMPARE_AND_DELETE, 1, LOCK_KEY, self._lock_value)
+                heartbeat = read_heartbeat(self._redis)
+                if heartbeat and heartbeat.get("pid") == os.getpid():
+                    self._redis.delete(HEARTBEAT_KEY)
+        except Exception as error:  # noqa: BLE001 - shutting down: the TTLs clean up
+            logger.warning("could not release the beat lock: %s", error)
+        finally:
+            self._lock_value = None
+            if self._lock_conn is not None:
+                self._lock_conn.release()
+                self._lock_conn = None
+
+    # --- the heartbeat ---------------------------------------------------------------------
+    def heartbeat(self) -> dict[str, Any]:
+        """What this beat writes on every tick (see the module docstring)."""
+        now = datetime.now(UTC)
+        entries = {}
+        for name, entry in sorted(self.schedule.items()):
+            try:
+                remaining = entry.schedule.remaining_estimate(entry.last_run_at)
+            except Exception:  # noqa: BLE001 - a custom schedule without an estimate
+                remaining = timedelta(seconds=entry.is_due()[1])
+            entries[name] = {
+                "task": entry.task,
+                "last_run_at": _iso(entry.last_run_at) if entry.total_run_count else None,
+                "next_run_at": _iso(_whole_seconds(now + max(remaining, timedelta(0)))),
+            }
+        return {"pid": os.getpid(), "hostname": socket.gethostname(), "tick_at": _iso(now),
+                "max_interval": self.max_interval, "entries": entries}
+
+    def _write_heartbeat(self) -> None:
+        if self._redis is None:
+            return
+        try:
+            self._redis.set(HEARTBEAT_KEY, json.dumps(self.heartbeat()), ex=HEARTBEAT_TTL)
+        except Exception as error:  # noqa: BLE001 - never let the heartbeat stop the schedule
+            logger.warning("could not write the beat heartbeat: %s", error)

@@ -1,0 +1,42 @@
+"""`carsctl flower`: Flower, Celery's web UI (the seed's `celery -A cars_bot.celery_app flower --port=5555`),
+started detached with a pidfile, on loopback unless told otherwise."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from carsctl.commands.worker import report_started, report_stopped
+from carsctl.context import obj
+from carsctl.options import JsonOpt
+
+
+def flower(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 5555,
+    address: Annotated[str, typer.Option("--address", help="Address to listen on.")] = "127.0.0.1",
+    basic_auth: Annotated[str | None, typer.Option(
+        "--basic-auth", envvar="FLOWER_BASIC_AUTH", show_default=False,
+        help="user:password required by the UI (also FLOWER_BASIC_AUTH; never shown in `ps`).")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the Flower carsctl started.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait until it listens.")] = 60.0,
+    json: JsonOpt = False,
+) -> None:
+    """Start Flower detached (log: logs/flower.log), or stop it with --stop.
+
+    Refuses (exit 2) to listen on a non-loopback address without --basic-auth. Exit code 0 started or
+    already running, 1 it died during start-up (log tail shown) or the port is taken.
+
+    Example: carsctl flower --port 5555 && carsctl flower --stop
+    """
+    from carsctl import lifecycle
+
+    cli = obj(ctx)
+    if stop:
+        raise typer.Exit(report_stopped(cli, [lifecycle.stop_flower(cli.settings)], json or cli.json))
+    result = lifecycle.start_flower(cli.settings, port=port, address=address, basic_auth=basic_auth,
+                                    timeout=timeout)
+    report_started(cli, [result], json or cli.json)
+    if result["state"] != "failed":
+        cli.info(f"Flower: {result['url']}")

@@ -1,0 +1,65 @@
+"""`carsctl flower`: detached, loopback by default, authentication required elsewhere."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+
+from tests.carsctl.test_lifecycle_fixtures import (
+    lifecycle_fixture,  # noqa: F401 - the fixture
+    pid_alive,
+)
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str, auth: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_flower_refuses_a_public_address_without_authentication(lifecycle) -> None:
+    refused = lifecycle.invoke("flower", "--address", "0.0.0.0")
+    assert refused.exit_code == 2 and "without authentication" in refused.stderr
+    assert lifecycle.invoke("flower", "--basic-auth", "nopassword").exit_code == 2
+    assert lifecycle.state("flower") is None
+    stop = lifecycle.invoke("flower", "--stop")
+    assert stop.exit_code == 0 and "was not running" in stop.stderr
+
+
+def test_flower_starts_detached_with_auth_kept_out_of_argv(lifecycle) -> None:
+    port, password = _free_port(), "s3cret-flower-pw"
+    start = lifecycle.run("flower", "--port", str(port), "--basic-auth", f"ops:{password}", "--json")
+    assert start.returncode == 0, start.stderr
+    result = json.loads(start.stdout)[0]
+    assert result["url"] == f"http://127.0.0.1:{port}/"
+    assert _get(result["url"]) == 401
+    assert _get(result["url"] + "healthcheck", f"ops:{password}") == 200
+    process = psutil.Process(result["pid"])
+    assert password not in " ".join(process.cmdline())
+    assert password not in (lifecycle.home / "nodes" / "flower.json").read_text()
+    assert (lifecycle.home / "run" / "flower.pid").read_text().strip() == str(result["pid"])
+    assert "already running" in lifecycle.run("flower", "--port", str(port)).stderr
+    stop = lifecycle.run("flower", "--stop")
+    assert stop.returncode == 0, stop.stderr
+    assert not pid_alive(result["pid"])
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()

@@ -1,0 +1,233 @@
+"""The lifecycle service layer: recognising our processes, stop escalation, the beat lock, specs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from carsctl import supervise
+from carsctl.errors import UsageError
+from tests.carsctl.test_lifecycle_fixtures import pid_alive, wait_for
+
+# A process that reports its readiness, then handles signals as told: "ignore" TERM (exit on QUIT),
+# "stuck" (ignores TERM and QUIT), or "child" (spawns a child in its own process group, exits on TERM).
+PROGRAM = """
+import signal, subprocess, sys, time
+mode = sys.argv[1]
+if mode in ("ignore", "stuck"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if mode == "stuck":
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+if mode == "child":
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    print(child.pid, flush=True)
+else:
+    print(0, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def spawn():
+    """Start helper processes; kill whatever is left at the end (by pid)."""
+    started: list[int] = []
+
+    def start(mode: str) -> tuple[subprocess.Popen[str], int]:
+        process = subprocess.Popen([sys.executable, "-c", PROGRAM, mode], stdout=subprocess.PIPE, text=True)
+        child = int(process.stdout.readline())  # ready: signal handlers are installed
+        started.extend([process.pid, child] if child else [process.pid])
+        return process, child
+
+    yield start
+    for pid in started:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _target(process: subprocess.Popen[str]) -> list[supervise.StopTarget]:
+    return [supervise.StopTarget("helper", process.pid)]
+
+
+def test_our_process_is_recognised_by_start_time_and_command_line() -> None:
+    me = psutil.Process()
+    marker = me.cmdline()[0]
+    assert supervise.process_condition(os.getpid(), me.create_time(), []) == supervise.ALIVE
+    assert supervise.process_condition(os.getpid(), me.create_time() - 100, []) == supervise.FOREIGN  # pid reused
+    assert supervise.process_condition(os.getpid(), None, ["celery", "no-such-marker"]) == supervise.FOREIGN
+    assert supervise.process_condition(os.getpid(), None, [marker]) == supervise.ALIVE
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    assert supervise.process_condition(finished.pid, None, []) == supervise.DEAD
+    assert supervise.process_condition(None, None, []) == supervise.DEAD
+
+
+def test_a_zombie_counts_as_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 10, "a zombie")
+    assert supervise.process_condition(child.pid, None, []) == supervise.DEAD
+
+
+def test_stop_escalates_to_a_cold_shutdown_when_term_is_ignored(spawn) -> None:
+    process, _ = spawn("ignore")
+    began = time.monotonic()
+    outcome = supervise.stop_processes(_target(process), timeout=0.3, cold_timeout=5, force=False)
+    assert outcome == {"helper": supervise.COLD}
+    assert not pid_alive(process.pid)  # ended by SIGQUIT (reaped by the stop's liveness check)
+    assert time.monotonic() - began < 5
+
+
+def test_stop_never_kills_without_force_and_kills_with_it(spawn) -> None:
+    process, _ = spawn("stuck")
+    messages: list[str] = []
+    outcome = supervise.stop_processes(_target(process), timeout=0.2, cold_timeout=0.2, force=False,
+                                       progress=messages.append)
+    assert outcome == {"helper": supervise.STILL_RUNNING}
+    assert process.poll() is None  # nothing was killed
+    assert any("cold shutdown" in m for m in messages)
+    outcome = supervise.stop_processes(_target(process), timeout=0.2, cold_timeout=0.2, force=True)
+    assert outcome == {"helper": supervise.KILLED}
+    assert not pid_alive(process.pid)
+
+
+def test_stop_signals_the_main_process_only_never_its_group(spawn) -> None:
+    process, child = spawn("child")
+    assert os.getpgid(child) == os.getpgid(process.pid)  # same process group
+    outcome = supervise.stop_processes(_target(process), timeout=5, cold_timeout=1, force=False)
+    assert outcome == {"helper": supervise.WARM}
+    assert pid_alive(child)  # a killpg would have taken it (celery#2700)
+
+
+def test_stop_reports_what_is_still_running(spawn, monkeypatch) -> None:
+    monkeypatch.setattr(supervise, "PROGRESS_EVERY", 0.1)
+    process, _ = spawn("ignore")
+    messages: list[str] = []
+    supervise.stop_processes([supervise.StopTarget("ai@host", process.pid, "1 task running: t[abc]")],
+                             timeout=0.5, cold_timeout=5, force=False, progress=messages.append)
+    assert any("still running" in m and "ai@host" in m and "1 task running" in m for m in messages), messages
+
+
+def test_log_tail_and_watcher_read_only_this_run(tmp_path: Path) -> None:
+    log = tmp_path / "w.log"
+    log.write_text("old run ready.\n")
+    offset = log.stat().st_size
+    watcher = supervise.LogWatcher(log, offset)
+    assert not watcher.saw(b"ready.")
+    with open(log, "a") as handle:
+        handle.write("booting\nx@h ready.\n")
+    assert watcher.saw(b"x@h ready.")
+    assert supervise.log_tail(log, offset) == ["booting", "x@h ready."]
+    assert supervise.log_tail(tmp_path / "missing.log") == []
+
+
+# --- specs ----------------------------------------------------------------------------------------
+def test_worker_spec_defaults_remembered_options_and_validation(settings) -> None:
+    from carsctl import lifecycle
+    from carsctl.nodes import forget_node, save_node
+
+    spec = lifecycle.worker_spec(settings, "worker")
+    assert spec.queues == ["default", "ai_processing", "publishing", "sheets_sync", "monitoring"]
+    assert (spec.concurrency, spec.pool, spec.loglevel) == (4, "prefork", "info")
+    assert spec.logfile == str(settings.log_dir / "celery_worker.log")
+    assert spec.pidfile == str(settings.home / "run" / "worker.pid")
+    ai = lifecycle.worker_spec(settings, "ai@somehost", queues=["ai_processing"], concurrency=2, pool="solo")
+    assert ai.name == "ai" and ai.logfile.endswith("celery_worker-ai.log")
+    save_node(settings, ai)
+    forget_node(settings, ai, "2026-01-01T00:00:00+00:00")
+    again = lifecycle.worker_spec(settings, "ai", loglevel="WARNING")
+    assert (again.queues, again.concurrency, again.pool, again.loglevel) == (["ai_processing"], 2, "solo", "warning")
+    command = lifecycle.worker_command(again)
+    assert command[:6] == [sys.executable, "-m", "celery", "-A", "cars_bot.celery_app", "worker"]
+    assert ["-Q", "ai_processing"] == command[command.index("-Q"):command.index("-Q") + 2]
+    for bad in ({"queues": ["nope"]}, {"pool": "gevent"}, {"autoscale": "1,5"}, {"loglevel": "loud"}):
+        with pytest.raises(UsageError):
+            lifecycle.worker_spec(settings, "x", **bad)
+    for name in ("beat", "flower", "-x", "a b"):
+        with pytest.raises(UsageError):
+            lifecycle.worker_spec(settings, name)
+    assert lifecycle.worker_spec(settings, "auto", autoscale="8").autoscale == "8,0"
+
+
+def test_node_layout_specs() -> None:
+    from carsctl.lifecycle import parse_node_layout
+
+    assert parse_node_layout(["ai:ai_processing:2", "main:default,publishing", "solo"]) == [
+        {"name": "ai", "queues": ["ai_processing"], "concurrency": 2},
+        {"name": "main", "queues": ["default,publishing"]},
+        {"name": "solo"},
+    ]
+    for bad in ("", "a:b:c:d", "a:default:zero"):
+        with pytest.raises(UsageError):
+            parse_node_layout([bad])
+
+
+# --- the beat lock and heartbeat ---------------------------------------------------------------------
+def _scheduler(tmp_path: Path, name: str):
+    from cars_bot.beat import LockedScheduler
+    from cars_bot.celery_app import app
+
+    return LockedScheduler(app=app, schedule_filename=str(tmp_path / name))
+
+
+def test_locked_scheduler_holds_the_lock_and_writes_a_heartbeat(tmp_path, redis_client) -> None:
+    from cars_bot.beat import HEARTBEAT_KEY, LOCK_KEY, BeatLockHeld, lock_holder, read_heartbeat
+
+    first = _scheduler(tmp_path, "one")
+    try:
+        holder = lock_holder(redis_client)
+        assert holder["pid"] == os.getpid() and holder["token"]
+        assert 0 < redis_client.pttl(LOCK_KEY) <= 60_000
+        first.tick()
+        heartbeat = read_heartbeat(redis_client)
+        assert heartbeat["pid"] == os.getpid() and heartbeat["max_interval"] <= 10
+        assert 0 < redis_client.ttl(HEARTBEAT_KEY) <= 180
+        entries = heartbeat["entries"]
+        assert entries["sync-channels-every-minute"]["task"] == "cars_bot.tasks.sheets_tasks.sync_channels_task"
+        assert entries["sync-channels-every-minute"]["last_run_at"] is None
+        assert entries["check-subscriptions-daily"]["next_run_at"].endswith("00:00:00+00:00")
+        with pytest.raises(BeatLockHeld):  # a second beat, with another schedule file (another directory)
+            _scheduler(tmp_path, "two")
+        assert not (tmp_path / "two").exists() and not list(tmp_path.glob("two*"))
+    finally:
+        first.close()
+    assert redis_client.get(LOCK_KEY) is None and redis_client.get(HEARTBEAT_KEY) is None
+
+
+def test_a_dead_local_holder_is_taken_over_a_live_remote_one_is_not(tmp_path, redis_client) -> None:
+    from cars_bot.beat import LOCK_KEY, BeatLockHeld, lock_holder
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    import socket
+
+    dead = {"token": "t", "pid": finished.pid, "hostname": socket.gethostname(), "acquired_at": None}
+    redis_client.set(LOCK_KEY, json.dumps(dead, sort_keys=True), px=60_000)
+    scheduler = _scheduler(tmp_path, "s")
+    assert lock_holder(redis_client)["pid"] == os.getpid()
+    scheduler.close()
+    remote = {**dead, "hostname": "another-host", "pid": 1}
+    redis_client.set(LOCK_KEY, json.dumps(remote, sort_keys=True), px=60_000)
+    with pytest.raises(BeatLockHeld):
+        _scheduler(tmp_path, "s2")
+    assert lock_holder(redis_client) == remote
+
+
+def test_a_beat_whose_lock_was_taken_stops(tmp_path, redis_client) -> None:
+    from cars_bot.beat import LOCK_KEY
+
+    scheduler = _scheduler(tmp_path, "s")
+    try:
+        redis_client.set(LOCK_KEY, json.dumps({"token": "other", "pid": 1, "hostname": "elsewhere"}))
+        with pytest.raises(SystemExit):
+            scheduler.tick()
+    finally:
+        scheduler.close()
+    assert json.loads(redis_client.get(LOCK_KEY))["token"] == "other"  # not released: not ours
