@@ -148,3 +148,28 @@ def expire_stale_reply_keys(client: Any) -> int:
             client.expire(key, PIDBOX_REPLY_TTL)
             fixed += 1
     return fixed
+
+
+#: A post untouched this long in processing/ready/publishing lost its task (a purge, a crash whose
+#: message was not redelivered): longer than the pipeline's hard limits (360 s, 90 s) with margin.
+STUCK_AFTER = timedelta(minutes=15)
+
+
+def recover_stuck_posts(session: Session, now: datetime | None = None,
+                        older_than: timedelta = STUCK_AFTER) -> dict[str, list[int]]:
+    """Find posts stuck in the pipeline and make them claimable again (prior defect 5: posts stranded
+    forever). Returns the ids to hand to processing and to publishing.
+
+    Safe against a late redelivery of the original message: processing is claimed by task id, and
+    publishing resumes from its recorded intent, so neither runs twice.
+    """
+    cutoff = (now or utcnow()) - older_than
+    stale = Post.updated_at < cutoff
+    processing = list(session.scalars(select(Post.id).where(Post.status == PostStatus.PROCESSING, stale)))
+    if processing:
+        session.execute(update(Post).where(Post.id.in_(processing))
+                        .values(status=PostStatus.NEW, claimed_by=None)
+                        .execution_options(synchronize_session=False))
+    publishing = list(session.scalars(select(Post.id).where(
+        Post.status.in_([PostStatus.READY, PostStatus.PUBLISHING]), stale)))
+    return {"process": processing, "publish": publishing}

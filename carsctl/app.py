@@ -91,7 +91,8 @@ def root(
     ctx: typer.Context,
     json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail.")] = 0,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, show_default=False,
+                                         help="More detail.")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR).")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
@@ -104,35 +105,49 @@ def root(
     ctx.obj = CliContext(json=json, debug=debug, verbosity=-1 if quiet else verbose, no_color=no_color)
 
 
-# One line per command group; each module defines its own Typer() named `app`.
-from carsctl.commands import broker, completion, config, db, post  # noqa: E402
+# The command groups, one module each (carsctl/commands/<group>.py, each with its own Typer `app`);
+# single commands are registered by their function. This is the only place that composes them.
+from carsctl.commands import (  # noqa: E402
+    beat,
+    broker,
+    completion,
+    config,
+    db,
+    demo,
+    doctor,
+    flower,
+    inspect,
+    logs,
+    post,
+    queues,
+    schedule,
+    stack,
+    status,
+    systemd,
+    task,
+    worker,
+)
 
-app.add_typer(config.app, name="config")
-app.add_typer(db.app, name="db")
-app.add_typer(broker.app, name="broker")
-app.add_typer(post.app, name="post")
-app.add_typer(completion.app, name="completion")
-from carsctl.commands import doctor, inspect, logs, queues, schedule, status, task  # noqa: E402
-
+app.command(name="demo")(demo.demo)
+app.command(name="up")(stack.up)
+app.command(name="down")(stack.down)
 app.command(name="status")(status.status)
+app.add_typer(worker.app, name="worker")
+app.add_typer(beat.app, name="beat")
+app.add_typer(broker.app, name="broker")
 app.add_typer(inspect.app, name="inspect")
 app.command(name="queues")(queues.queues)
 app.command(name="purge")(queues.purge)
 app.add_typer(task.app, name="task")
 app.command(name="schedule")(schedule.schedule)
 app.command(name="logs")(logs.logs)
+app.add_typer(post.app, name="post")
 app.command(name="doctor")(doctor.doctor)
-from carsctl.commands import beat, flower, stack, systemd, worker  # noqa: E402
-
-app.add_typer(worker.app, name="worker")
-app.add_typer(beat.app, name="beat")
-app.command(name="up")(stack.up)
-app.command(name="down")(stack.down)
 app.command(name="flower")(flower.flower)
 app.command(name="systemd")(systemd.systemd)
-from carsctl.commands import demo  # noqa: E402
-
-app.command(name="demo")(demo.demo)
+app.add_typer(config.app, name="config")
+app.add_typer(db.app, name="db")
+app.add_typer(completion.app, name="completion")
 
 
 def main() -> None:

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from cars_bot.config import Settings
-    from carsctl.context import CliContext
 
 POLL_S = 0.1
 
@@ -68,20 +67,6 @@ class Broadcast:
         return {"command": self.command, "listeners": self.listeners, "replied": sorted(self.replies),
                 "silent": self.silent, "silent_unnamed": self.silent_unnamed,
                 "not_running": self.not_running, "elapsed_ms": self.elapsed_ms, "wait_ms": self.wait_ms}
-
-
-def control_app(cli: CliContext) -> Celery:
-    """The Celery app without importing the task modules (remote control does not need them).
-
-    `CliContext.celery_app` also records task names for completion, which imports every task module
-    (OpenAI, Telethon, gspread: hundreds of ms); inspect, status and queues do without.
-    """
-    cli.settings  # noqa: B018 - a configuration error is reported as one line before Celery reads it
-    if cli._app is not None:
-        return cli._app
-    from cars_bot.celery_app import app
-
-    return app
 
 
 def pid_running(pid: int | None, create_time: float | None) -> bool | None:

@@ -11,6 +11,8 @@ from cars_bot.celery_app import app
 from cars_bot.tasks.base import CarsTask
 
 SYNC_SUBSCRIBERS_TASK = "cars_bot.tasks.sheets_tasks.sync_subscribers_task"
+PROCESS_POST_TASK = "cars_bot.tasks.ai_tasks.process_post_task"
+PUBLISH_POST_TASK = "cars_bot.tasks.publishing_tasks.publish_post_task"
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.monitoring_tasks.check_subscriptions_task",
@@ -32,18 +34,27 @@ def check_subscriptions_task(self: CarsTask) -> dict[str, Any]:
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.monitoring_tasks.collect_stats_task",
           soft_time_limit=60, time_limit=90)
 def collect_stats_task(self: CarsTask) -> dict[str, Any]:
-    """Database counts, queue depths (all priority levels), workers online, AI usage; persisted."""
+    """Database counts, queue depths (all priority levels), workers online, AI usage; persisted.
+
+    Also re-queues posts stuck in the pipeline for 15 minutes (their task was lost).
+    """
     from cars_bot.broker import queue_depths
     from cars_bot.db.session import session_scope
-    from cars_bot.maintenance import database_stats, save_snapshot
+    from cars_bot.maintenance import database_stats, recover_stuck_posts, save_snapshot
 
     replies = self.app.control.ping(timeout=1.0) or []
     depths = queue_depths(self.app)
     with session_scope() as session:
+        stuck = recover_stuck_posts(session)
         data = database_stats(session)
         data["queues"] = {name: {"ready": d["ready"], "unacked": d["unacked"]} for name, d in depths.items()}
         data["workers"] = len(replies)
+        data["stuck_posts_requeued"] = stuck
         data["snapshot_id"] = save_snapshot(session, data)
+    for post_id in stuck["process"]:
+        self.app.send_task(PROCESS_POST_TASK, args=[post_id])
+    for post_id in stuck["publish"]:
+        self.app.send_task(PUBLISH_POST_TASK, args=[post_id])
     return data
 
 

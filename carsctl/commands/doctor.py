@@ -17,10 +17,9 @@ def doctor(ctx: typer.Context, json: JsonOpt = False, timeout: ReplyTimeoutOpt =
     Example: carsctl doctor
     """
     from carsctl.doctor import run_checks
-    from carsctl.remote import control_app
 
     cli = obj(ctx)
-    report = run_checks(control_app(cli), cli.settings, timeout)
+    report = run_checks(cli.celery_app, cli.settings, timeout)
     if json or cli.json:
         cli.emit_json(report)
     else:

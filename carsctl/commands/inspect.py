@@ -22,7 +22,7 @@ def run_inspect(ctx: typer.Context, what: str, destination: list[str] | None, ti
     from carsctl import remote
 
     cli = obj(ctx)
-    outcome = remote.inspect(remote.control_app(cli), what, destination=destination or None, timeout=timeout,
+    outcome = remote.inspect(cli.celery_app, what, destination=destination or None, timeout=timeout,
                              settings=cli.settings)
     _warn_missing(cli, outcome)
     remote.require_replies(outcome)

@@ -26,10 +26,9 @@ def queues(ctx: typer.Context, queue: QueuesOpt = None, timeout: ReplyTimeoutOpt
     Example: carsctl queues --json | jq '.totals.ready'
     """
     from carsctl import queues as service
-    from carsctl.remote import control_app
 
     cli = obj(ctx)
-    report = service.depths(control_app(cli), queue, settings=cli.settings, timeout=timeout)
+    report = service.depths(cli.celery_app, queue, settings=cli.settings, timeout=timeout)
     if json or cli.json:
         cli.emit_json(report)
         return
@@ -50,10 +49,9 @@ def purge(ctx: typer.Context, queue: QueuesOpt = None, yes: YesOpt = False,
     Example: carsctl purge -Q ai_processing --yes
     """
     from carsctl import queues as service
-    from carsctl.remote import control_app
 
     cli = obj(ctx)
-    app = control_app(cli)
+    app = cli.celery_app
     plan = service.depths(app, queue, with_scheduled=False)
     _show_plan(cli, plan, include_unacked, json or cli.json)
     doomed = plan["totals"]["ready"] + (plan["totals"]["unacked"] if include_unacked else 0)

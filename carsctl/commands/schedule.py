@@ -17,11 +17,10 @@ def schedule(ctx: typer.Context, json: JsonOpt = False) -> None:
     \b
     Example: carsctl schedule --json
     """
-    from carsctl.remote import control_app
     from carsctl.status import schedule_entries
 
     cli = obj(ctx)
-    report = schedule_entries(control_app(cli), cli.settings)
+    report = schedule_entries(cli.celery_app, cli.settings)
     if json or cli.json:
         cli.emit_json(report)
         return

@@ -27,11 +27,10 @@ def status(ctx: typer.Context, json: JsonOpt = False, watch: WatchOpt = None,
     \b
     Example: carsctl status --watch 2
     """
-    from carsctl.remote import control_app
     from carsctl.status import gather
 
     cli = obj(ctx)
-    app = control_app(cli)
+    app = cli.celery_app
     if watch:
         _watch(cli, app, watch, timeout)
         return

@@ -184,10 +184,9 @@ def result(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     Example: carsctl task result 1f0c...e2 --wait --timeout 60
     """
     from carsctl.dispatch import result_info
-    from carsctl.remote import control_app
 
     cli = obj(ctx)
-    info = result_info(control_app(cli), task_id, settings=cli.settings)
+    info = result_info(cli.celery_app, task_id, settings=cli.settings)
     if wait and info["known"] and info["state"] not in ("SUCCESS", "FAILURE", "REVOKED"):
         _wait_and_show(cli, task_id, timeout, json)
     else:
@@ -204,10 +203,9 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     Example: carsctl task revoke 1f0c...e2 --terminate
     """
     from carsctl.dispatch import revoke as revoke_task
-    from carsctl.remote import control_app
 
     cli = obj(ctx)
-    outcome = revoke_task(control_app(cli), task_id, terminate=terminate, settings=cli.settings)
+    outcome = revoke_task(cli.celery_app, task_id, terminate=terminate, settings=cli.settings)
     if json or cli.json:
         cli.emit_json(outcome)
         return

@@ -136,3 +136,28 @@ def test_naive_datetimes_are_refused(db, aware: bool) -> None:
         else:
             with pytest.raises(Exception, match="naive datetime"):
                 session.commit()
+
+
+def test_stuck_posts_are_requeued_by_collect_stats(db, celery_app_real, redis_client) -> None:
+    from cars_bot.broker import queue_depths
+    from cars_bot.tasks.monitoring_tasks import collect_stats_task
+
+    old = utcnow() - timedelta(hours=1)
+    with db.begin() as session:
+        channel = Channel(username="stuck")
+        session.add(channel)
+        session.add_all([
+            Post(channel=channel, message_id=1, text="a", status=PostStatus.PROCESSING, claimed_by="lost",
+                 updated_at=old),
+            Post(channel=channel, message_id=2, text="b", status=PostStatus.READY, updated_at=old),
+            Post(channel=channel, message_id=3, text="c", status=PostStatus.PROCESSING, claimed_by="busy"),
+            Post(channel=channel, message_id=4, text="d", status=PostStatus.PUBLISHED, updated_at=old),
+        ])
+    data = collect_stats_task.apply().get()
+    assert len(data["stuck_posts_requeued"]["process"]) == 1
+    assert len(data["stuck_posts_requeued"]["publish"]) == 1
+    depths = queue_depths(celery_app_real, ["ai_processing", "publishing"])
+    assert depths["ai_processing"]["ready"] == 1 and depths["publishing"]["ready"] == 1
+    with db() as session:
+        statuses = dict(session.execute(select(Post.message_id, Post.status)).all())
+    assert statuses[1] == PostStatus.NEW and statuses[3] == PostStatus.PROCESSING
