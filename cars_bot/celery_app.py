@@ -215,6 +215,21 @@ def _mask_secrets_in_logs(logger: logging.Logger, **_: Any) -> None:
             handler.addFilter(SecretMaskingFilter())
 
 
+@signals.worker_init.connect
+def _preload_domain_modules(**_: Any) -> None:
+    """Import the heavy domain modules once, in the worker's main process, before the pool forks.
+
+    Pool processes are recycled every 100 tasks (the seed's max tasks per child); each new one then
+    starts with the rules backend's compiled patterns, the models and the publishing code already
+    loaded instead of paying for them on its first task.
+    """
+    import cars_bot.ai.pipeline
+    import cars_bot.ai.rules
+    import cars_bot.maintenance
+    import cars_bot.publishing.outbox
+    import cars_bot.publishing.service  # noqa: F401
+
+
 @signals.worker_process_init.connect
 def _fresh_connections_after_fork(**_: Any) -> None:
     """A forked pool process must not reuse the parent's database connections."""

@@ -137,19 +137,27 @@ class Filters:
         return next((word for word in self.excluded_words if word in lowered), None)
 
 
-def analyse_cached(session: Session, text: str, backend: Backend, post_id: int | None = None) -> Analysis:
-    """Analyse `text`, reusing a stored analysis of the same normalised text; records AI usage."""
+def analyse_cached(sessions: sessionmaker[Session], text: str, backend: Backend,
+                   post_id: int | None = None) -> Analysis:
+    """Analyse `text`, reusing a stored analysis of the same normalised text; records AI usage.
+
+    No transaction is held while the backend works (a model call takes seconds; on SQLite an open
+    write transaction would stall every other worker process).
+    """
     digest = text_hash(text)
-    cached = session.get(AnalysisCache, digest)
-    if cached is not None and cached.backend == backend.name:
-        return Analysis.model_validate(cached.result)
+    with sessions() as session:
+        cached = session.get(AnalysisCache, digest)
+        if cached is not None and cached.backend == backend.name:
+            return Analysis.model_validate(cached.result)
     analysis, usage = backend.analyse(text)
-    if usage is not None:
-        session.add(AIUsage(post_id=post_id, backend=backend.name, model=usage.model,
-                            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                            total_tokens=usage.total_tokens, cost_usd=usage.cost_usd or 0.0, text_hash=digest))
-    if analysis.backend == backend.name:  # a fallback answer is not worth caching
-        _store_cache(session, digest, backend.name, analysis)
+    with sessions.begin() as session:
+        if usage is not None:
+            session.add(AIUsage(post_id=post_id, backend=backend.name, model=usage.model,
+                                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                                total_tokens=usage.total_tokens, cost_usd=usage.cost_usd or 0.0,
+                                text_hash=digest))
+        if analysis.backend == backend.name:  # a fallback answer is not worth caching
+            _store_cache(session, digest, backend.name, analysis)
     return analysis
 
 
@@ -185,40 +193,45 @@ def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session],
     if not claim_post(sessions, post_id, task_id):
         return _not_claimed(sessions, post_id, task_id, enqueue_publish)
     with sessions() as session:
-        post = session.get(Post, post_id)
-        assert post is not None  # claimed a moment ago
-        text = (post.text or "").strip()
-        if not text:
-            return _finish(session, post, PostStatus.REJECTED, "the post has no text")
-        word = filters.excluded_word(text)
-        if word:
-            return _finish(session, post, PostStatus.REJECTED, f"contains the excluded word {word!r}")
-        try:
-            analysis = analyse_cached(session, text, backend, post_id)
-        except PermanentError as error:
-            _finish(session, post, PostStatus.FAILED, f"AI backend: {error}")
-            raise
-        post.text_hash = text_hash(text)
-        post.is_sale = analysis.classification.is_sale
-        post.confidence = analysis.classification.confidence
-        post.ai_backend = analysis.backend
-        reason = filters.rejection(text, analysis)
-        if reason:
-            return _finish(session, post, PostStatus.REJECTED, reason)
-        _upsert_car(session, post, analysis)
-        post.summary = analysis.summary
-        outcome = _finish(session, post, PostStatus.READY, None)
+        text = (session.scalar(select(Post.text).where(Post.id == post_id)) or "").strip()
+    if not text:
+        return _finish(sessions, post_id, PostStatus.REJECTED, "the post has no text")
+    word = filters.excluded_word(text)
+    if word:
+        return _finish(sessions, post_id, PostStatus.REJECTED, f"contains the excluded word {word!r}")
+    try:
+        analysis = analyse_cached(sessions, text, backend, post_id)
+    except PermanentError as error:
+        _finish(sessions, post_id, PostStatus.FAILED, f"AI backend: {error}")
+        raise
+    reason = filters.rejection(text, analysis)
+    outcome = _finish(sessions, post_id, PostStatus.REJECTED if reason else PostStatus.READY, reason,
+                      text=text, analysis=analysis)
+    if reason:
+        return outcome
     enqueue_publish(post_id)
     return {**outcome, "publish_enqueued": True}
 
 
-def _finish(session: Session, post: Post, status: PostStatus, reason: str | None) -> dict[str, Any]:
-    post.status = status
-    post.status_reason = reason
-    post.processed_at = utcnow()
-    session.commit()
-    return {"post_id": post.id, "status": status.value, "reason": reason, "is_sale": post.is_sale,
-            "confidence": post.confidence, "backend": post.ai_backend}
+def _finish(sessions: sessionmaker[Session], post_id: int, status: PostStatus, reason: str | None, *,
+            text: str | None = None, analysis: Analysis | None = None) -> dict[str, Any]:
+    """Record the outcome (and, with an analysis, the classification and car data) in one transaction."""
+    with sessions.begin() as session:
+        post = session.get(Post, post_id)
+        assert post is not None  # claimed by this task
+        if analysis is not None and text is not None:
+            post.text_hash = text_hash(text)
+            post.is_sale = analysis.classification.is_sale
+            post.confidence = analysis.classification.confidence
+            post.ai_backend = analysis.backend
+            if status == PostStatus.READY:
+                _upsert_car(session, post, analysis)
+                post.summary = analysis.summary
+        post.status = status
+        post.status_reason = reason
+        post.processed_at = utcnow()
+        return {"post_id": post.id, "status": status.value, "reason": reason, "is_sale": post.is_sale,
+                "confidence": post.confidence, "backend": post.ai_backend}
 
 
 def _not_claimed(sessions: sessionmaker[Session], post_id: int, task_id: str,

@@ -731,7 +731,8 @@ def _spec_patterns() -> list[re.Pattern[str]]:
     return patterns
 
 
-_SPEC_PATTERNS = _spec_patterns()
+# One alternation instead of ~240 separate searches per phrase (all patterns share the same flags).
+_SPEC_RE = re.compile("|".join(f"(?:{pattern.pattern})" for pattern in _spec_patterns()))
 
 
 def _is_spec_or_contact(phrase_low: str) -> bool:
@@ -740,7 +741,7 @@ def _is_spec_or_contact(phrase_low: str) -> bool:
     for amount in _amounts(_prepare(phrase_low)):
         if amount.scale or amount.unit or amount.value >= 1000:
             return True
-    return any(p.search(phrase_low) for p in _SPEC_PATTERNS)
+    return _SPEC_RE.search(phrase_low) is not None
 
 
 def _clean_phrase(raw: str) -> str:
