@@ -32,10 +32,11 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _worker(app: str, env: dict[str, str], queues: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", app, "worker", "-c", "2", "-P", "prefork",
-                             "-Q", queues, "-l", os.environ.get("BENCH_LOGLEVEL", "warning"), "-n", f"bench{os.getpid()}@%h", "--without-mingle",
-                             "--without-gossip", "--logfile", str(log)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loglevel = os.environ.get("BENCH_LOGLEVEL", "warning")  # "info" logs each task's run time
+    command = [sys.executable, "-m", "celery", "-A", app, "worker", "-c", "2", "-P", "prefork", "-Q", queues,
+               "-l", loglevel, "-n", f"bench{os.getpid()}@%h", "--without-mingle", "--without-gossip",
+               "--logfile", str(log)]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _wait_ready(app, deadline: float = 60) -> None:
