@@ -9,37 +9,32 @@
 _carsctl_cmd() {
     _cc_subs=() _cc_opts=()
     case $1 in
-        '') _cc_subs=(status queues purge schedule logs doctor up down flower systemd demo config db broker post completion inspect task worker beat) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
+        '') _cc_subs=(demo up down status queues purge schedule logs doctor flower systemd worker beat broker inspect task post config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
+        demo) _cc_opts=(--file --timeout --json -h --help) ;;
+        up) _cc_opts=(-n --node -P --pool -c --concurrency -l --loglevel --no-beat --timeout --json -h --help) ;;
+        down) _cc_opts=(--timeout --cold-timeout --force --keep-broker --json -h --help) ;;
         status) _cc_opts=(--json -w --watch --timeout -h --help) ;;
         queues) _cc_opts=(-Q --queue --timeout --json -h --help) ;;
         purge) _cc_opts=(-Q --queue -y --yes --include-unacked --json -h --help) ;;
         schedule) _cc_opts=(--json -h --help) ;;
         logs) _cc_opts=(-f --follow -n --lines -l --level --task-id -g --grep --json -h --help) ;;
         doctor) _cc_opts=(--json --timeout -h --help) ;;
-        up) _cc_opts=(-n --node -P --pool -c --concurrency -l --loglevel --no-beat --timeout --json -h --help) ;;
-        down) _cc_opts=(--timeout --cold-timeout --force --keep-broker --json -h --help) ;;
         flower) _cc_opts=(--port --address --basic-auth --stop --timeout --json -h --help) ;;
         systemd) _cc_opts=(--user -n --node -P --pool --output-dir -h --help) ;;
-        demo) _cc_opts=(--file --timeout --json -h --help) ;;
-        config) _cc_subs=(show) _cc_opts=(-h --help) ;;
-        'config show') _cc_opts=(--json -h --help) ;;
-        db) _cc_subs=(upgrade status) _cc_opts=(-h --help) ;;
-        'db upgrade') _cc_opts=(--json -h --help) ;;
-        'db status') _cc_opts=(--json -h --help) ;;
+        worker) _cc_subs=(start stop restart status) _cc_opts=(-h --help) ;;
+        'worker start') _cc_opts=(-c --concurrency -Q --queues -P --pool --autoscale -l --loglevel -I --include --foreground --timeout --json -h --help) ;;
+        'worker stop') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
+        'worker restart') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
+        'worker status') _cc_opts=(--timeout --json -h --help) ;;
+        beat) _cc_subs=(start stop restart status) _cc_opts=(-h --help) ;;
+        'beat start') _cc_opts=(-l --loglevel --timeout --json -h --help) ;;
+        'beat stop') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
+        'beat restart') _cc_opts=(--timeout --force --json -h --help) ;;
+        'beat status') _cc_opts=(--json -h --help) ;;
         broker) _cc_subs=(start stop status) _cc_opts=(-h --help) ;;
         'broker start') _cc_opts=(--json -h --help) ;;
         'broker stop') _cc_opts=(--json -h --help) ;;
         'broker status') _cc_opts=(--json -h --help) ;;
-        post) _cc_subs=(add import show list) _cc_opts=(-h --help) ;;
-        'post add') _cc_opts=(--channel --text --message-id --process --no-process --wait --timeout --json -h --help) ;;
-        'post import') _cc_opts=(--process --no-process --wait --timeout --json -h --help) ;;
-        'post show') _cc_opts=(--json -h --help) ;;
-        'post list') _cc_opts=(--status --limit --json -h --help) ;;
-        completion) _cc_subs=(generate show install refresh) _cc_opts=(-h --help) ;;
-        'completion generate') _cc_opts=(--check --dir --json -h --help) ;;
-        'completion show') _cc_opts=(-h --help) ;;
-        'completion install') _cc_opts=(--dir --json -h --help) ;;
-        'completion refresh') _cc_opts=(--quiet --json -h --help) ;;
         inspect) _cc_subs=(active reserved scheduled stats registered revoked queues ping) _cc_opts=(-h --help) ;;
         'inspect active') _cc_opts=(-d --destination --timeout --json -h --help) ;;
         'inspect reserved') _cc_opts=(-d --destination --timeout --json -h --help) ;;
@@ -56,16 +51,21 @@ _carsctl_cmd() {
         'task revoke') _cc_opts=(--terminate --json -h --help) ;;
         'task failed') _cc_opts=(-n --limit --include-retried --json -h --help) ;;
         'task retry') _cc_opts=(--all -y --yes --json -h --help) ;;
-        worker) _cc_subs=(start stop restart status) _cc_opts=(-h --help) ;;
-        'worker start') _cc_opts=(-c --concurrency -Q --queues -P --pool --autoscale -l --loglevel -I --include --foreground --timeout --json -h --help) ;;
-        'worker stop') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
-        'worker restart') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
-        'worker status') _cc_opts=(--timeout --json -h --help) ;;
-        beat) _cc_subs=(start stop restart status) _cc_opts=(-h --help) ;;
-        'beat start') _cc_opts=(-l --loglevel --timeout --json -h --help) ;;
-        'beat stop') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
-        'beat restart') _cc_opts=(--timeout --force --json -h --help) ;;
-        'beat status') _cc_opts=(--json -h --help) ;;
+        post) _cc_subs=(add import show list) _cc_opts=(-h --help) ;;
+        'post add') _cc_opts=(--channel --text --message-id --process --no-process --wait --timeout --json -h --help) ;;
+        'post import') _cc_opts=(--process --no-process --wait --timeout --json -h --help) ;;
+        'post show') _cc_opts=(--json -h --help) ;;
+        'post list') _cc_opts=(--status --limit --json -h --help) ;;
+        config) _cc_subs=(show) _cc_opts=(-h --help) ;;
+        'config show') _cc_opts=(--json -h --help) ;;
+        db) _cc_subs=(upgrade status) _cc_opts=(-h --help) ;;
+        'db upgrade') _cc_opts=(--json -h --help) ;;
+        'db status') _cc_opts=(--json -h --help) ;;
+        completion) _cc_subs=(generate show install refresh) _cc_opts=(-h --help) ;;
+        'completion generate') _cc_opts=(--check --dir --json -h --help) ;;
+        'completion show') _cc_opts=(-h --help) ;;
+        'completion install') _cc_opts=(--dir --json -h --help) ;;
+        'completion refresh') _cc_opts=(--quiet --json -h --help) ;;
     esac
 }
 
@@ -73,6 +73,15 @@ _carsctl_cmd() {
 # of values in _cc_nargs when the option takes a value; status 1 for a flag or an unknown option.
 _carsctl_optval() {
     case "$1|$2" in
+        'demo|--file') _cc_val=(f); _cc_nargs=1 ;;
+        'demo|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'up|-n'|'up|--node') _cc_val=(n); _cc_nargs=1 ;;
+        'up|-P'|'up|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
+        'up|-c'|'up|--concurrency') _cc_val=(-); _cc_nargs=1 ;;
+        'up|-l'|'up|--loglevel') _cc_val=(w debug info warning error critical); _cc_nargs=1 ;;
+        'up|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'down|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'down|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
         'status|-w'|'status|--watch') _cc_val=(-); _cc_nargs=1 ;;
         'status|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'queues|-Q'|'queues|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
@@ -83,13 +92,6 @@ _carsctl_optval() {
         'logs|--task-id') _cc_val=(-); _cc_nargs=1 ;;
         'logs|-g'|'logs|--grep') _cc_val=(-); _cc_nargs=1 ;;
         'doctor|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'up|-n'|'up|--node') _cc_val=(n); _cc_nargs=1 ;;
-        'up|-P'|'up|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
-        'up|-c'|'up|--concurrency') _cc_val=(-); _cc_nargs=1 ;;
-        'up|-l'|'up|--loglevel') _cc_val=(w debug info warning error critical); _cc_nargs=1 ;;
-        'up|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'down|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'down|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
         'flower|--port') _cc_val=(-); _cc_nargs=1 ;;
         'flower|--address') _cc_val=(-); _cc_nargs=1 ;;
         'flower|--basic-auth') _cc_val=(-); _cc_nargs=1 ;;
@@ -97,17 +99,23 @@ _carsctl_optval() {
         'systemd|-n'|'systemd|--node') _cc_val=(n); _cc_nargs=1 ;;
         'systemd|-P'|'systemd|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
         'systemd|--output-dir') _cc_val=(d); _cc_nargs=1 ;;
-        'demo|--file') _cc_val=(f); _cc_nargs=1 ;;
-        'demo|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'post add|--channel') _cc_val=(-); _cc_nargs=1 ;;
-        'post add|--text') _cc_val=(-); _cc_nargs=1 ;;
-        'post add|--message-id') _cc_val=(-); _cc_nargs=1 ;;
-        'post add|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'post import|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'post list|--status') _cc_val=(-); _cc_nargs=1 ;;
-        'post list|--limit') _cc_val=(-); _cc_nargs=1 ;;
-        'completion generate|--dir') _cc_val=(d); _cc_nargs=1 ;;
-        'completion install|--dir') _cc_val=(d); _cc_nargs=1 ;;
+        'worker start|-c'|'worker start|--concurrency') _cc_val=(-); _cc_nargs=1 ;;
+        'worker start|-Q'|'worker start|--queues') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
+        'worker start|-P'|'worker start|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
+        'worker start|--autoscale') _cc_val=(-); _cc_nargs=1 ;;
+        'worker start|-l'|'worker start|--loglevel') _cc_val=(w debug info warning error critical); _cc_nargs=1 ;;
+        'worker start|-I'|'worker start|--include') _cc_val=(-); _cc_nargs=1 ;;
+        'worker start|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'worker stop|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'worker stop|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'worker restart|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'worker restart|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'worker status|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'beat start|-l'|'beat start|--loglevel') _cc_val=(w debug info warning error critical); _cc_nargs=1 ;;
+        'beat start|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'beat stop|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'beat stop|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'beat restart|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'inspect active|-d'|'inspect active|--destination') _cc_val=(n); _cc_nargs=1 ;;
         'inspect active|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'inspect reserved|-d'|'inspect reserved|--destination') _cc_val=(n); _cc_nargs=1 ;;
@@ -134,23 +142,15 @@ _carsctl_optval() {
         'task run|--from-file') _cc_val=(f); _cc_nargs=1 ;;
         'task result|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'task failed|-n'|'task failed|--limit') _cc_val=(-); _cc_nargs=1 ;;
-        'worker start|-c'|'worker start|--concurrency') _cc_val=(-); _cc_nargs=1 ;;
-        'worker start|-Q'|'worker start|--queues') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
-        'worker start|-P'|'worker start|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
-        'worker start|--autoscale') _cc_val=(-); _cc_nargs=1 ;;
-        'worker start|-l'|'worker start|--loglevel') _cc_val=(w debug info warning error critical); _cc_nargs=1 ;;
-        'worker start|-I'|'worker start|--include') _cc_val=(-); _cc_nargs=1 ;;
-        'worker start|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'worker stop|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'worker stop|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'worker restart|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'worker restart|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'worker status|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'beat start|-l'|'beat start|--loglevel') _cc_val=(w debug info warning error critical); _cc_nargs=1 ;;
-        'beat start|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'beat stop|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'beat stop|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'beat restart|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'post add|--channel') _cc_val=(-); _cc_nargs=1 ;;
+        'post add|--text') _cc_val=(-); _cc_nargs=1 ;;
+        'post add|--message-id') _cc_val=(-); _cc_nargs=1 ;;
+        'post add|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'post import|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'post list|--status') _cc_val=(-); _cc_nargs=1 ;;
+        'post list|--limit') _cc_val=(-); _cc_nargs=1 ;;
+        'completion generate|--dir') _cc_val=(d); _cc_nargs=1 ;;
+        'completion install|--dir') _cc_val=(d); _cc_nargs=1 ;;
         *) return 1 ;;
     esac
 }
@@ -160,20 +160,20 @@ _carsctl_optval() {
 _carsctl_argval() {
     case "$1|$2" in
         'logs|1') _cc_val=(n worker beat monitor) ;;
-        'db upgrade|1') _cc_val=(-) ;;
-        'post import|1') _cc_val=(f) ;;
-        'post show|1') _cc_val=(-) ;;
-        'completion show|1') _cc_val=(w bash zsh fish) ;;
-        'completion install|1') _cc_val=(w bash zsh fish) ;;
+        'worker start|'*) _cc_val=(n) ;;
+        'worker stop|'*) _cc_val=(n) ;;
+        'worker restart|'*) _cc_val=(n) ;;
+        'worker status|'*) _cc_val=(n) ;;
         'task run|1') _cc_val=(t) ;;
         'task run|'*) _cc_val=(-) ;;
         'task result|1') _cc_val=(-) ;;
         'task revoke|1') _cc_val=(-) ;;
         'task retry|1') _cc_val=(-) ;;
-        'worker start|'*) _cc_val=(n) ;;
-        'worker stop|'*) _cc_val=(n) ;;
-        'worker restart|'*) _cc_val=(n) ;;
-        'worker status|'*) _cc_val=(n) ;;
+        'post import|1') _cc_val=(f) ;;
+        'post show|1') _cc_val=(-) ;;
+        'db upgrade|1') _cc_val=(-) ;;
+        'completion show|1') _cc_val=(w bash zsh fish) ;;
+        'completion install|1') _cc_val=(w bash zsh fish) ;;
         *) return 1 ;;
     esac
 }

@@ -11,8 +11,14 @@ function __carsctl_cmd
     set -g __carsctl_opts
     switch $argv[1]
         case ''
-            set -g __carsctl_subs status\t'One screen: broker, database, worker nodes, beat, queue depths...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, beat, worker nodes...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' demo\t'Start the stack (`carsctl up`) and push sample car ads through...' config\t'Show the effective configuration.' db\t'Database migrations.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' post\t'Add, import and inspect posts.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' task\t'Run tasks by hand, look at their results, revoke them, retry...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.'
+            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, beat, worker nodes...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' task\t'Run tasks by hand, look at their results, revoke them, retry...' post\t'Add, import and inspect posts.' config\t'Show the effective configuration.' db\t'Database migrations.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --debug\t'Show tracebacks of errors.' -v\t'More detail.' --verbose\t'More detail.' -q\t'Only errors on stderr.' --quiet\t'Only errors on stderr.' --no-color\t'No colours (also: NO_COLOR).' --version\t'Print the version and exit.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case demo
+            set -g __carsctl_opts --file\t'JSON-lines posts instead of the samples.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case up
+            set -g __carsctl_opts -n\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' --node\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' -c\t'Concurrency of nodes that do not set their own.' --concurrency\t'Concurrency of nodes that do not set their own.' -l\t'Log level. [default: info, or what the node last ran with]' --loglevel\t'Log level. [default: info, or what the node last ran with]' --no-beat\t'Do not start beat.' --timeout\t'Seconds to wait until a node answers a ping; after that it is stopped.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case down
+            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --keep-broker\t'Leave the embedded Redis running.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case status
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -w\t'Refresh every SECONDS until Ctrl-C.' --watch\t'Refresh every SECONDS until Ctrl-C.' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case queues
@@ -25,27 +31,31 @@ function __carsctl_cmd
             set -g __carsctl_opts -f\t'Keep printing new lines (across rotation).' --follow\t'Keep printing new lines (across rotation).' -n\t'How many last lines to show first.' --lines\t'How many last lines to show first.' -l\t'Only records at this level or above.' --level\t'Only records at this level or above.' --task-id\t'Only records mentioning this task id.' -g\t'Only lines containing TEXT (any case).' --grep\t'Only lines containing TEXT (any case).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case doctor
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case up
-            set -g __carsctl_opts -n\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' --node\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' -c\t'Concurrency of nodes that do not set their own.' --concurrency\t'Concurrency of nodes that do not set their own.' -l\t'Log level. [default: info, or what the node last ran with]' --loglevel\t'Log level. [default: info, or what the node last ran with]' --no-beat\t'Do not start beat.' --timeout\t'Seconds to wait until a node answers a ping; after that it is stopped.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case down
-            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --keep-broker\t'Leave the embedded Redis running.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case flower
             set -g __carsctl_opts --port\t'TCP port.' --address\t'Address to listen on.' --basic-auth\t'user:password required by the UI (also FLOWER_BASIC_AUTH; never...' --stop\t'Stop the Flower carsctl started.' --timeout\t'Seconds to wait until it listens.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case systemd
             set -g __carsctl_opts --user\t'Units for the per-user manager (systemctl --user).' -n\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' --node\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' --output-dir\t'Write the unit files into this directory instead of printing them.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case demo
-            set -g __carsctl_opts --file\t'JSON-lines posts instead of the samples.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case config
-            set -g __carsctl_subs show\t'Print every setting (secrets masked) and its source: default, .env...'
+        case worker
+            set -g __carsctl_subs start\t'Start worker nodes detached; returns once each answers a ping...' stop\t'Stop worker nodes gracefully: SIGTERM to each node\'s main process...' restart\t'Stop nodes and start them again with the options they were started...' status\t'Each node: process alive? answers a ping addressed to it? with...'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'config show'
-            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case db
-            set -g __carsctl_subs upgrade\t'Apply the migrations up to REVISION (default: the newest).' status\t'Show the database URL (masked), its revision and whether...'
+        case 'worker start'
+            set -g __carsctl_opts -c\t'Pool processes/threads. [default: 4]' --concurrency\t'Pool processes/threads. [default: 4]' -Q\t'Comma list of queues. [default: all five]' --queues\t'Comma list of queues. [default: all five]' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' --autoscale\t'MAX,MIN pool size (instead of -c).' -l\t'Log level. [default: info, or what the node last ran with]' --loglevel\t'Log level. [default: info, or what the node last ran with]' -I\t'Comma list of extra task modules.' --include\t'Comma list of extra task modules.' --foreground\t'Run one node in this terminal (systemd, containers); logs to stderr.' --timeout\t'Seconds to wait until a node answers a ping; after that it is stopped.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'worker stop'
+            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'worker restart'
+            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'worker status'
+            set -g __carsctl_opts --timeout\t'Seconds to wait for a ping reply (answering nodes return at once).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case beat
+            set -g __carsctl_subs start\t'Start beat detached (log: logs/celery_beat.log); returns once its...' stop\t'Stop beat (SIGTERM: it saves its schedule and releases its lock).' restart\t'Stop beat and start it again with the log level it ran with.' status\t'Beat\'s process and heartbeat: last tick, and each periodic task\'s...'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'db upgrade'
-            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'db status'
+        case 'beat start'
+            set -g __carsctl_opts -l\t'Log level. [default: info, or what the node last ran with]' --loglevel\t'Log level. [default: info, or what the node last ran with]' --timeout\t'Seconds to wait until a node answers a ping; after that it is stopped.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'beat stop'
+            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'beat restart'
+            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'beat status'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case broker
             set -g __carsctl_subs start\t'Start the embedded Redis (idempotent); waits until it answers.' stop\t'Stop the embedded Redis; queued tasks are kept on disk for the...' status\t'Is the broker reachable? Version, memory, and for the embedded one...'
@@ -56,28 +66,6 @@ function __carsctl_cmd
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case 'broker status'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case post
-            set -g __carsctl_subs add\t'Store one post (de-duplicated by channel and message id) and...' import\t'Store every post of a JSON-lines file and enqueue processing of...' show\t'Show a post: status and reason, classification, car data, and what...' list\t'List the newest posts with their status and car.'
-            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'post add'
-            set -g __carsctl_opts --channel\t'Source channel, e.g. @cars_msk.' --text\t'The post\'s text.' --message-id\t'Source message id.' --process\t'Enqueue AI processing of new posts.' --no-process\t'Enqueue AI processing of new posts.' --wait\t'Wait until each post is published, rejected or failed.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'post import'
-            set -g __carsctl_opts --process\t'Enqueue AI processing of new posts.' --no-process\t'Enqueue AI processing of new posts.' --wait\t'Wait until each post is published, rejected or failed.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'post show'
-            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'post list'
-            set -g __carsctl_opts --status\t'Only posts with this status.' --limit\t'At most this many.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case completion
-            set -g __carsctl_subs generate\t'Regenerate completions/ (carsctl.bash, _carsctl, carsctl.fish)...' show\t'Print the completion script of a shell on stdout.' install\t'Install the script into the user\'s completion directory for that...' refresh\t'Rewrite the completion caches (task aliases and names) without...'
-            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'completion generate'
-            set -g __carsctl_opts --check\t'Write nothing; exit 1 if a script is stale.' --dir\t'Directory of the scripts (default: completions/).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'completion show'
-            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'completion install'
-            set -g __carsctl_opts --dir\t'Install into this directory instead.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'completion refresh'
-            set -g __carsctl_opts --quiet\t'Print nothing (used by the scripts).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case inspect
             set -g __carsctl_subs active\t'Tasks running now: name, id, arguments, worker, runtime so far.' reserved\t'Tasks a worker has prefetched and will run next.' scheduled\t'Tasks with an ETA or countdown that a worker holds until they are due.' stats\t'Per worker: pid, pool, concurrency, tasks processed, uptime, memory.' registered\t'The tasks each worker knows.' revoked\t'Task ids each worker has been told to revoke.' queues\t'The queues each worker consumes from.' ping\t'Which workers answer remote control (exit 69 when none does).'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -112,28 +100,40 @@ function __carsctl_cmd
             set -g __carsctl_opts -n\t'At most N.' --limit\t'At most N.' --include-retried\t'Also those retried.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case 'task retry'
             set -g __carsctl_opts --all\t'Every failed task not retried yet.' -y\t'Do not ask for confirmation.' --yes\t'Do not ask for confirmation.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case worker
-            set -g __carsctl_subs start\t'Start worker nodes detached; returns once each answers a ping...' stop\t'Stop worker nodes gracefully: SIGTERM to each node\'s main process...' restart\t'Stop nodes and start them again with the options they were started...' status\t'Each node: process alive? answers a ping addressed to it? with...'
+        case post
+            set -g __carsctl_subs add\t'Store one post (de-duplicated by channel and message id) and...' import\t'Store every post of a JSON-lines file and enqueue processing of...' show\t'Show a post: status and reason, classification, car data, and what...' list\t'List the newest posts with their status and car.'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'worker start'
-            set -g __carsctl_opts -c\t'Pool processes/threads. [default: 4]' --concurrency\t'Pool processes/threads. [default: 4]' -Q\t'Comma list of queues. [default: all five]' --queues\t'Comma list of queues. [default: all five]' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' --autoscale\t'MAX,MIN pool size (instead of -c).' -l\t'Log level. [default: info, or what the node last ran with]' --loglevel\t'Log level. [default: info, or what the node last ran with]' -I\t'Comma list of extra task modules.' --include\t'Comma list of extra task modules.' --foreground\t'Run one node in this terminal (systemd, containers); logs to stderr.' --timeout\t'Seconds to wait until a node answers a ping; after that it is stopped.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'worker stop'
-            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'worker restart'
-            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'worker status'
-            set -g __carsctl_opts --timeout\t'Seconds to wait for a ping reply (answering nodes return at once).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case beat
-            set -g __carsctl_subs start\t'Start beat detached (log: logs/celery_beat.log); returns once its...' stop\t'Stop beat (SIGTERM: it saves its schedule and releases its lock).' restart\t'Stop beat and start it again with the log level it ran with.' status\t'Beat\'s process and heartbeat: last tick, and each periodic task\'s...'
-            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'beat start'
-            set -g __carsctl_opts -l\t'Log level. [default: info, or what the node last ran with]' --loglevel\t'Log level. [default: info, or what the node last ran with]' --timeout\t'Seconds to wait until a node answers a ping; after that it is stopped.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'beat stop'
-            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'beat restart'
-            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case 'beat status'
+        case 'post add'
+            set -g __carsctl_opts --channel\t'Source channel, e.g. @cars_msk.' --text\t'The post\'s text.' --message-id\t'Source message id.' --process\t'Enqueue AI processing of new posts.' --no-process\t'Enqueue AI processing of new posts.' --wait\t'Wait until each post is published, rejected or failed.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'post import'
+            set -g __carsctl_opts --process\t'Enqueue AI processing of new posts.' --no-process\t'Enqueue AI processing of new posts.' --wait\t'Wait until each post is published, rejected or failed.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'post show'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'post list'
+            set -g __carsctl_opts --status\t'Only posts with this status.' --limit\t'At most this many.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case config
+            set -g __carsctl_subs show\t'Print every setting (secrets masked) and its source: default, .env...'
+            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'config show'
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case db
+            set -g __carsctl_subs upgrade\t'Apply the migrations up to REVISION (default: the newest).' status\t'Show the database URL (masked), its revision and whether...'
+            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'db upgrade'
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'db status'
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case completion
+            set -g __carsctl_subs generate\t'Regenerate completions/ (carsctl.bash, _carsctl, carsctl.fish)...' show\t'Print the completion script of a shell on stdout.' install\t'Install the script into the user\'s completion directory for that...' refresh\t'Rewrite the completion caches (task aliases and names) without...'
+            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'completion generate'
+            set -g __carsctl_opts --check\t'Write nothing; exit 1 if a script is stale.' --dir\t'Directory of the scripts (default: completions/).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'completion show'
+            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'completion install'
+            set -g __carsctl_opts --dir\t'Install into this directory instead.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'completion refresh'
+            set -g __carsctl_opts --quiet\t'Print nothing (used by the scripts).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
     end
 end
 
@@ -141,6 +141,33 @@ end
 # number of values in __carsctl_nargs when the option takes a value; status 1 otherwise.
 function __carsctl_optval
     switch "$argv[1]|$argv[2]"
+        case 'demo|--file'
+            set -g __carsctl_val f
+            set -g __carsctl_nargs 1
+        case 'demo|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'up|-n' 'up|--node'
+            set -g __carsctl_val n
+            set -g __carsctl_nargs 1
+        case 'up|-P' 'up|--pool'
+            set -g __carsctl_val w prefork solo threads
+            set -g __carsctl_nargs 1
+        case 'up|-c' 'up|--concurrency'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'up|-l' 'up|--loglevel'
+            set -g __carsctl_val w debug info warning error critical
+            set -g __carsctl_nargs 1
+        case 'up|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'down|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'down|--cold-timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
         case 'status|-w' 'status|--watch'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
@@ -171,27 +198,6 @@ function __carsctl_optval
         case 'doctor|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'up|-n' 'up|--node'
-            set -g __carsctl_val n
-            set -g __carsctl_nargs 1
-        case 'up|-P' 'up|--pool'
-            set -g __carsctl_val w prefork solo threads
-            set -g __carsctl_nargs 1
-        case 'up|-c' 'up|--concurrency'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'up|-l' 'up|--loglevel'
-            set -g __carsctl_val w debug info warning error critical
-            set -g __carsctl_nargs 1
-        case 'up|--timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'down|--timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'down|--cold-timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
         case 'flower|--port'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
@@ -213,38 +219,56 @@ function __carsctl_optval
         case 'systemd|--output-dir'
             set -g __carsctl_val d
             set -g __carsctl_nargs 1
-        case 'demo|--file'
-            set -g __carsctl_val f
-            set -g __carsctl_nargs 1
-        case 'demo|--timeout'
+        case 'worker start|-c' 'worker start|--concurrency'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'post add|--channel'
+        case 'worker start|-Q' 'worker start|--queues'
+            set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
+            set -g __carsctl_nargs 1
+        case 'worker start|-P' 'worker start|--pool'
+            set -g __carsctl_val w prefork solo threads
+            set -g __carsctl_nargs 1
+        case 'worker start|--autoscale'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'post add|--text'
+        case 'worker start|-l' 'worker start|--loglevel'
+            set -g __carsctl_val w debug info warning error critical
+            set -g __carsctl_nargs 1
+        case 'worker start|-I' 'worker start|--include'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'post add|--message-id'
+        case 'worker start|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'post add|--timeout'
+        case 'worker stop|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'post import|--timeout'
+        case 'worker stop|--cold-timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'post list|--status'
+        case 'worker restart|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'post list|--limit'
+        case 'worker restart|--cold-timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'completion generate|--dir'
-            set -g __carsctl_val d
+        case 'worker status|--timeout'
+            set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'completion install|--dir'
-            set -g __carsctl_val d
+        case 'beat start|-l' 'beat start|--loglevel'
+            set -g __carsctl_val w debug info warning error critical
+            set -g __carsctl_nargs 1
+        case 'beat start|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'beat stop|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'beat stop|--cold-timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'beat restart|--timeout'
+            set -g __carsctl_val -
             set -g __carsctl_nargs 1
         case 'inspect active|-d' 'inspect active|--destination'
             set -g __carsctl_val n
@@ -324,56 +348,32 @@ function __carsctl_optval
         case 'task failed|-n' 'task failed|--limit'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'worker start|-c' 'worker start|--concurrency'
+        case 'post add|--channel'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'worker start|-Q' 'worker start|--queues'
-            set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
-            set -g __carsctl_nargs 1
-        case 'worker start|-P' 'worker start|--pool'
-            set -g __carsctl_val w prefork solo threads
-            set -g __carsctl_nargs 1
-        case 'worker start|--autoscale'
+        case 'post add|--text'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'worker start|-l' 'worker start|--loglevel'
-            set -g __carsctl_val w debug info warning error critical
-            set -g __carsctl_nargs 1
-        case 'worker start|-I' 'worker start|--include'
+        case 'post add|--message-id'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'worker start|--timeout'
+        case 'post add|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'worker stop|--timeout'
+        case 'post import|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'worker stop|--cold-timeout'
+        case 'post list|--status'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'worker restart|--timeout'
+        case 'post list|--limit'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
-        case 'worker restart|--cold-timeout'
-            set -g __carsctl_val -
+        case 'completion generate|--dir'
+            set -g __carsctl_val d
             set -g __carsctl_nargs 1
-        case 'worker status|--timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'beat start|-l' 'beat start|--loglevel'
-            set -g __carsctl_val w debug info warning error critical
-            set -g __carsctl_nargs 1
-        case 'beat start|--timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'beat stop|--timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'beat stop|--cold-timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'beat restart|--timeout'
-            set -g __carsctl_val -
+        case 'completion install|--dir'
+            set -g __carsctl_val d
             set -g __carsctl_nargs 1
         case '*'
             return 1
@@ -386,16 +386,14 @@ function __carsctl_argval
     switch "$argv[1]|$argv[2]"
         case 'logs|1'
             set -g __carsctl_val n worker beat monitor
-        case 'db upgrade|1'
-            set -g __carsctl_val -
-        case 'post import|1'
-            set -g __carsctl_val f
-        case 'post show|1'
-            set -g __carsctl_val -
-        case 'completion show|1'
-            set -g __carsctl_val w bash zsh fish
-        case 'completion install|1'
-            set -g __carsctl_val w bash zsh fish
+        case 'worker start|*'
+            set -g __carsctl_val n
+        case 'worker stop|*'
+            set -g __carsctl_val n
+        case 'worker restart|*'
+            set -g __carsctl_val n
+        case 'worker status|*'
+            set -g __carsctl_val n
         case 'task run|1'
             set -g __carsctl_val t
         case 'task run|*'
@@ -406,14 +404,16 @@ function __carsctl_argval
             set -g __carsctl_val -
         case 'task retry|1'
             set -g __carsctl_val -
-        case 'worker start|*'
-            set -g __carsctl_val n
-        case 'worker stop|*'
-            set -g __carsctl_val n
-        case 'worker restart|*'
-            set -g __carsctl_val n
-        case 'worker status|*'
-            set -g __carsctl_val n
+        case 'post import|1'
+            set -g __carsctl_val f
+        case 'post show|1'
+            set -g __carsctl_val -
+        case 'db upgrade|1'
+            set -g __carsctl_val -
+        case 'completion show|1'
+            set -g __carsctl_val w bash zsh fish
+        case 'completion install|1'
+            set -g __carsctl_val w bash zsh fish
         case '*'
             return 1
     end

@@ -1,4 +1,4 @@
-"""`carsctl demo`: the README's first command: bring the stack up and push the sample ads through it."""
+"""`carsctl demo`: the end of the README's first command: push the sample ads through the running stack."""
 
 from __future__ import annotations
 
@@ -14,23 +14,22 @@ from carsctl.options import JsonOpt, TimeoutOpt
 def demo(ctx: typer.Context,
          file: Annotated[Path | None, typer.Option("--file", help="JSON-lines posts instead of the samples.")] = None,
          timeout: TimeoutOpt = 120.0, json: JsonOpt = False) -> None:
-    """Start the stack (`carsctl up`) and push sample car ads through classify -> extract -> generate -> publish.
+    """Push sample car ads through the running stack: classify -> extract -> generate -> publish.
 
-    Prints what happened to each post and where the published posts are (the outbox without Telegram
-    credentials). The stack keeps running; `carsctl down` stops it. Exit code 1 if a post did not finish.
-    Example: carsctl demo
+    Start the stack first with `carsctl up`. Prints what happened to each post and where the published
+    posts are (the outbox without Telegram credentials). Exit code 1 if a post did not finish, 69 when
+    no worker is running.
+    Example: carsctl up && carsctl demo
     """
     from cars_bot.posts import read_jsonl, sample_posts_path
-    from carsctl import lifecycle
-    from carsctl.commands.worker import report_started
+    from carsctl.connectivity import check_broker
+    from carsctl.errors import DependencyUnavailable
     from carsctl.posts import describe_post, store_and_enqueue, wait_for_posts
 
     cli = obj(ctx)
-    nodes = lifecycle.stack_layout(cli.settings, [])
-    steps = lifecycle.bring_up(cli.settings, nodes, timeout=timeout, app_loader=lambda: cli.celery_app,
-                               progress=cli.info)
-    report_started(cli, steps["workers"] + ([steps["beat"]] if "beat" in steps else []), json=False,
-                   refused_ok=True)
+    check_broker(cli.settings)
+    if not cli.celery_app.control.ping(timeout=1.0):
+        raise DependencyUnavailable("no worker is running", hint="start the stack with `carsctl up`")
     # Fresh message ids on every run, so each run pushes posts through the pipeline again.
     records = [{k: v for k, v in r.items() if k != "message_id"} for r in read_jsonl(file or sample_posts_path())]
     rows = store_and_enqueue(cli, records, process=True)
@@ -39,7 +38,7 @@ def demo(ctx: typer.Context,
         wait_for_posts([r["post_id"] for r in rows], timeout)
     posts = [describe_post(r["post_id"]) for r in rows]
     if json or cli.json:
-        cli.emit_json({"stack": {"ok": steps["ok"]}, "posts": posts})
+        cli.emit_json(posts)
     else:
         _report(cli, posts)
     if any(p["status"] not in ("published", "rejected") for p in posts):

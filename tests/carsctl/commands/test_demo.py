@@ -1,0 +1,25 @@
+"""`carsctl demo`: the sample ads through a running worker; a clear error without one."""
+
+import json
+
+import pytest
+
+from tests.carsctl.cli import invoke
+from tests.workers import celery_worker
+
+
+@pytest.mark.slow
+def test_demo_pushes_the_samples_through_the_pipeline(celery_app_real, db, tmp_path) -> None:
+    with celery_worker(celery_app_real, pool="prefork", concurrency=2, log=tmp_path / "w.log"):
+        result = invoke("demo", "--json")
+    assert result.exit_code == 0, result.output
+    posts = json.loads(result.stdout)
+    assert sorted(p["status"] for p in posts) == ["published"] * 3 + ["rejected"] * 2
+    published = [p for p in posts if p["status"] == "published"]
+    assert all(p["publication"]["target"] == "outbox" for p in published)
+    assert {p["car"]["brand"] for p in published} == {"Toyota", "Lada", "BMW"}
+
+
+def test_demo_without_a_worker_is_exit_69(celery_app_real, db) -> None:
+    result = invoke("demo")
+    assert result.exit_code == 69 and "no worker is running" in result.output and "carsctl up" in result.output
