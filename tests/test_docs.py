@@ -28,4 +28,5 @@ def test_readme_quick_start_is_two_commands() -> None:
     text = README.read_text(encoding="utf-8")
     block = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     commands = [line for line in block.strip().splitlines() if line.strip()]
-    assert commands == ["pip install -e . && carsctl up && carsctl demo", "pip install -e '.[test]' && python -m pytest"]
+    assert commands == ["pip install -e . && carsctl up && carsctl demo",
+                        "pip install -e '.[test]' && python -m pytest"]
