@@ -58,6 +58,14 @@ def kombu_broker_url(url: str) -> str:
     return url
 
 
+def redis_py_url(url: str) -> str:
+    """A Celery/kombu Redis URL in the form redis-py understands (`redis+socket://` -> `unix://`)."""
+    for prefix in ("redis+socket://", "socket://"):
+        if url.startswith(prefix):
+            return "unix://" + url[len(prefix):]
+    return url
+
+
 def _transport_classes() -> tuple[type, type]:
     from kombu.transport import redis as kombu_redis
 

@@ -11,18 +11,12 @@ if TYPE_CHECKING:
     from cars_bot.config import Settings
 
 
-def redis_py_url(url: str) -> str:
-    """A Celery/kombu Redis URL in the form redis-py understands (`redis+socket://` -> `unix://`)."""
-    for prefix in ("redis+socket://", "socket://"):
-        if url.startswith(prefix):
-            return "unix://" + url[len(prefix):]
-    return url
-
-
 def redis_client(url: str, timeout: float) -> Any:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+
+    from cars_bot.broker import redis_py_url
 
     # No silent client-side retries: an unreachable broker is reported within `timeout`.
     return redis.Redis.from_url(redis_py_url(url), socket_timeout=timeout, socket_connect_timeout=timeout,

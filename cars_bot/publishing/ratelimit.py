@@ -67,9 +67,9 @@ def publish_key(channel: str) -> str:
 def redis_client(url: str) -> Any:
     """This process's redis-py client for a broker-style URL (`redis://`, `rediss://`, or the
     embedded Redis's `redis+socket:///path` / `unix:///path`)."""
-    for prefix in ("redis+socket://", "socket://"):
-        if url.startswith(prefix):
-            url = "unix://" + url[len(prefix):]
+    from cars_bot.broker import redis_py_url
+
+    url = redis_py_url(url)
     key = (url, os.getpid())
     with _lock:
         client = _clients.get(key)

@@ -27,11 +27,11 @@ def _limiter(settings: Any, publisher: Any) -> Any:
     """The cluster-wide limiter for Telegram; the outbox is not rate limited."""
     if publisher.kind != "telegram":
         return None
+    from cars_bot.broker import is_redis_url
     from cars_bot.publishing.ratelimit import publish_key, redis_client, reserve_slot
 
     candidates = (settings.redis_url, settings.broker_url, settings.result_backend_url)
-    url = next((u for u in candidates if u and u.split("://", 1)[0] in ("redis", "rediss", "redis+socket", "unix")),
-               None)
+    url = next((u for u in candidates if u and is_redis_url(u)), None)
     if url is None:
         from cars_bot.errors import NotConfigured
 
