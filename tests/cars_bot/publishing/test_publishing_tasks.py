@@ -10,12 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from cars_bot.tasks import publishing_tasks
 from tests.cars_bot.publishing.conftest import make_post, make_subscriber
-
-try:
-    from cars_bot.tasks import publishing_tasks
-except ModuleNotFoundError as missing:  # sibling task modules still being written
-    pytest.skip(f"cars_bot.tasks is not importable yet ({missing})", allow_module_level=True)
 
 
 @pytest.fixture
