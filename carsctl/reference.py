@@ -15,13 +15,15 @@ END = "<!-- commands:end -->"
 
 
 def _walk(command: Any, path: list[str]) -> list[tuple[list[str], Any]]:
-    subcommands = getattr(command, "commands", None)
-    if not subcommands:
+    if not hasattr(command, "list_commands"):
         return [(path, command)]
+    import typer
+
+    ctx = typer.Context(command)
     found = []
-    for name in sorted(subcommands):
-        sub = subcommands[name]
-        if getattr(sub, "hidden", False):
+    for name in sorted(command.list_commands(ctx)):
+        sub = command.get_command(ctx, name)
+        if sub is None or getattr(sub, "hidden", False):
             continue
         found += _walk(sub, [*path, name])
     return found

@@ -9,18 +9,11 @@
 _carsctl_cmd() {
     _cc_subs=() _cc_opts=()
     case $1 in
-        '') _cc_subs=(demo up down status queues purge schedule logs doctor flower systemd worker beat broker inspect task post config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
+        '') _cc_subs=(demo up down status worker beat broker inspect queues purge task schedule logs post doctor flower systemd config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
         demo) _cc_opts=(--file --timeout --json -h --help) ;;
         up) _cc_opts=(-n --node -P --pool -c --concurrency -l --loglevel --no-beat --timeout --json -h --help) ;;
         down) _cc_opts=(--timeout --cold-timeout --force --keep-broker --json -h --help) ;;
         status) _cc_opts=(--json -w --watch --timeout -h --help) ;;
-        queues) _cc_opts=(-Q --queue --timeout --json -h --help) ;;
-        purge) _cc_opts=(-Q --queue -y --yes --include-unacked --json -h --help) ;;
-        schedule) _cc_opts=(--json -h --help) ;;
-        logs) _cc_opts=(-f --follow -n --lines -l --level --task-id -g --grep --json -h --help) ;;
-        doctor) _cc_opts=(--json --timeout -h --help) ;;
-        flower) _cc_opts=(--port --address --basic-auth --stop --timeout --json -h --help) ;;
-        systemd) _cc_opts=(--user -n --node -P --pool --output-dir -h --help) ;;
         worker) _cc_subs=(start stop restart status) _cc_opts=(-h --help) ;;
         'worker start') _cc_opts=(-c --concurrency -Q --queues -P --pool --autoscale -l --loglevel -I --include --foreground --timeout --json -h --help) ;;
         'worker stop') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
@@ -44,6 +37,8 @@ _carsctl_cmd() {
         'inspect revoked') _cc_opts=(-d --destination --timeout --json -h --help) ;;
         'inspect queues') _cc_opts=(-d --destination --timeout --json -h --help) ;;
         'inspect ping') _cc_opts=(-d --destination --timeout --json -h --help) ;;
+        queues) _cc_opts=(-Q --queue --timeout --json -h --help) ;;
+        purge) _cc_opts=(-Q --queue -y --yes --include-unacked --json -h --help) ;;
         task) _cc_subs=(list run result revoke failed retry) _cc_opts=(-h --help) ;;
         'task list') _cc_opts=(--json -h --help) ;;
         'task run') _cc_opts=(-k --kwarg -Q --queue -p --priority --countdown --eta --wait --timeout --retry-policy --from-file --json -h --help) ;;
@@ -51,11 +46,16 @@ _carsctl_cmd() {
         'task revoke') _cc_opts=(--terminate --json -h --help) ;;
         'task failed') _cc_opts=(-n --limit --include-retried --json -h --help) ;;
         'task retry') _cc_opts=(--all -y --yes --json -h --help) ;;
+        schedule) _cc_opts=(--json -h --help) ;;
+        logs) _cc_opts=(-f --follow -n --lines -l --level --task-id -g --grep --json -h --help) ;;
         post) _cc_subs=(add import show list) _cc_opts=(-h --help) ;;
         'post add') _cc_opts=(--channel --text --message-id --process --no-process --wait --timeout --json -h --help) ;;
         'post import') _cc_opts=(--process --no-process --wait --timeout --json -h --help) ;;
         'post show') _cc_opts=(--json -h --help) ;;
         'post list') _cc_opts=(--status --limit --json -h --help) ;;
+        doctor) _cc_opts=(--json --timeout -h --help) ;;
+        flower) _cc_opts=(--port --address --basic-auth --stop --timeout --json -h --help) ;;
+        systemd) _cc_opts=(--user -n --node -P --pool --output-dir -h --help) ;;
         config) _cc_subs=(show) _cc_opts=(-h --help) ;;
         'config show') _cc_opts=(--json -h --help) ;;
         db) _cc_subs=(upgrade status) _cc_opts=(-h --help) ;;
@@ -84,21 +84,6 @@ _carsctl_optval() {
         'down|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
         'status|-w'|'status|--watch') _cc_val=(-); _cc_nargs=1 ;;
         'status|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'queues|-Q'|'queues|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
-        'queues|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'purge|-Q'|'purge|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
-        'logs|-n'|'logs|--lines') _cc_val=(-); _cc_nargs=1 ;;
-        'logs|-l'|'logs|--level') _cc_val=(w debug info warning error critical fatal); _cc_nargs=1 ;;
-        'logs|--task-id') _cc_val=(-); _cc_nargs=1 ;;
-        'logs|-g'|'logs|--grep') _cc_val=(-); _cc_nargs=1 ;;
-        'doctor|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'flower|--port') _cc_val=(-); _cc_nargs=1 ;;
-        'flower|--address') _cc_val=(-); _cc_nargs=1 ;;
-        'flower|--basic-auth') _cc_val=(-); _cc_nargs=1 ;;
-        'flower|--timeout') _cc_val=(-); _cc_nargs=1 ;;
-        'systemd|-n'|'systemd|--node') _cc_val=(n); _cc_nargs=1 ;;
-        'systemd|-P'|'systemd|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
-        'systemd|--output-dir') _cc_val=(d); _cc_nargs=1 ;;
         'worker start|-c'|'worker start|--concurrency') _cc_val=(-); _cc_nargs=1 ;;
         'worker start|-Q'|'worker start|--queues') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
         'worker start|-P'|'worker start|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
@@ -132,6 +117,9 @@ _carsctl_optval() {
         'inspect queues|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'inspect ping|-d'|'inspect ping|--destination') _cc_val=(n); _cc_nargs=1 ;;
         'inspect ping|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'queues|-Q'|'queues|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
+        'queues|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'purge|-Q'|'purge|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
         'task run|-k'|'task run|--kwarg') _cc_val=(-); _cc_nargs=1 ;;
         'task run|-Q'|'task run|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
         'task run|-p'|'task run|--priority') _cc_val=(-); _cc_nargs=1 ;;
@@ -142,6 +130,10 @@ _carsctl_optval() {
         'task run|--from-file') _cc_val=(f); _cc_nargs=1 ;;
         'task result|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'task failed|-n'|'task failed|--limit') _cc_val=(-); _cc_nargs=1 ;;
+        'logs|-n'|'logs|--lines') _cc_val=(-); _cc_nargs=1 ;;
+        'logs|-l'|'logs|--level') _cc_val=(w debug info warning error critical fatal); _cc_nargs=1 ;;
+        'logs|--task-id') _cc_val=(-); _cc_nargs=1 ;;
+        'logs|-g'|'logs|--grep') _cc_val=(-); _cc_nargs=1 ;;
         'post add|--channel') _cc_val=(-); _cc_nargs=1 ;;
         'post add|--text') _cc_val=(-); _cc_nargs=1 ;;
         'post add|--message-id') _cc_val=(-); _cc_nargs=1 ;;
@@ -149,6 +141,14 @@ _carsctl_optval() {
         'post import|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'post list|--status') _cc_val=(-); _cc_nargs=1 ;;
         'post list|--limit') _cc_val=(-); _cc_nargs=1 ;;
+        'doctor|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'flower|--port') _cc_val=(-); _cc_nargs=1 ;;
+        'flower|--address') _cc_val=(-); _cc_nargs=1 ;;
+        'flower|--basic-auth') _cc_val=(-); _cc_nargs=1 ;;
+        'flower|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'systemd|-n'|'systemd|--node') _cc_val=(n); _cc_nargs=1 ;;
+        'systemd|-P'|'systemd|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
+        'systemd|--output-dir') _cc_val=(d); _cc_nargs=1 ;;
         'completion generate|--dir') _cc_val=(d); _cc_nargs=1 ;;
         'completion install|--dir') _cc_val=(d); _cc_nargs=1 ;;
         *) return 1 ;;
@@ -159,7 +159,6 @@ _carsctl_optval() {
 # positional argument.
 _carsctl_argval() {
     case "$1|$2" in
-        'logs|1') _cc_val=(n worker beat monitor) ;;
         'worker start|'*) _cc_val=(n) ;;
         'worker stop|'*) _cc_val=(n) ;;
         'worker restart|'*) _cc_val=(n) ;;
@@ -169,6 +168,7 @@ _carsctl_argval() {
         'task result|1') _cc_val=(-) ;;
         'task revoke|1') _cc_val=(-) ;;
         'task retry|1') _cc_val=(-) ;;
+        'logs|1') _cc_val=(n worker beat monitor) ;;
         'post import|1') _cc_val=(f) ;;
         'post show|1') _cc_val=(-) ;;
         'db upgrade|1') _cc_val=(-) ;;

@@ -11,7 +11,7 @@ function __carsctl_cmd
     set -g __carsctl_opts
     switch $argv[1]
         case ''
-            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, beat, worker nodes...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' task\t'Run tasks by hand, look at their results, revoke them, retry...' post\t'Add, import and inspect posts.' config\t'Show the effective configuration.' db\t'Database migrations.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
+            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, beat, worker nodes...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' task\t'Run tasks by hand, look at their results, revoke them, retry...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' post\t'Add, import and inspect posts.' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' config\t'Show the effective configuration.' db\t'Database migrations.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --debug\t'Show tracebacks of errors.' -v\t'More detail.' --verbose\t'More detail.' -q\t'Only errors on stderr.' --quiet\t'Only errors on stderr.' --no-color\t'No colours (also: NO_COLOR).' --version\t'Print the version and exit.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case demo
             set -g __carsctl_opts --file\t'JSON-lines posts instead of the samples.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -21,20 +21,6 @@ function __carsctl_cmd
             set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --keep-broker\t'Leave the embedded Redis running.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case status
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -w\t'Refresh every SECONDS until Ctrl-C.' --watch\t'Refresh every SECONDS until Ctrl-C.' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case queues
-            set -g __carsctl_opts -Q\t'A queue (repeat for several; default: all).' --queue\t'A queue (repeat for several; default: all).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case purge
-            set -g __carsctl_opts -Q\t'A queue (repeat for several; default: all).' --queue\t'A queue (repeat for several; default: all).' -y\t'Do not ask for confirmation.' --yes\t'Do not ask for confirmation.' --include-unacked\t'Also remove the messages workers hold unacknowledged, and revoke...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case schedule
-            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case logs
-            set -g __carsctl_opts -f\t'Keep printing new lines (across rotation).' --follow\t'Keep printing new lines (across rotation).' -n\t'How many last lines to show first.' --lines\t'How many last lines to show first.' -l\t'Only records at this level or above.' --level\t'Only records at this level or above.' --task-id\t'Only records mentioning this task id.' -g\t'Only lines containing TEXT (any case).' --grep\t'Only lines containing TEXT (any case).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case doctor
-            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case flower
-            set -g __carsctl_opts --port\t'TCP port.' --address\t'Address to listen on.' --basic-auth\t'user:password required by the UI (also FLOWER_BASIC_AUTH; never...' --stop\t'Stop the Flower carsctl started.' --timeout\t'Seconds to wait until it listens.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
-        case systemd
-            set -g __carsctl_opts --user\t'Units for the per-user manager (systemctl --user).' -n\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' --node\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' --output-dir\t'Write the unit files into this directory instead of printing them.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case worker
             set -g __carsctl_subs start\t'Start worker nodes detached; returns once each answers a ping...' stop\t'Stop worker nodes gracefully: SIGTERM to each node\'s main process...' restart\t'Stop nodes and start them again with the options they were started...' status\t'Each node: process alive? answers a ping addressed to it? with...'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -85,6 +71,10 @@ function __carsctl_cmd
             set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case 'inspect ping'
             set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case queues
+            set -g __carsctl_opts -Q\t'A queue (repeat for several; default: all).' --queue\t'A queue (repeat for several; default: all).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case purge
+            set -g __carsctl_opts -Q\t'A queue (repeat for several; default: all).' --queue\t'A queue (repeat for several; default: all).' -y\t'Do not ask for confirmation.' --yes\t'Do not ask for confirmation.' --include-unacked\t'Also remove the messages workers hold unacknowledged, and revoke...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case task
             set -g __carsctl_subs list\t'Every task: alias, queue, default priority, time limits, retries...' run\t'Send a task; its arguments are checked against its signature...' result\t'A task\'s state and result (or error and traceback); an unknown or...' revoke\t'Make sure a task does not run: workers drop it, and it is taken...' failed\t'The failed-task registry: tasks that failed for good, with their...' retry\t'Send a failed task again with its original arguments and queue...'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -100,6 +90,10 @@ function __carsctl_cmd
             set -g __carsctl_opts -n\t'At most N.' --limit\t'At most N.' --include-retried\t'Also those retried.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case 'task retry'
             set -g __carsctl_opts --all\t'Every failed task not retried yet.' -y\t'Do not ask for confirmation.' --yes\t'Do not ask for confirmation.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case schedule
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case logs
+            set -g __carsctl_opts -f\t'Keep printing new lines (across rotation).' --follow\t'Keep printing new lines (across rotation).' -n\t'How many last lines to show first.' --lines\t'How many last lines to show first.' -l\t'Only records at this level or above.' --level\t'Only records at this level or above.' --task-id\t'Only records mentioning this task id.' -g\t'Only lines containing TEXT (any case).' --grep\t'Only lines containing TEXT (any case).' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case post
             set -g __carsctl_subs add\t'Store one post (de-duplicated by channel and message id) and...' import\t'Store every post of a JSON-lines file and enqueue processing of...' show\t'Show a post: status and reason, classification, car data, and what...' list\t'List the newest posts with their status and car.'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -111,6 +105,12 @@ function __carsctl_cmd
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case 'post list'
             set -g __carsctl_opts --status\t'Only posts with this status.' --limit\t'At most this many.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case doctor
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case flower
+            set -g __carsctl_opts --port\t'TCP port.' --address\t'Address to listen on.' --basic-auth\t'user:password required by the UI (also FLOWER_BASIC_AUTH; never...' --stop\t'Stop the Flower carsctl started.' --timeout\t'Seconds to wait until it listens.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case systemd
+            set -g __carsctl_opts --user\t'Units for the per-user manager (systemctl --user).' -n\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' --node\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' --output-dir\t'Write the unit files into this directory instead of printing them.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case config
             set -g __carsctl_subs show\t'Print every setting (secrets masked) and its source: default, .env...'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -173,51 +173,6 @@ function __carsctl_optval
             set -g __carsctl_nargs 1
         case 'status|--timeout'
             set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'queues|-Q' 'queues|--queue'
-            set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
-            set -g __carsctl_nargs 1
-        case 'queues|--timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'purge|-Q' 'purge|--queue'
-            set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
-            set -g __carsctl_nargs 1
-        case 'logs|-n' 'logs|--lines'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'logs|-l' 'logs|--level'
-            set -g __carsctl_val w debug info warning error critical fatal
-            set -g __carsctl_nargs 1
-        case 'logs|--task-id'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'logs|-g' 'logs|--grep'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'doctor|--timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'flower|--port'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'flower|--address'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'flower|--basic-auth'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'flower|--timeout'
-            set -g __carsctl_val -
-            set -g __carsctl_nargs 1
-        case 'systemd|-n' 'systemd|--node'
-            set -g __carsctl_val n
-            set -g __carsctl_nargs 1
-        case 'systemd|-P' 'systemd|--pool'
-            set -g __carsctl_val w prefork solo threads
-            set -g __carsctl_nargs 1
-        case 'systemd|--output-dir'
-            set -g __carsctl_val d
             set -g __carsctl_nargs 1
         case 'worker start|-c' 'worker start|--concurrency'
             set -g __carsctl_val -
@@ -318,6 +273,15 @@ function __carsctl_optval
         case 'inspect ping|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
+        case 'queues|-Q' 'queues|--queue'
+            set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
+            set -g __carsctl_nargs 1
+        case 'queues|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'purge|-Q' 'purge|--queue'
+            set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
+            set -g __carsctl_nargs 1
         case 'task run|-k' 'task run|--kwarg'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
@@ -348,6 +312,18 @@ function __carsctl_optval
         case 'task failed|-n' 'task failed|--limit'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
+        case 'logs|-n' 'logs|--lines'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'logs|-l' 'logs|--level'
+            set -g __carsctl_val w debug info warning error critical fatal
+            set -g __carsctl_nargs 1
+        case 'logs|--task-id'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'logs|-g' 'logs|--grep'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
         case 'post add|--channel'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
@@ -369,6 +345,30 @@ function __carsctl_optval
         case 'post list|--limit'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
+        case 'doctor|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'flower|--port'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'flower|--address'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'flower|--basic-auth'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'flower|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'systemd|-n' 'systemd|--node'
+            set -g __carsctl_val n
+            set -g __carsctl_nargs 1
+        case 'systemd|-P' 'systemd|--pool'
+            set -g __carsctl_val w prefork solo threads
+            set -g __carsctl_nargs 1
+        case 'systemd|--output-dir'
+            set -g __carsctl_val d
+            set -g __carsctl_nargs 1
         case 'completion generate|--dir'
             set -g __carsctl_val d
             set -g __carsctl_nargs 1
@@ -384,8 +384,6 @@ end
 # N-th positional argument.
 function __carsctl_argval
     switch "$argv[1]|$argv[2]"
-        case 'logs|1'
-            set -g __carsctl_val n worker beat monitor
         case 'worker start|*'
             set -g __carsctl_val n
         case 'worker stop|*'
@@ -404,6 +402,8 @@ function __carsctl_argval
             set -g __carsctl_val -
         case 'task retry|1'
             set -g __carsctl_val -
+        case 'logs|1'
+            set -g __carsctl_val n worker beat monitor
         case 'post import|1'
             set -g __carsctl_val f
         case 'post show|1'
