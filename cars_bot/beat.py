@@ -81,6 +81,24 @@ def read_heartbeat(redis_client: Any) -> dict[str, Any] | None:
     return _read_json(redis_client, HEARTBEAT_KEY)
 
 
+def heartbeat_age(heartbeat: dict[str, Any] | None, now: datetime | None = None) -> float | None:
+    """Seconds since the heartbeat's tick (None without a readable heartbeat)."""
+    if not heartbeat:
+        return None
+    try:
+        tick = datetime.fromisoformat(str(heartbeat["tick_at"]))
+    except (KeyError, ValueError):
+        return None
+    tick = tick if tick.tzinfo else tick.replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - tick).total_seconds()
+
+
+def stale_after(heartbeat: dict[str, Any] | None) -> float:
+    """A heartbeat older than this means beat runs but no longer ticks (celery#9622): three of its
+    loop intervals, and never less than 30 s."""
+    return max(3 * float((heartbeat or {}).get("max_interval") or MAX_TICK_INTERVAL), 30.0)
+
+
 def lock_holder(redis_client: Any) -> dict[str, Any] | None:
     """Who holds the beat lock ({"token", "pid", "hostname", "acquired_at"}), or None."""
     return _read_json(redis_client, LOCK_KEY)

@@ -577,12 +577,6 @@ def _broker_redis(settings: Settings) -> Any:
     return redis_client(settings.broker_url, settings.broker_connect_timeout)
 
 
-def _heartbeat_age(heartbeat: dict[str, Any] | None) -> float | None:
-    if not heartbeat or not heartbeat.get("tick_at"):
-        return None
-    return round((datetime.now(UTC) - datetime.fromisoformat(heartbeat["tick_at"])).total_seconds(), 1)
-
-
 def _lock_conflict(client: Any) -> dict[str, Any] | None:
     """The holder of the beat lock if it is a live beat other than ours (a dead local one is cleared)."""
     from cars_bot.beat import break_lock, holder_is_dead, lock_holder
@@ -620,9 +614,9 @@ def _start_beat_locked(settings: Settings, spec: NodeState, timeout: float,
     client = _broker_redis(settings)
     holder = _lock_conflict(client) if client is not None else None
     if holder is not None:
-        from cars_bot.beat import read_heartbeat
+        from cars_bot.beat import heartbeat_age, read_heartbeat
 
-        age = _heartbeat_age(read_heartbeat(client))
+        age = heartbeat_age(read_heartbeat(client))
         return {"name": "beat", "state": "refused", "holder": holder, "heartbeat_age_seconds": age,
                 "error": f"another beat runs against this broker: {holder.get('hostname')} pid {holder.get('pid')}"
                          + (f", last tick {age:.0f}s ago" if age is not None else "")}
@@ -670,7 +664,7 @@ def stop_beat(settings: Settings, *, timeout: float = 30.0, cold_timeout: float 
 
 def beat_status(settings: Settings) -> dict[str, Any]:
     """Beat's process, its heartbeat (last tick, each periodic task's last and next run) and the lock."""
-    from cars_bot.beat import lock_holder, read_heartbeat
+    from cars_bot.beat import heartbeat_age, lock_holder, read_heartbeat, stale_after
     from carsctl.connectivity import check_broker
 
     state = load_node(settings, "beat") or remembered_node(settings, "beat") or beat_spec(settings)
@@ -679,12 +673,13 @@ def beat_status(settings: Settings) -> dict[str, Any]:
     client = _broker_redis(settings)
     heartbeat = read_heartbeat(client) if client is not None else None
     holder = lock_holder(client) if client is not None else None
-    age = _heartbeat_age(heartbeat)
-    stale_after = max(3 * float((heartbeat or {}).get("max_interval") or 10), 30.0)
+    age = heartbeat_age(heartbeat)
+    age = round(age, 1) if age is not None else None
+    limit = stale_after(heartbeat)
     ours = heartbeat is not None and heartbeat.get("pid") == state.pid \
         and heartbeat.get("hostname") == socket.gethostname()
     if condition == supervise.ALIVE:
-        ticking = ours and age is not None and age <= stale_after
+        ticking = ours and age is not None and age <= limit
         status = RUNNING if ticking or client is None else NOT_RESPONDING
         note = "" if status == RUNNING else (f"last tick {age:.0f}s ago" if ours else "no heartbeat from it")
     elif state.pid and not state.stopped_at:
@@ -695,7 +690,7 @@ def beat_status(settings: Settings) -> dict[str, Any]:
     if status != RUNNING and heartbeat and not ours:
         note += f"; a beat runs elsewhere: {heartbeat.get('hostname')} pid {heartbeat.get('pid')}"
     row = _status_row(state, status, note.strip("; "))
-    row.update(heartbeat_age_seconds=age, stale_after_seconds=stale_after, lock_holder=holder,
+    row.update(heartbeat_age_seconds=age, stale_after_seconds=limit, lock_holder=holder,
                tick_at=(heartbeat or {}).get("tick_at"), entries=(heartbeat or {}).get("entries", {}))
     return row
 

@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 
     from cars_bot.config import Settings
 
-#: Beat ticks at least every `max_interval` seconds (its heartbeat says how often); a heartbeat older
-#: than two of those plus slack means beat is alive but not ticking (celery#9622).
-BEAT_STALE_AFTER_LOOPS = 2
-BEAT_STALE_SLACK_S = 10
 
 
 def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> dict[str, Any]:
@@ -149,14 +145,14 @@ def beat_status(app: Celery, settings: Settings) -> dict[str, Any]:
     info: dict[str, Any] = {"started_by_carsctl": started is not None, "pid": started.pid if started else None,
                             "process_running": running, "heartbeat": None, "last_tick": None}
     if heartbeat:
-        loop = float(heartbeat.get("max_interval") or app.conf.beat_max_loop_interval or 300)
-        stale_after = BEAT_STALE_AFTER_LOOPS * loop + BEAT_STALE_SLACK_S
+        from cars_bot.beat import heartbeat_age, stale_after
+
         tick = _parse_time(heartbeat.get("tick_at"))
-        age = (datetime.now(UTC) - tick).total_seconds() if tick else None
+        age = heartbeat_age(heartbeat)
         info.update({"heartbeat": heartbeat, "last_tick": tick,
                      "tick_age_s": round(age, 1) if age is not None else None,
                      "pid": heartbeat.get("pid") or info["pid"], "host": heartbeat.get("hostname")})
-        info["state"] = "alive" if age is not None and age <= stale_after else "not ticking"
+        info["state"] = "alive" if age is not None and age <= stale_after(heartbeat) else "not ticking"
     elif running:
         info["state"] = "running, no heartbeat yet"
     else:
