@@ -9,49 +9,46 @@ spreadsheet is a PermanentError and is recorded, not retried.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cars_bot.celery_app import app
 from cars_bot.tasks.base import CarsTask
 
 
-@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_channels_task",
-          soft_time_limit=30, time_limit=60)
-def sync_channels_task(self: CarsTask) -> dict[str, Any]:
-    """Sheet "Каналы для мониторинга" -> channels: add, update, deactivate removed (no Telegram calls)."""
+def _sync_with_workbook(sync: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Run one sync function on the configured workbook and a database session."""
     from cars_bot.config import get_settings
     from cars_bot.db.session import session_scope
-    from cars_bot.sheets.sync import sync_channels
     from cars_bot.sheets.workbook import open_workbook
 
     workbook = open_workbook(get_settings())
     with session_scope() as session:
-        return sync_channels(session, workbook)
+        return sync(session, workbook)
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_channels_task",
+          soft_time_limit=30, time_limit=60)
+def sync_channels_task(self: CarsTask) -> dict[str, Any]:
+    """Sheet "Каналы для мониторинга" -> channels: add, update, deactivate removed (no Telegram calls)."""
+    from cars_bot.sheets.sync import sync_channels
+
+    return _sync_with_workbook(sync_channels)
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_subscribers_task",
           soft_time_limit=60, time_limit=90)
 def sync_subscribers_task(self: CarsTask) -> dict[str, Any]:
     """Subscribers both ways: admin edits -> database, database state (expiry) -> sheet, new users appended."""
-    from cars_bot.config import get_settings
-    from cars_bot.db.session import session_scope
     from cars_bot.sheets.sync import sync_subscribers
-    from cars_bot.sheets.workbook import open_workbook
 
-    workbook = open_workbook(get_settings())
-    with session_scope() as session:
-        return sync_subscribers(session, workbook)
+    return _sync_with_workbook(sync_subscribers)
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.update_analytics_task",
           soft_time_limit=90, time_limit=120)
 def update_analytics_task(self: CarsTask) -> dict[str, Any]:
     """Refresh today's (UTC) row of "Аналитика"; one row per day."""
-    from cars_bot.config import get_settings
-    from cars_bot.db.session import session_scope
     from cars_bot.sheets.sync import update_analytics
-    from cars_bot.sheets.workbook import open_workbook
 
-    workbook = open_workbook(get_settings())
-    with session_scope() as session:
-        return update_analytics(session, workbook)
+    return _sync_with_workbook(update_analytics)
