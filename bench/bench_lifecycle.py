@@ -134,7 +134,7 @@ def main() -> None:
     os.environ.update(env)
     sys.path.insert(0, str(home))
     from cars_bot.config import get_settings
-    from carsctl import embedded_redis
+    from carsctl.process import embedded_redis
 
     settings = get_settings()
     embedded = settings.uses_embedded_broker

@@ -102,7 +102,8 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 DISPATCH = """
 import json, sys, time
 from cars_bot.celery_app import app
-from carsctl.dispatch import load_tasks, send_bulk
+from carsctl.dispatch.sending import send_bulk
+from carsctl.dispatch.task_catalog import load_tasks
 task = load_tasks(app)["cars_bot.tasks.ai_tasks.process_post_task"]
 n = int(sys.argv[1])
 

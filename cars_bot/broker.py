@@ -1,4 +1,9 @@
-"""The broker side of priorities, and counting what sits in the queues.
+"""The broker: priorities, the Redis layout of the queues, and every private kombu/Celery API we use.
+
+This is the one module that knows kombu's Redis key layout (`_q_for_pri`, the `unacked` hash and its
+lock) and calls private kombu or Celery names (`_get_exec_options`, `Mailbox._publish`,
+`Channel._put_fanout`, crontab's `_orig_*` fields). Everything else calls the functions below, so a
+kombu or Celery upgrade that moves one of them is fixed here and nowhere else.
 
 Priorities in this project mean what the seed says: 0-9, **9 is the most urgent**, 10 is clamped to 9,
 and a message without a priority gets 5. Celery and kombu keep that number in the message untouched
@@ -15,6 +20,9 @@ through the dotted path `cars_bot.broker:PriorityRedisTransport` when the first 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -155,3 +163,173 @@ def queue_depths(app: Celery, queues: list[str] | None = None) -> dict[str, dict
             if routing_key in result:
                 result[routing_key]["unacked"] += 1
         return result
+
+
+# --- the Redis layout: finding and removing messages ----------------------------------------------
+
+class UnackedLockHeld(Exception):
+    """A worker holds kombu's lock on the `unacked` hash (it is restoring messages); try again soon."""
+
+
+def has_redis_layout(channel: Any) -> bool:
+    """True for a kombu Redis channel (priority sub-lists and the `unacked` hash live in the broker)."""
+    return hasattr(channel, "_q_for_pri")
+
+
+def _sub_lists(channel: Any, queue: str) -> list[str]:
+    return [channel._q_for_pri(queue, level) for level in channel.priority_steps]
+
+
+def find_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
+    """The queue whose ready messages hold `task_id` (any priority sub-list), or None."""
+    if not has_redis_layout(channel):
+        return None
+    needle = task_id.encode()
+    client = channel.client
+    for queue in queues:
+        for key in _sub_lists(channel, queue):
+            if any(needle in raw for raw in client.lrange(key, 0, -1)):
+                return queue
+    return None
+
+
+def is_unacked(channel: Any, task_id: str) -> bool:
+    """True when `task_id` was delivered to a worker and not yet acknowledged."""
+    if not has_redis_layout(channel):
+        return False
+    needle = task_id.encode()
+    return any(needle in raw for raw in channel.client.hvals(channel.unacked_key))
+
+
+def remove_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
+    """Take the ready message of `task_id` out of its queue; return that queue (None if not found)."""
+    if not has_redis_layout(channel):
+        return None
+    needle = task_id.encode()
+    client = channel.client
+    for queue in queues:
+        for key in _sub_lists(channel, queue):
+            for raw in client.lrange(key, 0, -1):
+                if needle in raw and client.lrem(key, 1, raw):
+                    return queue
+    return None
+
+
+def remove_unacked(channel: Any, queues: set[str], wait: float = 5.0) -> tuple[dict[str, int], list[str]]:
+    """Delete the `unacked` entries routed to `queues`; return counts per queue and their task ids.
+
+    Holds the same lock kombu takes to restore unacked messages, so neither sees half the other's
+    work; raises UnackedLockHeld when a worker keeps it longer than `wait` seconds.
+    """
+    if not has_redis_layout(channel):
+        return {}, []  # only the Redis transport keeps unacked messages in the broker
+    from kombu.transport.redis import Mutex, MutexHeld
+
+    client = channel.client
+    deadline = time.monotonic() + wait
+    while True:
+        removed: dict[str, int] = {}
+        task_ids: list[str] = []
+        try:
+            with Mutex(client, channel.unacked_mutex_key, channel.unacked_mutex_expire):
+                tags = []
+                for tag, raw in client.hgetall(channel.unacked_key).items():
+                    payload, routing_key = _unacked_entry(raw)
+                    if routing_key in queues:
+                        tags.append(tag)
+                        removed[routing_key] = removed.get(routing_key, 0) + 1
+                        task_id = ((payload or {}).get("headers") or {}).get("id")
+                        if task_id:
+                            task_ids.append(task_id)
+                if tags:
+                    pipe = client.pipeline()
+                    pipe.hdel(channel.unacked_key, *tags)
+                    pipe.zrem(channel.unacked_index_key, *tags)
+                    pipe.execute()
+                return removed, task_ids
+        except MutexHeld:
+            if time.monotonic() > deadline:
+                raise UnackedLockHeld("the broker's unacked-message lock is held by a worker") from None
+            time.sleep(0.05)
+
+
+def _unacked_entry(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        payload, _exchange, routing_key = json.loads(raw)
+    except (ValueError, TypeError):
+        return None, None
+    return payload, routing_key
+
+
+# --- remote control ------------------------------------------------------------------------------
+
+@contextmanager
+def _counting_fanout(channel: Any) -> Iterator[list[int]]:
+    """While active, fanout publishes on this kombu Redis channel record how many subscribers got them.
+
+    kombu's `_put_fanout` throws away the count Redis returns for `PUBLISH`; this is the same publish
+    (same topics, same payload encoding) keeping the count. Other channels are left alone.
+    """
+    counts: list[int] = []
+    if not hasattr(channel, "_get_publish_topics"):
+        yield counts
+        return
+    from kombu.utils.json import dumps
+
+    def put_fanout(exchange: str, message: dict[str, Any], routing_key: str, **_: Any) -> None:
+        payload = dumps(message)
+        with channel.conn_or_acquire() as client:
+            counts.append(max(int(client.publish(topic, payload))
+                              for topic in channel._get_publish_topics(exchange, routing_key)))
+
+    channel._put_fanout = put_fanout
+    try:
+        yield counts
+    finally:
+        del channel._put_fanout
+
+
+def publish_control(mailbox: Any, channel: Any, command: str, arguments: dict[str, Any], *,
+                    destination: list[str] | None, reply_ticket: str | None, timeout: float) -> int | None:
+    """Publish one remote-control command; return how many workers received it (None if unknown).
+
+    On Redis the count is the one `PUBLISH` returns: exactly the workers listening to the control
+    channel. Celery's public `broadcast` cannot return it, so this calls the mailbox's `_publish`.
+    """
+    from kombu import Producer
+
+    with _counting_fanout(channel) as counts:
+        mailbox._publish(command, arguments, destination=destination, reply_ticket=reply_ticket,
+                         channel=channel, timeout=timeout, producer=Producer(channel))
+    return counts[0] if counts else None
+
+
+# --- Celery routing and schedules ----------------------------------------------------------------
+
+def task_route(app: Celery, task: Any, options: dict[str, Any], args: Any = None,
+               kwargs: Any = None) -> dict[str, Any]:
+    """Queue, priority and the other publish options exactly as `apply_async` would resolve them.
+
+    The task's own options (its `priority`, `queue`, limits; set ones only) come first, then the
+    caller's, and the router fills in what neither set: so what carsctl reports is what is sent.
+    """
+    own = {key: value for key, value in task._get_exec_options().items() if value is not None}
+    return app.amqp.router.route({**own, **options}, task.name, args, kwargs, task)
+
+
+def is_crontab(schedule: Any) -> bool:
+    """True for a crontab schedule (its next run can be computed without a last run)."""
+    return hasattr(schedule, "_orig_minute")
+
+
+def describe_schedule(schedule: Any) -> str:
+    """'every 60s' / 'cron 0 * * * *' for a beat schedule value."""
+    if isinstance(schedule, (int, float)):
+        return f"every {schedule:g}s"
+    run_every = getattr(schedule, "run_every", None)
+    if is_crontab(schedule):
+        return "cron " + " ".join(str(getattr(schedule, f"_orig_{part}")) for part in
+                                  ("minute", "hour", "day_of_month", "month_of_year", "day_of_week"))
+    if run_every is not None:
+        return f"every {run_every.total_seconds():g}s"
+    return str(schedule)

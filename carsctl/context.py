@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from carsctl.errors import UsageError
+from carsctl.errors import OperationFailed, UsageError
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -47,7 +47,7 @@ class CliContext:
             from cars_bot.celery_app import app
 
             self._app = app
-            from carsctl.completion_cache import remember_app
+            from carsctl.generated.completion_cache import remember_app
 
             remember_app(self.settings, app)
         return self._app
@@ -77,6 +77,17 @@ class CliContext:
         """A status line on stderr (suppressed by -q)."""
         if self.verbosity >= 0:
             self.err.print(message, soft_wrap=True)
+
+    def confirm_or_refuse(self, question: str, action: str) -> None:
+        """Ask on the terminal; without one, refuse (exit 2): a destructive command never runs unasked."""
+        import sys
+
+        import typer
+
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to {action} without --yes when stdin is not a terminal")
+        if not typer.confirm(question, err=True):
+            raise OperationFailed(f"{action} cancelled, nothing done")
 
     def emit_json(self, data: Any) -> None:
         from carsctl.render import dump_json

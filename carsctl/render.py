@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import fields, is_dataclass
 from datetime import datetime
 from typing import Any
 
 
 def dump_json(data: Any) -> str:
+    """The one JSON serialiser of `--json`: typed results (dataclasses) as objects with their field
+    names as keys, StrEnum outcomes as their values, datetimes in ISO 8601, paths and the rest as text."""
     return json.dumps(data, ensure_ascii=False, indent=2, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, (set, tuple)):
+    if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return str(value)
 

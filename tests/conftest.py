@@ -32,7 +32,7 @@ CLEARED_NAMES = ("REDIS_URL", "DATABASE_URL", "LOG_DIR", "SHEETS_WORKBOOK", "MIN
 
 def _start_private_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.path.insert(0, str(ROOT))
-    from carsctl.embedded_redis import redis_server_binary
+    from carsctl.process.embedded_redis import redis_server_binary
 
     binary, _origin = redis_server_binary()
     sock = directory / "redis.sock"
@@ -117,7 +117,7 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[object]:
     """A redis-py client on an empty Redis database (flushed before each test)."""
-    from carsctl.connectivity import redis_client as make_client
+    from carsctl.health.connectivity import redis_client as make_client
 
     client = make_client(redis_url, timeout=5)
     client.flushdb()

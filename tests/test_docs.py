@@ -5,14 +5,14 @@ from pathlib import Path
 import typer
 
 from carsctl.app import app
-from carsctl.reference import _help_lines, _walk, updated_readme
+from carsctl.generated.command_reference import _help_lines, _walk, updated_readme
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_readme_command_reference_is_current() -> None:
     current = README.read_text(encoding="utf-8")
-    assert updated_readme(current) == current, "run: python -m carsctl.reference README.md"
+    assert updated_readme(current) == current, "run: python -m carsctl.generated.command_reference README.md"
 
 
 def test_every_command_has_help_with_an_example() -> None:

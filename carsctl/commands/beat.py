@@ -15,17 +15,9 @@ from typing import Any
 
 import typer
 
-from carsctl.commands.worker import (
-    ColdTimeoutOpt,
-    ForceOpt,
-    LoglevelOpt,
-    StartTimeoutOpt,
-    StopTimeoutOpt,
-    report_started,
-    report_stopped,
-)
 from carsctl.context import CliContext, obj
-from carsctl.options import JsonOpt
+from carsctl.options import ColdTimeoutOpt, ForceOpt, JsonOpt, LoglevelOpt, StartTimeoutOpt, StopTimeoutOpt
+from carsctl.reports import report_started, report_stopped
 
 app = typer.Typer(help="Beat, the periodic-task scheduler: start, stop, restart, status.", no_args_is_help=True)
 
@@ -39,10 +31,10 @@ def start(ctx: typer.Context, loglevel: LoglevelOpt = None, timeout: StartTimeou
 
     Example: carsctl beat start
     """
-    from carsctl import lifecycle
+    from carsctl.lifecycle.beat_node import start_beat
 
     cli = obj(ctx)
-    result = lifecycle.start_beat(cli.settings, loglevel=loglevel, timeout=timeout, progress=cli.info)
+    result = start_beat(cli.settings, loglevel=loglevel, timeout=timeout, progress=cli.info)
     report_started(cli, [result], json or cli.json)
 
 
@@ -55,10 +47,10 @@ def stop(ctx: typer.Context, timeout: StopTimeoutOpt = 30.0, cold_timeout: ColdT
 
     Example: carsctl beat stop
     """
-    from carsctl import lifecycle
+    from carsctl.lifecycle.beat_node import stop_beat
 
     cli = obj(ctx)
-    result = lifecycle.stop_beat(cli.settings, timeout=timeout, cold_timeout=cold_timeout, force=force,
+    result = stop_beat(cli.settings, timeout=timeout, cold_timeout=cold_timeout, force=force,
                                  progress=cli.info)
     raise typer.Exit(report_stopped(cli, [result], json or cli.json))
 
@@ -70,14 +62,14 @@ def restart(ctx: typer.Context, timeout: StopTimeoutOpt = 30.0, force: ForceOpt 
 
     Example: carsctl beat restart
     """
-    from carsctl import lifecycle
+    from carsctl.lifecycle.beat_node import start_beat, stop_beat
 
     cli = obj(ctx)
-    stopped = lifecycle.stop_beat(cli.settings, timeout=timeout, force=force, progress=cli.info)
+    stopped = stop_beat(cli.settings, timeout=timeout, force=force, progress=cli.info)
     report_stopped(cli, [stopped], json=False)
     if stopped["outcome"] == "still-running":
         raise typer.Exit(1)
-    report_started(cli, [lifecycle.start_beat(cli.settings, progress=cli.info)], json or cli.json)
+    report_started(cli, [start_beat(cli.settings, progress=cli.info)], json or cli.json)
 
 
 def _schedule_rows(entries: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -115,10 +107,10 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
 
     Example: carsctl beat status --json
     """
-    from carsctl import lifecycle
+    from carsctl.lifecycle.beat_node import beat_status
 
     cli = obj(ctx)
-    row = lifecycle.beat_status(cli.settings)
+    row = beat_status(cli.settings)
     if json or cli.json:
         cli.emit_json(row)
     else:

@@ -16,7 +16,7 @@ def start(ctx: typer.Context, json: JsonOpt = False) -> None:
 
     Example: carsctl broker start
     """
-    from carsctl import embedded_redis
+    from carsctl.process import embedded_redis
 
     cli = obj(ctx)
     result = embedded_redis.start(cli.settings)
@@ -35,7 +35,7 @@ def stop(ctx: typer.Context, json: JsonOpt = False) -> None:
 
     Example: carsctl broker stop
     """
-    from carsctl import embedded_redis
+    from carsctl.process import embedded_redis
 
     cli = obj(ctx)
     result = embedded_redis.stop(cli.settings)
@@ -55,8 +55,8 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
     Exit code 0 reachable, 69 unreachable or not running.
     Example: carsctl broker status --json
     """
-    from carsctl import embedded_redis
-    from carsctl.connectivity import check_broker
+    from carsctl.health.connectivity import check_broker
+    from carsctl.process import embedded_redis
 
     cli = obj(ctx)
     settings = cli.settings

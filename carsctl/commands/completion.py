@@ -42,8 +42,8 @@ def generate(
     With --check nothing is written: exit 1, naming each file that differs, when completions/ is stale.
     Example: carsctl completion generate --check
     """
-    from carsctl.completion_scripts import project_completions_dir, stale_files, write_all
     from carsctl.errors import OperationFailed, UsageError
+    from carsctl.generated.completion_scripts import project_completions_dir, stale_files, write_all
 
     cli = obj(ctx)
     target = directory or project_completions_dir()
@@ -73,7 +73,7 @@ def show(shell: ShellArg) -> None:
 
     Example: carsctl completion show zsh > ~/.zfunc/_carsctl
     """
-    from carsctl.completion_scripts import generate as generate_script
+    from carsctl.generated.completion_scripts import generate as generate_script
 
     print(generate_script(shell.value), end="")
 
@@ -91,7 +91,7 @@ def install(
     Lines to add to your shell's rc file, if any are needed, are printed on stdout.
     Example: carsctl completion install zsh >> ~/.zshrc
     """
-    from carsctl.completion_scripts import install_script
+    from carsctl.generated.completion_scripts import install_script
 
     cli = obj(ctx)
     result = install_script(shell.value, directory)
@@ -117,7 +117,7 @@ def refresh(
     The task names are read from the task modules' source; nothing connects to the broker.
     Example: carsctl completion refresh
     """
-    from carsctl.completion_cache import refresh_caches
+    from carsctl.generated.completion_cache import refresh_caches
 
     cli = obj(ctx)
     result = refresh_caches(cli.settings)

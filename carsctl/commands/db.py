@@ -18,7 +18,7 @@ def upgrade(ctx: typer.Context, revision: str = typer.Argument("head", help="Tar
     Example: carsctl db upgrade
     """
     from cars_bot.db.migrate import upgrade as run_upgrade
-    from carsctl.connectivity import check_database
+    from carsctl.health.connectivity import check_database
 
     cli = obj(ctx)
     check_database(cli.settings)
@@ -38,7 +38,7 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
     Exit code 1 when migrations are pending, 69 when the database is unreachable.
     Example: carsctl db status --json
     """
-    from carsctl.connectivity import check_database
+    from carsctl.health.connectivity import check_database
 
     cli = obj(ctx)
     state = check_database(cli.settings)

@@ -22,9 +22,9 @@ def demo(ctx: typer.Context,
     Example: carsctl up && carsctl demo
     """
     from cars_bot.posts import read_jsonl, sample_posts_path
-    from carsctl.connectivity import check_broker
+    from carsctl.dispatch.post_runs import describe_post, store_and_enqueue, wait_for_posts
     from carsctl.errors import DependencyUnavailable
-    from carsctl.posts import describe_post, store_and_enqueue, wait_for_posts
+    from carsctl.health.connectivity import check_broker
 
     cli = obj(ctx)
     check_broker(cli.settings)

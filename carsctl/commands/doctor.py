@@ -16,7 +16,7 @@ def doctor(ctx: typer.Context, json: JsonOpt = False, timeout: ReplyTimeoutOpt =
     \b
     Example: carsctl doctor
     """
-    from carsctl.doctor import run_checks
+    from carsctl.health.checkup import run_checks
 
     cli = obj(ctx)
     report = run_checks(cli.celery_app, cli.settings, timeout)

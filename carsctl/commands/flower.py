@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from carsctl.commands.worker import report_started, report_stopped
 from carsctl.context import obj
 from carsctl.options import JsonOpt
+from carsctl.reports import report_started, report_stopped
 
 
 def flower(
@@ -30,12 +30,12 @@ def flower(
 
     Example: carsctl flower --port 5555 && carsctl flower --stop
     """
-    from carsctl import lifecycle
+    from carsctl.lifecycle.flower_node import start_flower, stop_flower
 
     cli = obj(ctx)
     if stop:
-        raise typer.Exit(report_stopped(cli, [lifecycle.stop_flower(cli.settings)], json or cli.json))
-    result = lifecycle.start_flower(cli.settings, port=port, address=address, basic_auth=basic_auth,
+        raise typer.Exit(report_stopped(cli, [stop_flower(cli.settings)], json or cli.json))
+    result = start_flower(cli.settings, port=port, address=address, basic_auth=basic_auth,
                                     timeout=timeout)
     report_started(cli, [result], json or cli.json)
     if result["state"] != "failed":

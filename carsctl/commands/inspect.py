@@ -19,7 +19,7 @@ TASK_TITLES = {"active": "Active tasks", "reserved": "Reserved (prefetched) task
 
 def run_inspect(ctx: typer.Context, what: str, destination: list[str] | None, timeout: float, json: bool) -> None:
     """Broadcast, report silent and stopped nodes on stderr, render the replies (exit 69 if none)."""
-    from carsctl import remote
+    from carsctl.cluster import remote_control as remote
 
     cli = obj(ctx)
     outcome = remote.inspect(cli.celery_app, what, destination=destination or None, timeout=timeout,

@@ -12,7 +12,7 @@ from carsctl.options import JsonOpt
 from carsctl.render import safe
 
 if TYPE_CHECKING:
-    from carsctl.logtail import LogSource
+    from carsctl.process.logtail import LogSource
 
 TargetArg = Annotated[str, typer.Argument(metavar="worker|beat|monitor|NODE",
                                           help="Whose log: every worker (default), beat, the monitor, or one node.")]
@@ -36,7 +36,7 @@ def logs(
     Example: carsctl logs worker -f --level WARNING
     Example: carsctl logs --task-id 1f0c...e2 -n 200
     """
-    from carsctl import logtail
+    from carsctl.process import logtail
 
     cli = obj(ctx)
     sources = logtail.log_sources(cli.settings, target)
@@ -57,7 +57,7 @@ def _writer(several: bool, as_json: bool) -> Callable[[LogSource, str], None]:
     import json
     import sys
 
-    from carsctl.logtail import record_level
+    from carsctl.process.logtail import record_level
 
     def write(source: LogSource, line: str) -> None:
         if as_json:

@@ -49,7 +49,7 @@ def import_(ctx: typer.Context,
 
 
 def _store(ctx: typer.Context, records: list[dict], process: bool, wait: bool, timeout: float, json: bool) -> None:
-    from carsctl.posts import store_and_enqueue, wait_for_posts
+    from carsctl.dispatch.post_runs import store_and_enqueue, wait_for_posts
     from carsctl.render import table
 
     cli = obj(ctx)
@@ -83,7 +83,7 @@ def show(ctx: typer.Context, post_id: Annotated[int, typer.Argument(help="Post i
 
     Example: carsctl post show 42
     """
-    from carsctl.posts import describe_post
+    from carsctl.dispatch.post_runs import describe_post
     from carsctl.render import key_values, safe
 
     cli = obj(ctx)
@@ -109,7 +109,7 @@ def list_(ctx: typer.Context,
 
     Example: carsctl post list --status rejected
     """
-    from carsctl.posts import list_posts
+    from carsctl.dispatch.post_runs import list_posts
     from carsctl.render import table
 
     cli = obj(ctx)

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import typer
 
 from carsctl.context import CliContext, obj
-from carsctl.errors import OperationFailed, UsageError
 from carsctl.options import JsonOpt, QueuesOpt, ReplyTimeoutOpt, YesOpt
 from carsctl.render import safe
 
@@ -25,7 +24,7 @@ def queues(ctx: typer.Context, queue: QueuesOpt = None, timeout: ReplyTimeoutOpt
     \b
     Example: carsctl queues --json | jq '.totals.ready'
     """
-    from carsctl import queues as service
+    from carsctl.cluster import queue_ops as service
 
     cli = obj(ctx)
     report = service.depths(cli.celery_app, queue, settings=cli.settings, timeout=timeout)
@@ -48,7 +47,7 @@ def purge(ctx: typer.Context, queue: QueuesOpt = None, yes: YesOpt = False,
     \b
     Example: carsctl purge -Q ai_processing --yes
     """
-    from carsctl import queues as service
+    from carsctl.cluster import queue_ops as service
 
     cli = obj(ctx)
     app = cli.celery_app
@@ -56,22 +55,12 @@ def purge(ctx: typer.Context, queue: QueuesOpt = None, yes: YesOpt = False,
     _show_plan(cli, plan, include_unacked, json or cli.json)
     doomed = plan["totals"]["ready"] + (plan["totals"]["unacked"] if include_unacked else 0)
     if doomed and not yes:
-        confirm_or_refuse(f"Purge {doomed} message(s)?", "purge")
+        cli.confirm_or_refuse(f"Purge {doomed} message(s)?", "purge")
     result = service.purge(app, queue, include_unacked=include_unacked, settings=cli.settings)
     if json or cli.json:
         cli.emit_json(result)
     else:
         cli.info(safe(_summary(result)))
-
-
-def confirm_or_refuse(question: str, action: str) -> None:
-    """Ask on the terminal; without one, refuse (exit 2): a destructive command never runs unasked."""
-    import sys
-
-    if not sys.stdin.isatty():
-        raise UsageError(f"refusing to {action} without --yes when stdin is not a terminal")
-    if not typer.confirm(question, err=True):
-        raise OperationFailed(f"{action} cancelled, nothing done")
 
 
 def _show_plan(cli: CliContext, plan: dict[str, Any], include_unacked: bool, as_json: bool) -> None:

@@ -17,7 +17,7 @@ def schedule(ctx: typer.Context, json: JsonOpt = False) -> None:
     \b
     Example: carsctl schedule --json
     """
-    from carsctl.status import schedule_entries
+    from carsctl.health.overview import schedule_entries
 
     cli = obj(ctx)
     report = schedule_entries(cli.celery_app, cli.settings)

@@ -12,23 +12,18 @@ from typing import Annotated
 
 import typer
 
-from carsctl.commands.worker import (
+from carsctl.context import obj
+from carsctl.options import (
     ColdTimeoutOpt,
     ForceOpt,
+    JsonOpt,
     LoglevelOpt,
+    NodeOpt,
     PoolOpt,
     StartTimeoutOpt,
     StopTimeoutOpt,
-    report_started,
-    report_stopped,
 )
-from carsctl.context import obj
-from carsctl.options import JsonOpt
-
-NodeOpt = Annotated[list[str] | None, typer.Option(
-    "--node", "-n", show_default=False,
-    help="A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several), e.g. ai:ai_processing:2. "
-         "[default: the nodes of the last run, else one node 'worker' on all five queues]")]
+from carsctl.reports import report_started, report_stopped
 
 
 def up(ctx: typer.Context, node: NodeOpt = None, pool: PoolOpt = None,
@@ -44,11 +39,12 @@ def up(ctx: typer.Context, node: NodeOpt = None, pool: PoolOpt = None,
 
     Example: carsctl up --node main:default,publishing,sheets_sync,monitoring --node ai:ai_processing:2
     """
-    from carsctl import lifecycle
+    from carsctl.lifecycle.node_specs import stack_layout
+    from carsctl.lifecycle.stack_steps import bring_up
 
     cli = obj(ctx)
-    nodes = lifecycle.stack_layout(cli.settings, node or [], pool=pool, concurrency=concurrency, loglevel=loglevel)
-    steps = lifecycle.bring_up(cli.settings, nodes, beat=not no_beat, timeout=timeout,
+    nodes = stack_layout(cli.settings, node or [], pool=pool, concurrency=concurrency, loglevel=loglevel)
+    steps = bring_up(cli.settings, nodes, beat=not no_beat, timeout=timeout,
                                app_loader=lambda: cli.celery_app, progress=cli.info)
     if json or cli.json:
         cli.emit_json(steps)
@@ -68,10 +64,10 @@ def down(ctx: typer.Context, timeout: StopTimeoutOpt = 60.0, cold_timeout: ColdT
 
     Example: carsctl down --timeout 120
     """
-    from carsctl import lifecycle
+    from carsctl.lifecycle.stack_steps import bring_down
 
     cli = obj(ctx)
-    steps = lifecycle.bring_down(cli.settings, timeout=timeout, cold_timeout=cold_timeout, force=force,
+    steps = bring_down(cli.settings, timeout=timeout, cold_timeout=cold_timeout, force=force,
                                  keep_broker=keep_broker, app_loader=lambda: cli.celery_app, progress=cli.info)
     if json or cli.json:
         cli.emit_json(steps)

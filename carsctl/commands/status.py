@@ -27,7 +27,7 @@ def status(ctx: typer.Context, json: JsonOpt = False, watch: WatchOpt = None,
     \b
     Example: carsctl status --watch 2
     """
-    from carsctl.status import gather
+    from carsctl.health.overview import gather
 
     cli = obj(ctx)
     app = cli.celery_app
@@ -54,8 +54,8 @@ def _watch(cli: CliContext, app: Celery, every: float, timeout: float) -> None:
 
     from rich.live import Live
 
+    from carsctl.health.overview import gather
     from carsctl.render import status_screen
-    from carsctl.status import gather
 
     try:
         if not cli.out.is_terminal:

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from carsctl.commands.stack import NodeOpt
-from carsctl.commands.worker import PoolOpt
 from carsctl.context import obj
+from carsctl.options import NodeOpt, PoolOpt
 
 
 def systemd(
@@ -29,10 +28,11 @@ def systemd(
 
     Example: carsctl systemd --user --output-dir ~/.config/systemd/user
     """
-    from carsctl import lifecycle, systemd_units
+    from carsctl.lifecycle import systemd_units
+    from carsctl.lifecycle.node_specs import stack_layout
 
     cli = obj(ctx)
-    nodes = lifecycle.stack_layout(cli.settings, node or [], pool=pool)
+    nodes = stack_layout(cli.settings, node or [], pool=pool)
     units = systemd_units.systemd_units(cli.settings, nodes, user=user)
     if output_dir is None:
         print(systemd_units.notes(cli.settings))

@@ -26,7 +26,7 @@ def list_tasks(ctx: typer.Context, json: JsonOpt = False) -> None:
     \b
     Example: carsctl task list
     """
-    from carsctl.dispatch import task_catalog
+    from carsctl.dispatch.task_catalog import task_catalog
 
     cli = obj(ctx)
     rows = task_catalog(cli.celery_app)
@@ -71,18 +71,20 @@ def run(
     Example: carsctl task run process-post 42 --countdown 10 --priority 7
     Example: carsctl task run process-post --from-file ids.txt
     """
-    from carsctl import dispatch
+    from carsctl.dispatch.arguments import convert_arguments, send_options
+    from carsctl.dispatch.sending import send
+    from carsctl.dispatch.task_catalog import resolve_task
 
     cli = obj(ctx)
     app = cli.celery_app
-    task = dispatch.resolve_task(app, name)
-    options = dispatch.send_options(app, queue=queue, priority=priority, countdown=countdown, eta=eta,
+    task = resolve_task(app, name)
+    options = send_options(app, queue=queue, priority=priority, countdown=countdown, eta=eta,
                                     retry_policy=retry_policy)
     if from_file is not None:
         _run_bulk(cli, task, from_file, args or [], kwarg or [], options, json)
         return
-    call_args, call_kwargs = dispatch.convert_arguments(task, args or [], kwarg or [])
-    sent = dispatch.send(app, task, call_args, call_kwargs, options)
+    call_args, call_kwargs = convert_arguments(task, args or [], kwarg or [])
+    sent = send(app, task, call_args, call_kwargs, options)
     cli.info(safe(f"sent {_label(task.name, sent['id'])} to {sent['queue']} (priority {sent['priority']})"))
     if wait:
         _wait_and_show(cli, sent["id"], timeout, json)
@@ -93,7 +95,7 @@ def run(
 
 
 def _alias(name: str) -> str:
-    from carsctl.completion_cache import task_alias
+    from cars_bot.task_names import task_alias
 
     return task_alias(name)
 
@@ -106,7 +108,8 @@ def _run_bulk(cli: CliContext, task: Any, source: str, args: list[str], kwargs: 
               options: dict[str, Any], json: bool) -> None:
     import sys
 
-    from carsctl import dispatch
+    from carsctl.dispatch.arguments import convert_arguments, read_argument_lines
+    from carsctl.dispatch.sending import send_bulk
 
     if args or kwargs:
         raise UsageError("give the arguments on the command line or in --from-file, not both")
@@ -115,12 +118,12 @@ def _run_bulk(cli: CliContext, task: Any, source: str, args: list[str], kwargs: 
     except OSError as error:
         raise UsageError(f"cannot read {source}: {error.strerror}") from None
     arg_lists = []
-    for number, raw in enumerate(dispatch.read_argument_lines(text.splitlines()), start=1):
+    for number, raw in enumerate(read_argument_lines(text.splitlines()), start=1):
         try:
-            arg_lists.append(dispatch.convert_arguments(task, raw, [])[0])
+            arg_lists.append(convert_arguments(task, raw, [])[0])
         except UsageError as error:
             raise UsageError(f"{source}, task {number}: {error.message}", hint=error.hint) from None
-    result = dispatch.send_bulk(cli.celery_app, task, arg_lists, options)
+    result = send_bulk(cli.celery_app, task, arg_lists, options)
     if json or cli.json:
         cli.emit_json(result)
     else:
@@ -129,7 +132,7 @@ def _run_bulk(cli: CliContext, task: Any, source: str, args: list[str], kwargs: 
 
 
 def _wait_and_show(cli: CliContext, task_id: str, timeout: float, json: bool) -> None:
-    from carsctl.dispatch import wait_for_result
+    from carsctl.dispatch.task_results import wait_for_result
 
     app = cli.celery_app
     if cli.verbosity < 0 or json or cli.json:
@@ -183,7 +186,7 @@ def result(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     \b
     Example: carsctl task result 1f0c...e2 --wait --timeout 60
     """
-    from carsctl.dispatch import result_info
+    from carsctl.dispatch.task_results import result_info
 
     cli = obj(ctx)
     info = result_info(cli.celery_app, task_id, settings=cli.settings)
@@ -202,7 +205,7 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     \b
     Example: carsctl task revoke 1f0c...e2 --terminate
     """
-    from carsctl.dispatch import revoke as revoke_task
+    from carsctl.dispatch.task_results import revoke as revoke_task
 
     cli = obj(ctx)
     outcome = revoke_task(cli.celery_app, task_id, terminate=terminate, settings=cli.settings)
@@ -224,7 +227,7 @@ def failed(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit", "-n
     \b
     Example: carsctl task failed --limit 10
     """
-    from carsctl.dispatch import failed_rows
+    from carsctl.dispatch.failed_registry import failed_rows
 
     cli = obj(ctx)
     cli.settings  # noqa: B018 - a configuration error is one line before the database is touched
@@ -253,15 +256,13 @@ def retry(ctx: typer.Context,
     Example: carsctl task retry 17
     Example: carsctl task retry --all --yes
     """
-    from carsctl.dispatch import failed_rows, retry_failed
+    from carsctl.dispatch.failed_registry import failed_rows, retry_failed
 
     cli = obj(ctx)
     if every == bool(ident):
         raise UsageError("give one failed task's ID, or --all")
     if every and not yes:
-        from carsctl.commands.queues import confirm_or_refuse
-
-        confirm_or_refuse(f"Send {len(failed_rows(1_000_000))} failed task(s) again?", "retry every failed task")
+        cli.confirm_or_refuse(f"Send {len(failed_rows(1_000_000))} failed task(s) again?", "retry every failed task")
     done = retry_failed(cli.celery_app, ident, every=every)
     if json or cli.json:
         cli.emit_json(done)

@@ -44,7 +44,7 @@ def save_worker_state(settings: Any, process: subprocess.Popen[bytes], node: str
     """Record a test worker in carsctl's node state, as `carsctl worker start` would."""
     import psutil
 
-    from carsctl.nodes import NodeState, save_node
+    from carsctl.process.nodes import NodeState, save_node
 
     save_node(settings, NodeState(name=name or node.split("@", 1)[0], hostname=node, pid=process.pid,
                                   create_time=psutil.Process(process.pid).create_time(), queues=["monitoring"]))

@@ -12,14 +12,14 @@ from types import SimpleNamespace
 import pytest
 
 from cars_bot.config import QUEUES
-from carsctl.completion_cache import (
+from carsctl.generated.completion_cache import (
     remember_app,
     static_task_names,
     task_alias,
     task_lines,
     tasks_file,
 )
-from carsctl.completion_scripts import (
+from carsctl.generated.completion_scripts import (
     FILES,
     LOG_LEVELS,
     LOG_TARGETS,
@@ -82,7 +82,7 @@ def test_generate_check_names_the_stale_file(tmp_path: Path) -> None:
 
 def test_generation_is_deterministic_across_processes() -> None:
     """The help option's names come from a set: the output must not depend on the hash seed."""
-    code = ("import hashlib; from carsctl.completion_scripts import generate_all\n"
+    code = ("import hashlib; from carsctl.generated.completion_scripts import generate_all\n"
             "print(hashlib.sha256(repr(sorted(generate_all().items())).encode()).hexdigest())")
     digests = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

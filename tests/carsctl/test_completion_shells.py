@@ -27,8 +27,8 @@ import pytest
 import typer
 
 from cars_bot.config import QUEUES
-from carsctl.completion_cache import static_task_names, task_lines
-from carsctl.completion_scripts import INSTALLED_NAMES, SHELLS, command_specs, generate
+from carsctl.generated.completion_cache import static_task_names, task_lines
+from carsctl.generated.completion_scripts import INSTALLED_NAMES, SHELLS, command_specs, generate
 
 # A developer's machine may lack zsh or fish; CI (CI=true) installs them, so there they must run.
 pytestmark = pytest.mark.skipif(

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from carsctl import supervise
 from carsctl.errors import UsageError
+from carsctl.process import supervise
 from tests.carsctl.test_lifecycle_fixtures import pid_alive, wait_for
 
 # A process that reports its readiness, then handles signals as told: "ignore" TERM (exit on QUIT),
@@ -130,34 +130,34 @@ def test_log_tail_and_watcher_read_only_this_run(tmp_path: Path) -> None:
 
 # --- specs ----------------------------------------------------------------------------------------
 def test_worker_spec_defaults_remembered_options_and_validation(settings) -> None:
-    from carsctl import lifecycle
-    from carsctl.nodes import forget_node, save_node
+    from carsctl.lifecycle.node_specs import worker_command, worker_spec
+    from carsctl.process.nodes import forget_node, save_node
 
-    spec = lifecycle.worker_spec(settings, "worker")
+    spec = worker_spec(settings, "worker")
     assert spec.queues == ["default", "ai_processing", "publishing", "sheets_sync", "monitoring"]
     assert (spec.concurrency, spec.pool, spec.loglevel) == (4, "prefork", "info")
     assert spec.logfile == str(settings.log_dir / "celery_worker.log")
     assert spec.pidfile == str(settings.home / "run" / "worker.pid")
-    ai = lifecycle.worker_spec(settings, "ai@somehost", queues=["ai_processing"], concurrency=2, pool="solo")
+    ai = worker_spec(settings, "ai@somehost", queues=["ai_processing"], concurrency=2, pool="solo")
     assert ai.name == "ai" and ai.logfile.endswith("celery_worker-ai.log")
     save_node(settings, ai)
     forget_node(settings, ai, "2026-01-01T00:00:00+00:00")
-    again = lifecycle.worker_spec(settings, "ai", loglevel="WARNING")
+    again = worker_spec(settings, "ai", loglevel="WARNING")
     assert (again.queues, again.concurrency, again.pool, again.loglevel) == (["ai_processing"], 2, "solo", "warning")
-    command = lifecycle.worker_command(again)
+    command = worker_command(again)
     assert command[:6] == [sys.executable, "-m", "celery", "-A", "cars_bot.celery_app", "worker"]
     assert ["-Q", "ai_processing"] == command[command.index("-Q"):command.index("-Q") + 2]
     for bad in ({"queues": ["nope"]}, {"pool": "gevent"}, {"autoscale": "1,5"}, {"loglevel": "loud"}):
         with pytest.raises(UsageError):
-            lifecycle.worker_spec(settings, "x", **bad)
+            worker_spec(settings, "x", **bad)
     for name in ("beat", "flower", "-x", "a b"):
         with pytest.raises(UsageError):
-            lifecycle.worker_spec(settings, name)
-    assert lifecycle.worker_spec(settings, "auto", autoscale="8").autoscale == "8,0"
+            worker_spec(settings, name)
+    assert worker_spec(settings, "auto", autoscale="8").autoscale == "8,0"
 
 
 def test_node_layout_specs() -> None:
-    from carsctl.lifecycle import parse_node_layout
+    from carsctl.lifecycle.node_specs import parse_node_layout
 
     assert parse_node_layout(["ai:ai_processing:2", "main:default,publishing", "solo"]) == [
         {"name": "ai", "queues": ["ai_processing"], "concurrency": 2},

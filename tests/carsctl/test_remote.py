@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 def two_workers(redis_url, tmp_path_factory):
     """Two solo workers on the `monitoring` queue for the whole module: [(process, node), ...]."""
     from cars_bot.celery_app import app
-    from carsctl.connectivity import redis_client
+    from carsctl.health.connectivity import redis_client
 
     client = redis_client(redis_url, timeout=5)
     client.flushdb()
@@ -34,7 +34,7 @@ def two_workers(redis_url, tmp_path_factory):
 
 
 def test_broadcast_returns_as_soon_as_every_worker_replied(two_workers, settings) -> None:
-    from carsctl.remote import inspect
+    from carsctl.cluster.remote_control import inspect
 
     app, workers = two_workers
     for process, node in workers:
@@ -46,7 +46,7 @@ def test_broadcast_returns_as_soon_as_every_worker_replied(two_workers, settings
 
 
 def test_workers_carsctl_did_not_start_are_expected_too(two_workers, settings) -> None:
-    from carsctl.remote import inspect, node_rows
+    from carsctl.cluster.remote_control import inspect, node_rows
 
     app, workers = two_workers
     began = time.monotonic()
@@ -56,7 +56,7 @@ def test_workers_carsctl_did_not_start_are_expected_too(two_workers, settings) -
 
 
 def test_a_stopped_node_costs_the_timeout_and_is_reported_silent(two_workers, settings) -> None:
-    from carsctl.remote import inspect
+    from carsctl.cluster.remote_control import inspect
 
     app, workers = two_workers
     (live, live_node), (stopped, stopped_node) = workers
@@ -78,8 +78,8 @@ def test_a_stopped_node_costs_the_timeout_and_is_reported_silent(two_workers, se
 
 
 def test_a_node_whose_process_is_gone_is_reported_without_waiting(two_workers, settings) -> None:
-    from carsctl.nodes import NodeState, save_node
-    from carsctl.remote import inspect
+    from carsctl.cluster.remote_control import inspect
+    from carsctl.process.nodes import NodeState, save_node
 
     app, _workers = two_workers
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -128,7 +128,7 @@ def test_scheduled_tasks_render_arguments_as_data(two_workers, settings) -> None
 
 
 def test_status_with_two_nodes_is_one_fast_screen(two_workers, settings, migrated_database) -> None:
-    from carsctl.status import gather
+    from carsctl.health.overview import gather
 
     app, workers = two_workers
     save_worker_state(settings, *workers[0])
@@ -146,7 +146,7 @@ def test_status_with_two_nodes_is_one_fast_screen(two_workers, settings, migrate
 
 
 def test_doctor_compares_worker_clocks(two_workers) -> None:
-    from carsctl.doctor import clock_skew
+    from carsctl.health.checkup import clock_skew
 
     app, _workers = two_workers
     [finding] = clock_skew(app, expected=2, timeout=2.0)

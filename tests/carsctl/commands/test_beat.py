@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psutil
 import pytest
 
-from carsctl.nodes import NodeState, pidfile_path, save_node
+from carsctl.process.nodes import NodeState, pidfile_path, save_node
 from tests.carsctl.test_lifecycle_fixtures import (
     lifecycle_fixture,  # noqa: F401 - the fixture
     pid_alive,

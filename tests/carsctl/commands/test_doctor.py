@@ -33,7 +33,7 @@ def test_the_project_configuration_is_healthy(celery_app_real, db, settings) -> 
 def test_misconfigurations_are_problems_with_fixes(settings) -> None:
     from celery import Celery
 
-    from carsctl.doctor import check_configuration
+    from carsctl.health.checkup import check_configuration
 
     app = Celery("misconfigured", set_as_current=False)
     app.conf.update(broker_transport_options={"visibility_timeout": 60}, task_time_limit=1800,
@@ -47,7 +47,7 @@ def test_misconfigurations_are_problems_with_fixes(settings) -> None:
 
 
 def test_reply_keys_without_ttl_are_found(celery_app_real, redis_client) -> None:
-    from carsctl.doctor import check_pidbox_keys
+    from carsctl.health.checkup import check_pidbox_keys
 
     for number in range(25):
         redis_client.rpush(f"{number:04x}.reply.celery.pidbox", "late reply")
@@ -60,7 +60,7 @@ def test_reply_keys_without_ttl_are_found(celery_app_real, redis_client) -> None
 
 def test_a_log_directory_that_cannot_be_created_is_a_problem(settings, tmp_path, monkeypatch) -> None:
     from cars_bot.config import get_settings, reset_settings
-    from carsctl.doctor import check_log_dir
+    from carsctl.health.checkup import check_log_dir
 
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")

@@ -69,7 +69,7 @@ def test_task_id_and_grep_filters(settings) -> None:
 
 
 def test_json_lines_and_node_logs_from_carsctl_state(settings) -> None:
-    from carsctl.nodes import NodeState, save_node
+    from carsctl.process.nodes import NodeState, save_node
 
     path = write_log(settings, "ai.log", LOG)
     save_node(settings, NodeState(name="ai", hostname="ai@host", logfile=str(path)))
@@ -85,7 +85,7 @@ def test_unknown_target_is_a_usage_error(settings) -> None:
 
 
 def test_follower_reads_across_rotation_by_rename_and_truncation(tmp_path) -> None:
-    from carsctl.logtail import Follower, LogSource
+    from carsctl.process.logtail import Follower, LogSource
 
     path = tmp_path / "worker.log"
     path.write_text("old line\n")

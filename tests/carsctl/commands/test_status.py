@@ -43,7 +43,7 @@ def test_nothing_running_nothing_wrong(celery_app_real, redis_client, db, settin
 
 
 def test_a_node_carsctl_started_that_is_gone_fails_the_status(celery_app_real, redis_client, db, settings) -> None:
-    from carsctl.nodes import NodeState, save_node
+    from carsctl.process.nodes import NodeState, save_node
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -64,7 +64,7 @@ def test_bad_arguments_are_rejected_before_anything_is_sent(celery_app_real, red
 
 
 def test_values_follow_their_annotations() -> None:
-    from carsctl.dispatch import convert_value
+    from carsctl.dispatch.arguments import convert_value
     from carsctl.errors import UsageError
 
     assert convert_value("7", int, "n") == 7

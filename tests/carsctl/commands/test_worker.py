@@ -17,7 +17,7 @@ import uuid
 import psutil
 import pytest
 
-from carsctl.nodes import NodeState, pidfile_path, save_node
+from carsctl.process.nodes import NodeState, pidfile_path, save_node
 from tests.carsctl.test_lifecycle_fixtures import (
     SLEEP_TASK,
     TASKS_MODULE,

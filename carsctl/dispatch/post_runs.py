@@ -16,7 +16,7 @@ def store_and_enqueue(cli: Any, records: Iterable[dict[str, Any]], process: bool
     """Store records (de-duplicated) and, with `process`, enqueue processing of the new ones."""
     from cars_bot.db.session import session_scope
     from cars_bot.posts import import_records
-    from carsctl.connectivity import check_broker
+    from carsctl.health.connectivity import check_broker
 
     if process:
         check_broker(cli.settings)

@@ -4,7 +4,7 @@ The scripts answer a TAB without starting Python: the whole command tree (comman
 options, which options take a value, fixed choices) is written into them as shell data (`case`/`switch`
 statements), and the few dynamic values are read from small files:
 
-- task aliases and names: `$CARSCTL_HOME/completion/tasks` (see `carsctl.completion_cache`); when it
+- task aliases and names: `$CARSCTL_HOME/completion/tasks` (see `carsctl.generated.completion_cache`); when it
   is missing the script runs `carsctl completion refresh --quiet` once, which neither imports Celery
   nor touches the network;
 - node names: the file names of `$CARSCTL_HOME/nodes/*.json` whose `"kind"` is worker (beat and the
@@ -948,7 +948,7 @@ def generate_all(app: Any | None = None) -> dict[str, str]:
 
 def project_completions_dir() -> Path | None:
     """The source tree's `completions/` directory (None when carsctl is not run from a checkout)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root / "completions" if (root / "pyproject.toml").is_file() else None
 
 

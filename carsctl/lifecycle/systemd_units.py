@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from carsctl.nodes import NodeState
+from carsctl.process.nodes import NodeState
 
 if TYPE_CHECKING:
     from cars_bot.config import Settings
@@ -75,7 +75,7 @@ def _service(description: str, exec_start: str, settings: Settings, *, user: boo
 def systemd_units(settings: Settings, nodes: Sequence[NodeState], *, user: bool = False) -> dict[str, str]:
     """Unit file name -> content for the worker `nodes`, beat, the embedded broker (if used) and the target."""
     from cars_bot.celery_app import HARD_TIME_LIMIT, SOFT_TIME_LIMIT
-    from carsctl.lifecycle import beat_command, beat_spec, worker_command
+    from carsctl.lifecycle.node_specs import beat_command, beat_spec, worker_command
 
     after = [BROKER_UNIT] if settings.uses_embedded_broker else []
     units: dict[str, str] = {}

@@ -3,7 +3,7 @@
 Broker, database and failed-task count, each worker node (the ones carsctl started, from its node
 state, and any other worker that answers), beat (its heartbeat in the broker), queue depths and the
 monitor service. The three worker broadcasts return as soon as every listening worker has replied
-(carsctl.remote), so a healthy cluster costs a few milliseconds of remote control.
+(carsctl.cluster.remote_control), so a healthy cluster costs a few milliseconds of remote control.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> dict[str, Any]:
     """Everything `status` shows, as plain data, with `problems` (one line each) and the exit code."""
-    from carsctl.connectivity import check_broker
+    from carsctl.health.connectivity import check_broker
 
     began = time.monotonic()
     report: dict[str, Any] = {"checked_at": datetime.now(UTC), "problems": []}
@@ -84,7 +84,7 @@ def database_status(settings: Settings) -> dict[str, Any]:
 
 
 def _states(settings: Settings) -> list[Any]:
-    from carsctl.nodes import list_nodes
+    from carsctl.process.nodes import list_nodes
 
     return list_nodes(settings)
 
@@ -97,7 +97,7 @@ def _state_row(state: Any) -> dict[str, Any]:
 
 def node_status(app: Celery, settings: Settings, timeout: float = 1.0) -> list[dict[str, Any]]:
     """One row per worker node: carsctl's own (even when down) and every other that answered."""
-    from carsctl.remote import broadcast, known_nodes
+    from carsctl.cluster.remote_control import broadcast, known_nodes
 
     stats = broadcast(app, "stats", timeout=timeout, settings=settings)
     expected = set(stats.replies)
@@ -135,8 +135,8 @@ def _queues(app: Celery) -> list[dict[str, Any]]:
 
 def beat_status(app: Celery, settings: Settings) -> dict[str, Any]:
     """Beat: its heartbeat in the broker (alive and ticking?) and whether carsctl started it."""
-    from carsctl.nodes import list_nodes
-    from carsctl.remote import pid_running
+    from carsctl.cluster.remote_control import pid_running
+    from carsctl.process.nodes import list_nodes
 
     heartbeat = read_beat_heartbeat(app)
     states = list_nodes(settings, kind="beat")
@@ -186,8 +186,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 def monitor_status(settings: Settings) -> dict[str, Any]:
     """The Telegram monitor service: not configured until something registers it in carsctl's state."""
-    from carsctl.nodes import list_nodes
-    from carsctl.remote import pid_running
+    from carsctl.cluster.remote_control import pid_running
+    from carsctl.process.nodes import list_nodes
 
     states = list_nodes(settings, kind="monitor")
     if not states:
@@ -222,9 +222,9 @@ def schedule_entries(app: Celery, settings: Settings) -> dict[str, Any]:
     """
     from celery.schedules import maybe_schedule
 
-    from carsctl.completion_cache import task_alias
-    from carsctl.dispatch import describe_schedule
-    from carsctl.remote import connected
+    from cars_bot.broker import describe_schedule, is_crontab
+    from cars_bot.task_names import task_alias
+    from carsctl.cluster.remote_control import connected
 
     with connected(app):  # last runs are in the broker: without it they would all read "never"
         pass
@@ -237,7 +237,7 @@ def schedule_entries(app: Celery, settings: Settings) -> dict[str, Any]:
         entry = seen.get(name) or {}
         last, upcoming = _parse_time(entry.get("last_run_at")), _parse_time(entry.get("next_run_at"))
         source = "beat" if upcoming else "computed"
-        if upcoming is None and (last is not None or hasattr(schedule, "_orig_minute")):
+        if upcoming is None and (last is not None or is_crontab(schedule)):
             upcoming = now + schedule.remaining_estimate(last or now)
         route = app.amqp.router.route(dict(spec.get("options") or {}), spec["task"], (), {}, None)
         queue = route.get("queue")

@@ -19,19 +19,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cars_bot.task_names import TASK_PREFIX, task_alias
+
 if TYPE_CHECKING:
     from cars_bot.config import Settings
 
-#: The prefix of the project's own task names (Celery's built-in tasks are left out).
-TASK_PREFIX = "cars_bot."
 #: `name="cars_bot.tasks.<module>.<task>"` in a task decorator.
 _TASK_NAME = re.compile(r"""\bname\s*=\s*["'](cars_bot\.tasks\.[A-Za-z_][\w.]*)["']""")
-
-
-def task_alias(name: str) -> str:
-    """`cars_bot.tasks.ai_tasks.process_post_task` -> `process-post`."""
-    short = name.rsplit(".", 1)[-1]
-    return short.removesuffix("_task").replace("_", "-")
 
 
 def cache_dir(settings: Settings) -> Path:

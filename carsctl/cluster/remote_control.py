@@ -88,7 +88,7 @@ def pid_running(pid: int | None, create_time: float | None) -> bool | None:
 
 def known_nodes(settings: Settings) -> tuple[list[str], list[str]]:
     """Nodes carsctl started: (Celery names expected to answer, names whose process is gone)."""
-    from carsctl.nodes import list_nodes
+    from carsctl.process.nodes import list_nodes
 
     this_host = {socket.gethostname(), os.uname().nodename}
     expected, gone = [], []
@@ -97,32 +97,6 @@ def known_nodes(settings: Settings) -> tuple[list[str], list[str]]:
         running = pid_running(state.pid, state.create_time) if on_this_host else None
         (gone if running is False else expected).append(state.hostname)
     return expected, gone
-
-
-@contextmanager
-def _counting_fanout(channel: Any) -> Iterator[list[int]]:
-    """While active, fanout publishes on this kombu Redis channel record how many subscribers got them.
-
-    kombu's `_put_fanout` throws away the count Redis returns for `PUBLISH`; this is the same publish
-    (same topics, same payload encoding) keeping the count. Other channels are left alone.
-    """
-    counts: list[int] = []
-    if not hasattr(channel, "_get_publish_topics"):
-        yield counts
-        return
-    from kombu.utils.json import dumps
-
-    def put_fanout(exchange: str, message: dict[str, Any], routing_key: str, **_: Any) -> None:
-        payload = dumps(message)
-        with channel.conn_or_acquire() as client:
-            counts.append(max(int(client.publish(topic, payload))
-                              for topic in channel._get_publish_topics(exchange, routing_key)))
-
-    channel._put_fanout = put_fanout
-    try:
-        yield counts
-    finally:
-        del channel._put_fanout
 
 
 def _collect(conn: Any, channel: Any, mailbox: Any, ticket: str, limit: int | None,
@@ -160,8 +134,9 @@ def broadcast(app: Celery, command: str, arguments: dict[str, Any] | None = None
 
     Raises DependencyUnavailable when the broker cannot be reached (within the connect timeout).
     """
-    from kombu import Producer
     from kombu.utils.uuid import uuid
+
+    from cars_bot.broker import publish_control
 
     expected, gone = known_nodes(settings) if settings is not None else ([], [])
     if destination:
@@ -176,14 +151,12 @@ def broadcast(app: Celery, command: str, arguments: dict[str, Any] | None = None
             channel = conn.default_channel
             mailbox = app.control.mailbox(conn)
             ticket = uuid() if reply else None
-            with _counting_fanout(channel) as counts:
-                mailbox._publish(command, arguments or {}, destination=destination, reply_ticket=ticket,
-                                 channel=channel, timeout=timeout, producer=Producer(channel))
+            outcome.listeners = publish_control(mailbox, channel, command, arguments or {}, destination=destination,
+                                                reply_ticket=ticket, timeout=timeout)
         except DependencyUnavailable:
             raise
         except Exception as error:  # noqa: BLE001 - kombu raises transport-specific errors
             raise broker_error(app, error) from None
-        outcome.listeners = counts[0] if counts else None
         if ticket:
             limit = _reply_limit(outcome.listeners, destination, expected)
             waiting = time.monotonic()
@@ -252,7 +225,7 @@ def inspect(app: Celery, what: str, *, destination: list[str] | None = None, tim
     """`inspect WHAT` as one early-returning broadcast; see INSPECT_COMMANDS for WHAT."""
     if what not in INSPECT_COMMANDS:
         raise UsageError(f"unknown inspect command {what!r}", hint=f"one of: {', '.join(INSPECT_COMMANDS)}")
-    from carsctl.nodes import node_hostname
+    from carsctl.process.nodes import node_hostname
 
     command, arguments = INSPECT_COMMANDS[what]
     nodes = [node_hostname(node) for node in destination] if destination else None  # `-d ai` = ai@this-host
@@ -282,7 +255,7 @@ def _iso(epoch: float | None) -> str | None:
 
 def task_rows(outcome: Broadcast, now: float | None = None) -> list[dict[str, Any]]:
     """active / reserved / scheduled replies as one flat list of task dicts, newest node order kept."""
-    from carsctl.completion_cache import task_alias
+    from cars_bot.task_names import task_alias
 
     now = time.time() if now is None else now
     rows = []

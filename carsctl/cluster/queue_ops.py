@@ -11,8 +11,6 @@ comes from a passive queue declare.
 
 from __future__ import annotations
 
-import json
-import time
 from typing import TYPE_CHECKING, Any
 
 from carsctl.errors import DependencyUnavailable, UsageError
@@ -51,7 +49,7 @@ def depths(app: Celery, queues: list[str] | None = None, *, settings: Settings |
     when no worker runs). Totals and which workers answered are included.
     """
     from cars_bot.broker import queue_depths
-    from carsctl.remote import connected
+    from carsctl.cluster.remote_control import connected
 
     names = check_queue_names(app, queues)
     with connected(app):  # queue_depths would retry for seconds against a broker that is down
@@ -59,7 +57,7 @@ def depths(app: Celery, queues: list[str] | None = None, *, settings: Settings |
     scheduled: dict[str, int] = {}
     workers: dict[str, Any] = {"replied": [], "silent": [], "listeners": None}
     if with_scheduled:
-        from carsctl.remote import broadcast, task_rows
+        from carsctl.cluster.remote_control import broadcast, task_rows
 
         outcome = broadcast(app, "scheduled", {"safe": True}, timeout=timeout, settings=settings)
         for row in task_rows(outcome):
@@ -90,7 +88,8 @@ def purge(app: Celery, queues: list[str] | None = None, *, include_unacked: bool
     those task ids, so tasks they prefetched are discarded instead of run (a task already running is
     not interrupted).
     """
-    from carsctl.remote import broadcast, connected
+    from cars_bot.broker import UnackedLockHeld, remove_unacked
+    from carsctl.cluster.remote_control import broadcast, connected
 
     names = check_queue_names(app, queues)
     purged: dict[str, int] = {}
@@ -101,7 +100,10 @@ def purge(app: Celery, queues: list[str] | None = None, *, include_unacked: bool
         for name in names:
             purged[name] = _purge_one(conn, channel, name)
         if include_unacked:
-            removed, task_ids = _remove_unacked(channel, set(names))
+            try:
+                removed, task_ids = remove_unacked(channel, set(names))
+            except UnackedLockHeld as error:
+                raise DependencyUnavailable(str(error), hint="try again in a few seconds") from None
     revoked_by: list[str] = []
     if task_ids:
         outcome = broadcast(app, "revoke", {"task_id": task_ids, "terminate": False},
@@ -120,47 +122,3 @@ def _purge_one(conn: Any, channel: Any, name: str) -> int:
         return int(channel.queue_purge(name) or 0)
     except conn.channel_errors:  # AMQP: a queue nobody declared yet holds nothing
         return 0
-
-
-def _remove_unacked(channel: Any, queues: set[str]) -> tuple[dict[str, int], list[str]]:
-    """Delete the `unacked` entries routed to `queues`; return counts per queue and their task ids."""
-    if not hasattr(channel, "unacked_key"):
-        return {}, []  # only the Redis transport keeps unacked messages in the broker
-    from kombu.transport.redis import Mutex, MutexHeld
-
-    client = channel.client
-    removed: dict[str, int] = {}
-    task_ids: list[str] = []
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            # the same lock kombu takes to restore unacked messages, so neither sees half the other's work
-            with Mutex(client, channel.unacked_mutex_key, channel.unacked_mutex_expire):
-                tags = []
-                for tag, raw in client.hgetall(channel.unacked_key).items():
-                    payload, routing_key = _unacked_entry(raw)
-                    if routing_key in queues:
-                        tags.append(tag)
-                        removed[routing_key] = removed.get(routing_key, 0) + 1
-                        task_id = ((payload or {}).get("headers") or {}).get("id")
-                        if task_id:
-                            task_ids.append(task_id)
-                if tags:
-                    pipe = client.pipeline()
-                    pipe.hdel(channel.unacked_key, *tags)
-                    pipe.zrem(channel.unacked_index_key, *tags)
-                    pipe.execute()
-                return removed, task_ids
-        except MutexHeld:
-            if time.monotonic() > deadline:
-                raise DependencyUnavailable("the broker's unacked-message lock is held by a worker",
-                                            hint="try again in a few seconds") from None
-            time.sleep(0.05)
-
-
-def _unacked_entry(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        payload, _exchange, routing_key = json.loads(raw)
-    except (ValueError, TypeError):
-        return None, None
-    return payload, routing_key

@@ -54,7 +54,7 @@ def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> dict[st
 
 
 def check_broker(settings: Settings) -> list[dict[str, Any]]:
-    from carsctl.connectivity import check_broker as ping
+    from carsctl.health.connectivity import check_broker as ping
 
     try:
         info = ping(settings)
@@ -65,7 +65,7 @@ def check_broker(settings: Settings) -> list[dict[str, Any]]:
 
 
 def check_database(settings: Settings) -> list[dict[str, Any]]:
-    from carsctl.connectivity import check_database as connect
+    from carsctl.health.connectivity import check_database as connect
 
     try:
         state = connect(settings)
@@ -79,7 +79,7 @@ def check_database(settings: Settings) -> list[dict[str, Any]]:
 
 def _tasks(app: Celery) -> dict[str, Any]:
     try:
-        from carsctl.dispatch import load_tasks
+        from carsctl.dispatch.task_catalog import load_tasks
 
         return load_tasks(app)
     except Exception:  # noqa: BLE001 - a broken task module must not stop the other checks
@@ -146,7 +146,7 @@ def _max_countdown() -> float | None:
 
 def check_workers_and_clocks(app: Celery, settings: Settings, timeout: float) -> list[dict[str, Any]]:
     """Workers that answer, ETA tasks beyond the visibility timeout, and clock skew between hosts."""
-    from carsctl.remote import broadcast, task_rows
+    from carsctl.cluster.remote_control import broadcast, task_rows
 
     ping = broadcast(app, "ping", timeout=timeout, settings=settings)
     if not ping.replies:
@@ -182,7 +182,7 @@ def _seconds_until(eta: Any) -> float:
 
 def clock_skew(app: Celery, expected: int, timeout: float) -> list[dict[str, Any]]:
     """Each worker's clock against this host's: ask for a heartbeat event and compare its timestamp."""
-    from carsctl.remote import broadcast
+    from carsctl.cluster.remote_control import broadcast
 
     beats: dict[str, float] = {}
     with app.connection_for_read() as conn:
@@ -218,7 +218,7 @@ def clock_skew(app: Celery, expected: int, timeout: float) -> list[dict[str, Any
 
 def check_beats(app: Celery, settings: Settings) -> list[dict[str, Any]]:
     """More than one beat on this broker sends every periodic task more than once."""
-    from carsctl.status import read_beat_heartbeat
+    from carsctl.health.overview import read_beat_heartbeat
 
     local = local_beats(settings.broker_url)
     heartbeat = read_beat_heartbeat(app) or {}

@@ -45,7 +45,7 @@ class LogSource:
 
 def log_sources(settings: Settings, target: str = "worker") -> list[LogSource]:
     """The log files of `worker` (every worker node), `beat`, `monitor`, or one node by name."""
-    from carsctl.nodes import list_nodes
+    from carsctl.process.nodes import list_nodes
 
     states = list_nodes(settings, kind=None)
     kinds = {"worker": "worker", "beat": "beat", "monitor": "monitor"}

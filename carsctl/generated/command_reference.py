@@ -1,7 +1,7 @@
 """The README's command reference, generated from the Typer command tree (never edited by hand).
 
-    python -m carsctl.reference README.md     # rewrite the block between the markers
-    python -m carsctl.reference --check README.md
+    python -m carsctl.generated.command_reference README.md     # rewrite the block between the markers
+    python -m carsctl.generated.command_reference --check README.md
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def command_reference() -> str:
 
     root = typer.main.get_command(app)
     lines = [START, "## Command reference", "",
-             "Generated from the command tree (`python -m carsctl.reference README.md`); every command has "
-             "`--help`, and read commands take `--json`.", ""]
+             "Generated from the command tree (`python -m carsctl.generated.command_reference README.md`); "
+             "every command has `--help`, and read commands take `--json`.", ""]
     for path, command in _walk(root, ["carsctl"]):
         summary, example = _help_lines(command)
         lines.append(f"- `{_usage(path, command)}`: {summary}")
@@ -82,7 +82,8 @@ def main(argv: list[str]) -> int:
     fresh = updated_readme(current)
     if check:
         if fresh != current:
-            print(f"{path}: the command reference is stale; run python -m carsctl.reference {path}", file=sys.stderr)
+            print(f"{path}: the command reference is stale; "
+                  f"run python -m carsctl.generated.command_reference {path}", file=sys.stderr)
             return 1
         return 0
     path.write_text(fresh, encoding="utf-8")

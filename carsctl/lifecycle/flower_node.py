@@ -1,0 +1,103 @@
+"""Flower, Celery's web UI: started detached on loopback unless authentication is set, and stopped."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carsctl.errors import OperationFailed, UsageError
+from carsctl.lifecycle.node_control import clean_up, failure, node_condition, running_result, stop_nodes
+from carsctl.lifecycle.node_specs import NOT_RUNNING, START_TIMEOUT, celery_command, now_iso
+from carsctl.process import supervise
+from carsctl.process.nodes import NodeState, load_node, pidfile_path, run_dir, save_node
+
+if TYPE_CHECKING:
+    from cars_bot.config import Settings
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost"."""
+    import ipaddress
+
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _port_open(address: str, port: int) -> bool:
+    host = "127.0.0.1" if address in ("0.0.0.0", "") else "::1" if address == "::" else address
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def start_flower(settings: Settings, *, port: int = 5555, address: str = "127.0.0.1",
+                 basic_auth: str | None = None, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+    """Start Flower detached (pidfile, `logs/flower.log`); loopback only unless authentication is set.
+
+    The credentials reach Flower through FLOWER_BASIC_AUTH in its environment: never on the command
+    line (`ps`) nor in the state file.
+    """
+    import os
+
+    if not is_loopback(address) and not basic_auth:
+        raise UsageError(f"refusing to serve Flower on {address} without authentication",
+                         hint="add --basic-auth user:password, or listen on 127.0.0.1")
+    if basic_auth is not None and (":" not in basic_auth or basic_auth.startswith(":")):
+        raise UsageError("--basic-auth must be user:password")
+    state = NodeState(name="flower", hostname=f"flower@{socket.gethostname()}", kind="flower",
+                      logfile=str(settings.log_dir / "flower.log"), pidfile=str(pidfile_path(settings, "flower")),
+                      extra={"port": port, "address": address,
+                             "auth_user": basic_auth.split(":", 1)[0] if basic_auth else None})
+    url = f"http://{address if ':' not in address else f'[{address}]'}:{port}/"
+    existing = load_node(settings, "flower")
+    if existing is not None and node_condition(existing) == supervise.ALIVE:
+        port, address = existing.extra.get("port"), existing.extra.get("address")
+        return {**running_result(existing), "url": f"http://{address}:{port}/"}
+    if existing is not None:
+        clean_up(settings, existing)
+    if _port_open(address, port):
+        raise OperationFailed(f"port {port} on {address} is already in use", hint="choose another with --port")
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    if basic_auth:
+        env["FLOWER_BASIC_AUTH"] = basic_auth
+    command = celery_command("flower", f"--port={port}", f"--address={address}")
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    spawned = supervise.spawn_detached(command, Path(state.logfile), env=env)
+    state.pid, state.create_time, state.started_at, state.cmdline = (spawned.pid, spawned.create_time, now_iso(),
+                                                                     command)
+    save_node(settings, state)
+    Path(state.pidfile).write_text(f"{spawned.pid}\n")
+    return _wait_flower_ready(settings, state, spawned, timeout, url)
+
+
+def _wait_flower_ready(settings: Settings, state: NodeState, spawned: supervise.Spawned, timeout: float,
+                       url: str) -> dict[str, Any]:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        code = spawned.process.poll()
+        if code is not None:
+            clean_up(settings, state)
+            return failure(settings, state, spawned, f"exited with status {code} during start-up")
+        if _port_open(state.extra["address"], state.extra["port"]):
+            return {"name": "flower", "state": "started", "pid": spawned.pid, "url": url,
+                    "logfile": state.logfile, "seconds": round(time.monotonic() - began, 3)}
+        time.sleep(0.05)
+    supervise.stop_processes([supervise.StopTarget("flower", spawned.pid)], timeout=5, cold_timeout=2, force=True)
+    clean_up(settings, state)
+    return failure(settings, state, spawned, f"did not listen on {url} within {timeout:g}s; stopped it")
+
+
+def stop_flower(settings: Settings, *, timeout: float = 10.0, force: bool = True) -> dict[str, Any]:
+    """Stop Flower (it keeps no state worth a long wait)."""
+    state = load_node(settings, "flower")
+    if state is None:
+        return {"name": "flower", "outcome": NOT_RUNNING, "exit_code": 0, "note": "not running"}
+    return stop_nodes(settings, [state], timeout=timeout, cold_timeout=2.0, force=force)[0]

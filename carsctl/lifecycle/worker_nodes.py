@@ -1,0 +1,195 @@
+"""Worker nodes: start (detached or in the foreground), restart, status.
+
+Stopping is shared with beat and Flower (:func:`carsctl.lifecycle.node_control.stop_nodes`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carsctl.errors import OperationFailed, UsageError
+from carsctl.lifecycle.node_control import (
+    clean_up,
+    node_condition,
+    not_running,
+    ping_nodes,
+    prepare,
+    spawn,
+    status_row,
+    stop_nodes,
+    wait_ready,
+)
+from carsctl.lifecycle.node_specs import (
+    COLD_TIMEOUT,
+    NOT_RESPONDING,
+    NOT_RUNNING,
+    PING_TIMEOUT,
+    RUNNING,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    AppLoader,
+    Progress,
+    check_node_name,
+    default_app,
+    now_iso,
+    say,
+    worker_command,
+    worker_spec,
+)
+from carsctl.process import supervise
+from carsctl.process.nodes import (
+    RESERVED_NAMES,
+    NodeState,
+    list_nodes,
+    load_node,
+    node_hostname,
+    pidfile_path,
+    remembered_node,
+    remembered_nodes,
+    run_dir,
+    save_node,
+    worker_logfile,
+)
+
+if TYPE_CHECKING:
+    from cars_bot.config import Settings
+
+
+def start_workers(settings: Settings, specs: Sequence[NodeState], *, timeout: float = START_TIMEOUT,
+                  app_loader: AppLoader = default_app, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Start the nodes not yet running, together; return one result per node, in order.
+
+    A result's "state" is "started" (with pid, seconds until it answered a ping), "already-running"
+    (nothing changed) or "failed" (with "error" and the "log_tail" of this start). Stale pidfiles of
+    the nodes are removed first and listed in "removed_stale".
+    """
+    with ExitStack() as locks:
+        for name in sorted({spec.name for spec in specs}):
+            locks.enter_context(supervise.exclusive(run_dir(settings) / f"{name}.lock"))
+        return _start_workers_locked(settings, specs, timeout, app_loader, progress)
+
+
+def _start_workers_locked(settings: Settings, specs: Sequence[NodeState], timeout: float, app_loader: AppLoader,
+                          progress: Progress | None) -> list[dict[str, Any]]:
+    from carsctl.health.connectivity import check_broker
+
+    results: dict[str, dict[str, Any]] = {}
+    to_start: list[tuple[NodeState, list[str]]] = []
+    for spec in specs:
+        result, removed = prepare(settings, spec)
+        if removed:
+            say(progress, f"{spec.name}: removed stale {', '.join(removed)}")
+        if result is not None:
+            results[spec.name] = result
+        else:
+            to_start.append((spec, removed))
+    if to_start:
+        check_broker(settings)
+        spawned = {spec.name: (spec, spawn(settings, spec, worker_command(spec))) for spec, _ in to_start}
+        say(progress, f"waiting for {', '.join(s.hostname for s, _ in spawned.values())} to answer a ping")
+        results.update(wait_ready(settings, spawned, timeout, app_loader))
+        for spec, removed in to_start:
+            results[spec.name]["removed_stale"] = removed
+            if results[spec.name]["state"] == "failed":
+                clean_up(settings, spec)
+    return [results[spec.name] for spec in specs]
+
+
+def start_foreground(settings: Settings, spec: NodeState) -> None:
+    """Replace this process with the node's `celery worker`, logging to the terminal (never returns).
+
+    For systemd, containers and debugging: signals reach Celery directly. The state file records this
+    pid (exec keeps it) so `worker status` and `worker stop` work from another terminal.
+    """
+    import os
+
+    import psutil
+
+    from carsctl.health.connectivity import check_broker
+
+    result, _removed = prepare(settings, spec)
+    if result is not None:
+        raise OperationFailed(f"{spec.hostname} is already running (pid {result['pid']})")
+    check_broker(settings)
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    command = worker_command(spec, detached=False)
+    spec.logfile, spec.cmdline, spec.cwd = "", command, str(Path.cwd())
+    spec.pid, spec.create_time, spec.started_at = os.getpid(), psutil.Process().create_time(), now_iso()
+    save_node(settings, spec)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, dict(os.environ))
+
+
+def worker_targets(settings: Settings, names: Sequence[str]) -> list[NodeState]:
+    """The worker states named (running or remembered), or every started worker when none is named."""
+    if not names:
+        return list_nodes(settings)
+    states = []
+    for name in names:
+        name = check_node_name(name)
+        state = load_node(settings, name) or remembered_node(settings, name)
+        if state is None:
+            pidfile = pidfile_path(settings, name)
+            pid = supervise.read_pidfile(pidfile)
+            state = NodeState(name=name, hostname=node_hostname(name), pid=pid, pidfile=str(pidfile),
+                              logfile=str(worker_logfile(settings, name)))
+        states.append(state)
+    return states
+
+
+def restart_workers(settings: Settings, names: Sequence[str], *, timeout: float = STOP_TIMEOUT,
+                    cold_timeout: float = COLD_TIMEOUT, force: bool = False, start_timeout: float = START_TIMEOUT,
+                    app_loader: AppLoader = default_app, progress: Progress | None = None) -> dict[str, Any]:
+    """Stop the nodes, then start them again with the options they ran with (nothing to repeat)."""
+    states = worker_targets(settings, names) or remembered_nodes(settings)
+    if not states:
+        raise UsageError("no worker nodes to restart", hint="start one with `carsctl worker start`")
+    unknown = [s.name for s in states if not s.queues]
+    if unknown:
+        raise UsageError(f"no remembered options for {', '.join(unknown)}", hint="use `carsctl worker start`")
+    specs = [worker_spec(settings, s.name) for s in states]  # read before the stop moves the state files
+    stopped = stop_nodes(settings, states, timeout=timeout, cold_timeout=cold_timeout, force=force,
+                         app_loader=app_loader, progress=progress)
+    blocked = {r["name"] for r in stopped if r["outcome"] == supervise.STILL_RUNNING}
+    started = start_workers(settings, [s for s in specs if s.name not in blocked], timeout=start_timeout,
+                            app_loader=app_loader, progress=progress)
+    return {"stopped": stopped, "started": started}
+
+
+def worker_status(settings: Settings, names: Sequence[str] = (), *, timeout: float = PING_TIMEOUT,
+                  app_loader: AppLoader = default_app) -> list[dict[str, Any]]:
+    """Each node's status (see the module docstring), combining its process with a ping addressed to it.
+
+    Read-only: stale pidfiles are reported here and removed by start/stop.
+    """
+    from carsctl.health.connectivity import check_broker
+
+    states = worker_targets(settings, names)
+    if not names:
+        known = {s.name for s in states}
+        for pidfile in sorted(run_dir(settings).glob("*.pid")) if run_dir(settings).is_dir() else []:
+            if pidfile.stem not in known and pidfile.stem not in RESERVED_NAMES:
+                states.append(worker_targets(settings, [pidfile.stem])[0])
+    conditions = {s.name: node_condition(s) if s.pid else supervise.DEAD for s in states}
+    alive = [s.hostname for s in states if conditions[s.name] == supervise.ALIVE]
+    answered: set[str] = set()
+    if alive:
+        check_broker(settings)
+        answered = ping_nodes(app_loader(), alive, timeout)
+    rows = []
+    for state in states:
+        if conditions[state.name] == supervise.ALIVE:
+            ok = state.hostname in answered
+            rows.append(status_row(state, RUNNING if ok else NOT_RESPONDING,
+                                    "" if ok else f"no reply to a ping within {timeout:g}s"))
+        elif state.pid and not state.stopped_at:
+            verdict = not_running(settings, state, conditions[state.name])
+            rows.append(status_row(state, verdict["status"], verdict["note"]))
+        else:
+            rows.append(status_row(state, NOT_RUNNING, "stopped" if state.stopped_at else "never started"))
+    return rows
