@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -102,9 +102,9 @@ DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
 
 VARS: tuple[Var, ...] = (
     # state and logs
-    Var("CARSCTL_HOME", "home", Path(".carsctl"), _path,
+    Var("CARSCTL_HOME", "home_raw", Path(".carsctl"), _path,
         "State directory: pidfiles, node state, the embedded Redis socket, the SQLite file."),
-    Var("LOG_DIR", "log_dir", Path("logs"), _path, "Log directory (celery_worker.log, celery_beat.log)."),
+    Var("LOG_DIR", "log_dir_raw", Path("logs"), _path, "Log directory (celery_worker.log, celery_beat.log)."),
     # broker, backend, database
     Var("REDIS_URL", "redis_url", None, _url(REDIS_SCHEMES),
         "Broker and result backend. Unset: the embedded Redis under CARSCTL_HOME.", secret=False, group="broker"),
@@ -164,31 +164,59 @@ VARS: tuple[Var, ...] = (
 _BY_ATTR = {v.attr: v for v in VARS}
 
 
+@dataclass(frozen=True)
 class Settings:
-    """The effective configuration: attribute access, plus where each value came from."""
+    """The effective configuration: one typed field per variable of VARS (its `attr`), the source of
+    each value (`sources`: "environment", ".env" or "default") and the directory relative paths are
+    resolved against. Derived values (absolute paths, the broker URL) are properties below."""
 
-    def __init__(self, values: dict[str, Any], sources: dict[str, str], cwd: Path) -> None:
-        self._values = values
-        self.sources = sources
-        self._cwd = cwd
-
-    def __getattr__(self, attr: str) -> Any:
-        try:
-            return self._values[attr]
-        except KeyError:
-            raise AttributeError(attr) from None
+    home_raw: Path
+    log_dir_raw: Path
+    redis_url: str | None
+    celery_broker_url: str | None
+    celery_result_backend: str | None
+    database_url_raw: str | None
+    result_expires: int
+    broker_connect_timeout: float
+    openai_api_key: str | None
+    openai_model: str
+    openai_base_url: str | None
+    openai_timeout: float
+    min_confidence: float
+    min_price: int | None
+    max_price: int | None
+    excluded_words: tuple[str, ...]
+    telegram_api_id: int | None
+    telegram_api_hash: str | None
+    telegram_session_string: str | None
+    telegram_monitor_session_string: str | None
+    telegram_bot_token: str | None
+    telegram_bot_username: str | None
+    telegram_channel: str | None
+    publish_rate_per_minute: int
+    google_credentials_file: Path | None
+    google_spreadsheet_id: str | None
+    sheets_workbook_raw: Path | None
+    stats_retention_days: int
+    failed_task_retention_days: int
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+    cwd: Path = field(default_factory=Path.cwd, compare=False)
 
     # derived values -------------------------------------------------------------------------
+    def value(self, var: Var) -> Any:
+        """The parsed value of one variable."""
+        return getattr(self, var.attr)
+
     @property
     def home(self) -> Path:
-        return self._absolute(self._values["home"])
+        return self._absolute(self.home_raw)
 
     @property
     def log_dir(self) -> Path:
-        return self._absolute(self._values["log_dir"])
+        return self._absolute(self.log_dir_raw)
 
     def _absolute(self, path: Path) -> Path:
-        return path if path.is_absolute() else (self._cwd / path)
+        return path if path.is_absolute() else (self.cwd / path)
 
     @property
     def embedded_socket(self) -> Path:
@@ -217,7 +245,7 @@ class Settings:
 
     @property
     def sheets_workbook(self) -> Path:
-        raw = self._values["sheets_workbook_raw"]
+        raw = self.sheets_workbook_raw
         return self._absolute(raw) if raw else self.home / "workbook.json"
 
     def integrations(self) -> dict[str, str]:
@@ -243,19 +271,21 @@ class Settings:
             }),
         }
 
-    def describe(self) -> list[dict[str, Any]]:
+    def describe(self) -> list[SettingView]:
         """Every variable with its masked effective value and source, for `carsctl config show`."""
-        rows = []
-        for var in VARS:
-            value = self._values[var.attr]
-            rows.append({
-                "name": var.name,
-                "group": var.group,
-                "value": display_value(var, value),
-                "source": self.sources[var.attr],
-                "help": var.help,
-            })
-        return rows
+        return [SettingView(name=var.name, group=var.group, value=display_value(var, self.value(var)),
+                            source=self.sources[var.attr], help=var.help) for var in VARS]
+
+
+@dataclass(frozen=True)
+class SettingView:
+    """One variable as it may be shown: its value masked, and where it came from."""
+
+    name: str
+    group: str
+    value: Any
+    source: str
+    help: str
 
 
 def display_value(var: Var, value: Any) -> Any:
@@ -301,7 +331,7 @@ def mask_secrets_in(text: str, settings: Settings | None = None) -> str:
     text = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:****@", text)
     if settings is not None:
         for var in VARS:
-            value = settings._values.get(var.attr)
+            value = settings.value(var)
             if var.secret and value and len(str(value)) >= 6:
                 text = text.replace(str(value), mask(str(value)))
     return text
@@ -333,7 +363,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         parsed = var.parse(var.name, raw)
         values[var.attr] = var.default if parsed is None else parsed
         sources[var.attr] = source if parsed is not None else "default"
-    return Settings(values, sources, cwd)
+    return Settings(**values, sources=sources, cwd=cwd)
 
 
 _settings: Settings | None = None

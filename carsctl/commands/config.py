@@ -36,8 +36,7 @@ def show(ctx: typer.Context, json: JsonOpt = False) -> None:
     from carsctl.render import key_values, table
 
     cli.out.print(table("Configuration", ("variable", "value", "source"),
-                        ((v["name"], "" if v["value"] is None else v["value"], v["source"])
-                         for v in data["variables"])))
+                        ((v.name, "" if v.value is None else v.value, v.source) for v in settings.describe())))
     cli.out.print(key_values("Effective", data["derived"].items()))
     cli.out.print(key_values("Integrations", data["integrations"].items()))
 

@@ -56,7 +56,7 @@ def test_secrets_are_masked(tmp_path: Path) -> None:
            "REDIS_URL": "redis://:hunter2pass@redis.internal:6379/0",
            "TELEGRAM_SESSION_STRING": "1BVtsOKABu" + "x" * 300}
     settings = load_settings(env, cwd=tmp_path)
-    shown = {row["name"]: row["value"] for row in settings.describe()}
+    shown = {row.name: row.value for row in settings.describe()}
     assert shown["OPENAI_API_KEY"] == "****1234"
     assert shown["TELEGRAM_BOT_TOKEN"] == "****hIkl"
     assert shown["REDIS_URL"] == "redis://:****@redis.internal:6379/0"
