@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from carsctl.generated.completion_cache import static_task_names, task_lines  # noqa: E402
-from carsctl.generated.completion_scripts import INSTALLED_NAMES, SHELLS, command_specs, generate  # noqa: E402
+from carsctl.generated.completion_scripts import INSTALLED_NAMES, generate  # noqa: E402
+from carsctl.generated.completion_specs import SHELLS, command_specs  # noqa: E402
 
 Env = dict[str, str]
 Samples = list[float]

@@ -7,10 +7,15 @@ For each of `--runs` rounds, on the same broker, with the same worker flags:
    and the time until its log says "ready."; then SIGTERM it and time until it exited (plain stop);
 2. **carsctl start**: wall time of `carsctl worker start` (the command returns only once the node
    answered a ping addressed to it);
-3. **carsctl stop**: wall time of `carsctl worker stop` on that idle node.
+3. **carsctl stop**: wall time of `carsctl worker stop` on that idle node;
+4. **cold escalation**: a process that ignores SIGTERM, stopped with a 0.3 s warm timeout: seconds past
+   that timeout until the cold shutdown (SIGQUIT) ended it (the stop must not sleep out its bounds);
+5. **unreachable broker**: wall time of `carsctl broker status` against a closed loopback port (exit 69).
 
-Targets (issue 4): start within 0.5 s of the plain floor; stop of an idle node under 2 s. Commands run
-through the real console script (not a pyenv shim). The machine is shared: compare within one run.
+Targets (issue 4): start within 0.5 s of the plain floor; stop of an idle node under 2 s; cold
+escalation within 1 s of the warm timeout; an unreachable broker reported within 5 s (the unit tests
+check the behaviour, not these times). Commands run through the real console script (not a pyenv
+shim). The machine is shared: compare within one run.
 
     python bench/bench_lifecycle.py [--runs 5] [--pool prefork|solo|threads] [-c 4] [--redis-url URL] [--json]
 
@@ -103,11 +108,53 @@ def _plain_worker(app: Any, env: dict[str, str], flags: list[str], home: Path) -
     return {"plain_first_task": first, "plain_ready_line": ready, "plain_stop": stopped}
 
 
+WARM_TIMEOUT = 0.3
+IGNORES_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+
+
+def _default_quit() -> None:
+    """preexec_fn: SIGQUIT at its default even when this benchmark runs with it ignored (`trap '' QUIT`)."""
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+def _cold_escalation() -> float:
+    """Seconds beyond the warm timeout until a process ignoring SIGTERM was ended by the cold shutdown."""
+    from carsctl.process import supervise
+
+    process = subprocess.Popen([sys.executable, "-c", IGNORES_TERM], stdout=subprocess.PIPE, text=True,
+                               preexec_fn=_default_quit)
+    try:
+        process.stdout.readline()  # its SIGTERM handler is in place
+        began = time.perf_counter()
+        outcome = supervise.stop_processes([supervise.StopTarget("bench", process.pid)], timeout=WARM_TIMEOUT,
+                                           cold_timeout=10, force=True)
+        elapsed = time.perf_counter() - began - WARM_TIMEOUT
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if outcome["bench"] is not supervise.Shutdown.COLD:
+        raise RuntimeError(f"the cold shutdown did not end the process: {outcome['bench']}")
+    return elapsed
+
+
+def _unreachable_broker(env: dict[str, str]) -> float:
+    """Wall seconds of `carsctl broker status` against a closed port (it must exit 69)."""
+    began = time.perf_counter()
+    done = subprocess.run([str(BIN / "carsctl"), "broker", "status"], cwd=env["CARSCTL_HOME"],
+                          env={**env, "REDIS_URL": "redis://127.0.0.1:1/0"}, capture_output=True, text=True)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 69:
+        raise RuntimeError(f"carsctl broker status exited {done.returncode}, not 69: {done.stderr[-800:]}")
+    return elapsed
+
+
 def _round(app: Any, env: dict[str, str], flags: list[str], carsctl_flags: list[str], home: Path) -> dict[str, float]:
     figures = _plain_worker(app, env, flags, home)
     figures["carsctl_start"] = _carsctl(env, "-q", "worker", "start", "bench", *carsctl_flags)
-    time.sleep(0.5)
+    time.sleep(0.5)  # idle, as the plain worker was before its stop
     figures["carsctl_stop"] = _carsctl(env, "-q", "worker", "stop", "bench")
+    figures["cold_escalation"] = _cold_escalation()
+    figures["unreachable_broker"] = _unreachable_broker(env)
     return figures
 
 
@@ -165,6 +212,8 @@ def main() -> None:
         "stop_overhead_s": round(median["carsctl_stop"] - median["plain_stop"], 3),
         "stop_target_met": median["carsctl_stop"] < 2.0,
         "stop_floor_above_target": median["plain_stop"] >= 2.0,  # Celery's own shutdown is already slower
+        "cold_escalation_target_met": median["cold_escalation"] < 1.0,
+        "unreachable_broker_target_met": median["unreachable_broker"] < 5.0,
     }
     report = {"runs": args.runs, "pool": args.pool, "concurrency": args.concurrency,
               "broker": "embedded" if embedded else "given", "figures": summary, "verdict": verdict}
@@ -177,7 +226,9 @@ def main() -> None:
               "plain_ready_line": "plain celery worker: spawn -> 'ready.' in its log",
               "carsctl_start": "carsctl worker start (returns once it answers a ping)",
               "plain_stop": "plain celery worker: SIGTERM -> exited (idle)",
-              "carsctl_stop": "carsctl worker stop (idle node)"}
+              "carsctl_stop": "carsctl worker stop (idle node)",
+              "cold_escalation": f"cold shutdown: seconds past a {WARM_TIMEOUT}s warm timeout",
+              "unreachable_broker": "carsctl broker status, broker unreachable (exit 69)"}
     for key, label in labels.items():
         f = summary[key]
         print(f"  {label:<60} {f['median_s']:6.3f}  ({f['min_s']:.3f}-{f['max_s']:.3f})")
@@ -187,6 +238,8 @@ def main() -> None:
           f"{verdict['stop_overhead_s']:+.3f}s); target < 2s: {'met' if verdict['stop_target_met'] else 'NOT met'}"
           + (" (the plain worker's own warm shutdown is already over 2s)" if verdict["stop_floor_above_target"]
              else ""))
+    print(f"  cold escalation: target < 1s: {'met' if verdict['cold_escalation_target_met'] else 'NOT met'}; "
+          f"unreachable broker: target < 5s: {'met' if verdict['unreachable_broker_target_met'] else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -56,8 +56,7 @@ def main() -> None:
                          enqueue_publish=lambda _p: None)
             counts[kind][0] += 1
             counts[kind][1] += len(server.requests) - before
-            while server.pending():  # drop unused answers
-                server._next()
+            server.clear()  # drop unused answers
 
         for record in corpus:
             run(record["text"], "@source", "sale" if record["is_sale"] else "non_sale")

@@ -5,7 +5,9 @@
 2. `carsctl status` with the same two nodes (target: under 400 ms);
 3. bulk dispatch of N `process-post` tasks (`carsctl task run process-post --from-file`, kombu's batch
    producer) vs an `apply_async` loop, both in one process (target: at least twice the rate);
-4. `carsctl --help` vs `celery --help` (target: no slower; 120 ms).
+4. `carsctl --help` vs `celery --help` (target: no slower; 120 ms);
+5. `carsctl task result <an unknown id> --wait --timeout 60`: says "unknown" at once instead of waiting
+   (target: under 2 s; the unit test checks that it does not wait, this measures how soon it answers).
 
 Every command runs as a fresh process through its real console script (not a pyenv shim); figures are
 medians of `--runs` runs. The machine is shared: compare the ratios, not the absolute times.
@@ -102,6 +104,7 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 DISPATCH = """
 import json, sys, time
 from cars_bot.celery_app import app
+from carsctl.dispatch.arguments import SendOptions
 from carsctl.dispatch.sending import send_bulk
 from carsctl.dispatch.task_catalog import load_tasks
 task = load_tasks(app)["cars_bot.tasks.ai_tasks.process_post_task"]
@@ -119,7 +122,7 @@ for i in range(n):
 loop = n / (time.perf_counter() - began)
 purge()
 began = time.perf_counter()
-sent = send_bulk(app, task, [[i] for i in range(n)], {})["sent"]
+sent = send_bulk(app, task, [[i] for i in range(n)], SendOptions()).sent
 bulk = sent / (time.perf_counter() - began)
 purge()
 print(json.dumps({"apply_async_loop_per_s": round(loop), "bulk_per_s": round(bulk), "tasks": n}))
@@ -166,6 +169,8 @@ def run(runs: int, tasks: int) -> dict[str, Any]:
             result["status"] = {"carsctl": timed([str(BIN / "carsctl"), "status"], env, runs)}
         finally:
             stop(workers)
+        unknown = ["task", "result", "00000000-0000-0000-0000-000000000000", "--wait", "--timeout", "60"]
+        result["unknown_result"] = {"carsctl": timed([str(BIN / "carsctl"), *unknown], env, runs, ok=(1,))}
         result["dispatch"] = dispatch_rates(env, tasks)
         result["dispatch"]["cli"] = cli_bulk(env, home, tasks)
     finally:
@@ -179,7 +184,8 @@ def run(runs: int, tasks: int) -> dict[str, Any]:
         "help_celery_over_carsctl": round(result["help"]["celery"]["median_ms"]
                                           / result["help"]["carsctl"]["median_ms"], 2),
     }
-    result["targets"] = {"inspect_active_ratio": 5.0, "status_ms": 400, "bulk_ratio": 2.0, "help_ms": 120}
+    result["targets"] = {"inspect_active_ratio": 5.0, "status_ms": 400, "bulk_ratio": 2.0, "help_ms": 120,
+                         "unknown_result_ms": 2000}
     return result
 
 
@@ -202,6 +208,8 @@ def main() -> None:
     print(f"dispatch {dispatch['tasks']} process-post  bulk {dispatch['bulk_per_s']:7d}/s   apply_async loop "
           f"{dispatch['apply_async_loop_per_s']:5d}/s   x{ratios['bulk_over_apply_async_loop']} (target x2); "
           f"whole CLI command {dispatch['cli']['whole_command_per_s']}/s")
+    print(f"result of an unknown id   carsctl {result['unknown_result']['carsctl']['median_ms']:7.1f} ms   "
+          "(target < 2000 ms)")
     print(f"--help                    carsctl {help_['carsctl']['median_ms']:7.1f} ms   "
           f"celery {help_['celery']['median_ms']:7.1f} ms   x{ratios['help_celery_over_carsctl']} (target: 120 ms)")
 

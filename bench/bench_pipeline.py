@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+#: Seconds a phase may take before the bench gives up (a lost task would otherwise hang it for ever).
+DRAIN_DEADLINE = 1800.0
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -69,7 +72,7 @@ with app.producer_or_acquire() as producer:
 def _queues_empty(app) -> bool:
     from cars_bot.broker import queue_depths
 
-    return all(d["ready"] == 0 and d["unacked"] == 0 for d in queue_depths(app).values())
+    return all(d.ready == 0 and d.unacked == 0 for d in queue_depths(app).values())
 
 
 def _drain(app_path: str, env: dict[str, str], home: Path, queues: str, done, count: int) -> float:
@@ -86,6 +89,8 @@ def _drain(app_path: str, env: dict[str, str], home: Path, queues: str, done, co
         _wait_ready(app)
         began = time.perf_counter()
         while not done(app):
+            if time.perf_counter() - began > DRAIN_DEADLINE:
+                raise RuntimeError(f"{app_path}: not drained after {DRAIN_DEADLINE:.0f}s; see {home / 'logs'}")
             time.sleep(0.02)
         elapsed = time.perf_counter() - began
     finally:
@@ -128,13 +133,19 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="cbb-"))
     env = _env(home)
-    subprocess.run([sys.executable, "-m", "carsctl", "-q", "broker", "start"], cwd=ROOT, env=env, check=True)
-    subprocess.run([sys.executable, "-m", "carsctl", "-q", "db", "upgrade"], cwd=ROOT, env=env, check=True)
+    finished = False
     try:
+        subprocess.run([sys.executable, "-m", "carsctl", "-q", "broker", "start"], cwd=ROOT, env=env, check=True)
+        subprocess.run([sys.executable, "-m", "carsctl", "-q", "db", "upgrade"], cwd=ROOT, env=env, check=True)
         noop = noop_rate(env, home, args.noop)
         posts, tasks, counts = pipeline_rate(env, home, args.posts)
+        finished = True
     finally:
         subprocess.run([sys.executable, "-m", "carsctl", "-q", "broker", "stop"], cwd=ROOT, env=env)
+        if finished:  # the embedded broker, database and worker logs; kept after a failure, for its logs
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            print(f"kept {home} (worker logs under logs/)", file=sys.stderr)
     result = {"noop_tasks_per_s": round(noop, 1), "pipeline_posts_per_s": round(posts, 1),
               "pipeline_tasks_per_s": round(tasks, 1), "ratio_tasks_vs_noop": round(tasks / noop, 3),
               "target_ratio": 0.35, "posts": counts}

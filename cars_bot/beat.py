@@ -28,8 +28,9 @@ import logging
 import os
 import socket
 import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from celery.beat import PersistentScheduler
 
@@ -76,57 +77,107 @@ class BeatLockHeld(SystemExit):
         return self.message
 
 
-def read_heartbeat(redis_client: Any) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class EntryRuns:
+    """One periodic task in the heartbeat: its task name, last run and next run (ISO 8601, UTC)."""
+
+    task: str
+    last_run_at: str | None = None
+    next_run_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a running beat writes on every tick (stored as JSON under HEARTBEAT_KEY)."""
+
+    pid: int | None = None
+    hostname: str | None = None
+    tick_at: str | None = None
+    max_interval: float | None = None
+    entries: dict[str, EntryRuns] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        entries = {name: EntryRuns(task=str(entry.get("task") or ""), last_run_at=entry.get("last_run_at"),
+                                   next_run_at=entry.get("next_run_at"))
+                   for name, entry in (data.get("entries") or {}).items() if isinstance(entry, dict)}
+        return cls(pid=data.get("pid"), hostname=data.get("hostname"), tick_at=data.get("tick_at"),
+                   max_interval=data.get("max_interval"), entries=entries)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the beat lock (stored as JSON under LOCK_KEY; the token tells one holder from another)."""
+
+    token: str | None = None
+    pid: int | None = None
+    hostname: str | None = None
+    acquired_at: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(token=data.get("token"), pid=data.get("pid"), hostname=data.get("hostname"),
+                   acquired_at=data.get("acquired_at"))
+
+
+def read_heartbeat(redis_client: Any) -> Heartbeat | None:
     """The last heartbeat a running beat wrote, or None (no beat, or it stopped / went silent)."""
-    return _read_json(redis_client, HEARTBEAT_KEY)
+    data = _read_json(redis_client, HEARTBEAT_KEY)
+    return None if data is None else Heartbeat.from_json(data)
 
 
-def heartbeat_age(heartbeat: dict[str, Any] | None, now: datetime | None = None) -> float | None:
+def heartbeat_age(heartbeat: Heartbeat | None, now: datetime | None = None) -> float | None:
     """Seconds since the heartbeat's tick (None without a readable heartbeat)."""
-    if not heartbeat:
+    if heartbeat is None or not heartbeat.tick_at:
         return None
     try:
-        tick = datetime.fromisoformat(str(heartbeat["tick_at"]))
-    except (KeyError, ValueError):
+        tick = datetime.fromisoformat(str(heartbeat.tick_at))
+    except ValueError:
         return None
     tick = tick if tick.tzinfo else tick.replace(tzinfo=UTC)
     return ((now or datetime.now(UTC)) - tick).total_seconds()
 
 
-def stale_after(heartbeat: dict[str, Any] | None) -> float:
+def stale_after(heartbeat: Heartbeat | None) -> float:
     """A heartbeat older than this means beat runs but no longer ticks (celery#9622): three of its
     loop intervals, and never less than 30 s."""
-    return max(3 * float((heartbeat or {}).get("max_interval") or MAX_TICK_INTERVAL), 30.0)
+    interval = heartbeat.max_interval if heartbeat is not None and heartbeat.max_interval else MAX_TICK_INTERVAL
+    return max(3 * float(interval), 30.0)
 
 
-def lock_holder(redis_client: Any) -> dict[str, Any] | None:
-    """Who holds the beat lock ({"token", "pid", "hostname", "acquired_at"}), or None."""
-    return _read_json(redis_client, LOCK_KEY)
+def lock_holder(redis_client: Any) -> LockHolder | None:
+    """Who holds the beat lock, or None."""
+    data = _read_json(redis_client, LOCK_KEY)
+    return None if data is None else LockHolder.from_json(data)
 
 
-def break_lock(redis_client: Any, holder: dict[str, Any]) -> bool:
+def break_lock(redis_client: Any, holder: LockHolder) -> bool:
     """Remove the lock (and heartbeat) of `holder`, only if it still holds it: for a killed beat."""
     raw = redis_client.get(LOCK_KEY)
-    if raw is None or _loads(raw) != holder:
+    data = _loads(raw) if raw is not None else None
+    if data is None or LockHolder.from_json(data) != holder:
         return False
     removed = bool(redis_client.eval(_COMPARE_AND_DELETE, 1, LOCK_KEY, raw))
     heartbeat = read_heartbeat(redis_client)
-    if heartbeat and heartbeat.get("pid") == holder.get("pid") and heartbeat.get("hostname") == holder.get("hostname"):
+    if heartbeat and heartbeat.pid == holder.pid and heartbeat.hostname == holder.hostname:
         redis_client.delete(HEARTBEAT_KEY)
     return removed
 
 
-def holder_is_dead(holder: dict[str, Any]) -> bool:
+def holder_is_dead(holder: LockHolder) -> bool:
     """True when the holder ran on this host and its pid is gone (or was reused after it took the lock)."""
-    if holder.get("hostname") != socket.gethostname():
+    if holder.hostname != socket.gethostname():
         return False
     import psutil
 
     try:
-        process = psutil.Process(int(holder.get("pid") or 0))
+        process = psutil.Process(int(holder.pid or 0))
         if process.status() == psutil.STATUS_ZOMBIE:
             return True
-        acquired = datetime.fromisoformat(holder["acquired_at"]).timestamp() if holder.get("acquired_at") else None
+        acquired = datetime.fromisoformat(holder.acquired_at).timestamp() if holder.acquired_at else None
         return acquired is not None and process.create_time() > acquired + 1.0
     except (psutil.NoSuchProcess, ValueError):
         return True
@@ -213,19 +264,20 @@ class LockedScheduler(PersistentScheduler):
         ttl = int(LOCK_TTL * 1000)
         if not self._redis.set(LOCK_KEY, value, nx=True, px=ttl):
             raw = self._redis.get(LOCK_KEY)
-            holder = _loads(raw) if raw is not None else None
+            data = _loads(raw) if raw is not None else None
+            holder = LockHolder.from_json(data) if data is not None else None
             taken_over = (raw is not None and holder is not None and holder_is_dead(holder)
                           and self._redis.eval(_COMPARE_AND_SET, 1, LOCK_KEY, raw, value, ttl))
             if raw is None:  # expired between SET and GET
                 taken_over = bool(self._redis.set(LOCK_KEY, value, nx=True, px=ttl))
             if not taken_over:
-                who = f"{holder.get('hostname')} (pid {holder.get('pid')})" if holder else "another beat"
+                who = f"{holder.hostname} (pid {holder.pid})" if holder else "another beat"
                 message = (f"another beat holds {LOCK_KEY} on this broker: {who}; refusing to start, "
                            "two beats would send every periodic task twice")
                 logger.error(message)
                 raise BeatLockHeld(message)
             logger.warning("took over the beat lock of %s (pid %s), which no longer runs",
-                           holder.get("hostname"), holder.get("pid"))
+                           holder.hostname if holder else None, holder.pid if holder else None)
         self._lock_value = value
 
     def _refresh_lock(self) -> None:
@@ -235,9 +287,9 @@ class LockedScheduler(PersistentScheduler):
             logger.warning("could not refresh the beat lock: %s", error)
             return
         if not held:
-            holder = lock_holder(self._redis) or {}
+            holder = lock_holder(self._redis) or LockHolder()
             logger.critical("the beat lock was taken by %s (pid %s): stopping this beat to avoid duplicates",
-                            holder.get("hostname"), holder.get("pid"))
+                            holder.hostname, holder.pid)
             self._lock_value = None
             raise SystemExit(1)
 
@@ -248,7 +300,7 @@ class LockedScheduler(PersistentScheduler):
             if self._lock_value is not None:
                 self._redis.eval(_COMPARE_AND_DELETE, 1, LOCK_KEY, self._lock_value)
                 heartbeat = read_heartbeat(self._redis)
-                if heartbeat and heartbeat.get("pid") == os.getpid():
+                if heartbeat and heartbeat.pid == os.getpid():
                     self._redis.delete(HEARTBEAT_KEY)
         except Exception as error:  # noqa: BLE001 - shutting down: the TTLs clean up
             logger.warning("could not release the beat lock: %s", error)
@@ -259,7 +311,7 @@ class LockedScheduler(PersistentScheduler):
                 self._lock_conn = None
 
     # --- the heartbeat ---------------------------------------------------------------------
-    def heartbeat(self) -> dict[str, Any]:
+    def heartbeat(self) -> Heartbeat:
         """What this beat writes on every tick (see the module docstring)."""
         now = datetime.now(UTC)
         entries = {}
@@ -268,18 +320,16 @@ class LockedScheduler(PersistentScheduler):
                 remaining = entry.schedule.remaining_estimate(entry.last_run_at)
             except Exception:  # noqa: BLE001 - a custom schedule without an estimate
                 remaining = timedelta(seconds=entry.is_due()[1])
-            entries[name] = {
-                "task": entry.task,
-                "last_run_at": _iso(entry.last_run_at) if entry.total_run_count else None,
-                "next_run_at": _iso(_whole_seconds(now + max(remaining, timedelta(0)))),
-            }
-        return {"pid": os.getpid(), "hostname": socket.gethostname(), "tick_at": _iso(now),
-                "max_interval": self.max_interval, "entries": entries}
+            entries[name] = EntryRuns(task=entry.task,
+                                      last_run_at=_iso(entry.last_run_at) if entry.total_run_count else None,
+                                      next_run_at=_iso(_whole_seconds(now + max(remaining, timedelta(0)))))
+        return Heartbeat(pid=os.getpid(), hostname=socket.gethostname(), tick_at=_iso(now),
+                         max_interval=self.max_interval, entries=entries)
 
     def _write_heartbeat(self) -> None:
         if self._redis is None:
             return
         try:
-            self._redis.set(HEARTBEAT_KEY, json.dumps(self.heartbeat()), ex=HEARTBEAT_TTL)
+            self._redis.set(HEARTBEAT_KEY, self.heartbeat().to_json(), ex=HEARTBEAT_TTL)
         except Exception as error:  # noqa: BLE001 - never let the heartbeat stop the schedule
             logger.warning("could not write the beat heartbeat: %s", error)

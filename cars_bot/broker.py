@@ -23,6 +23,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -128,7 +129,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def queue_depths(app: Celery, queues: list[str] | None = None) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """One queue in the broker: ready messages (per urgency, most urgent first) and unacked ones."""
+
+    ready: int
+    by_priority: dict[int, int]   # urgency 0..9 -> ready messages; empty when the broker cannot tell
+    unacked: int                  # delivered to a worker, not yet acknowledged (Redis only)
+
+
+def queue_depths(app: Celery, queues: list[str] | None = None) -> dict[str, QueueDepth]:
     """Messages per queue: ready (per urgency, every sub-list counted) and unacked (held by workers).
 
     Read through the app's own kombu channel, so `sep`, `priority_steps` and `global_keyprefix` are
@@ -139,8 +149,8 @@ def queue_depths(app: Celery, queues: list[str] | None = None) -> dict[str, dict
         conn.ensure_connection(max_retries=1, timeout=app.conf.broker_connection_timeout)
         channel = conn.default_channel
         if not hasattr(channel, "_q_for_pri"):
-            return {q: {"ready": channel.queue_declare(q, passive=True).message_count,
-                        "by_priority": {}, "unacked": 0} for q in queues}
+            return {q: QueueDepth(ready=channel.queue_declare(q, passive=True).message_count, by_priority={},
+                                  unacked=0) for q in queues}
         client = channel.client
         pipe = client.pipeline()
         plan = []
@@ -149,20 +159,22 @@ def queue_depths(app: Celery, queues: list[str] | None = None) -> dict[str, dict
                 pipe.llen(channel._q_for_pri(queue, level))
                 plan.append((queue, level))
         counts = pipe.execute()
-        result: dict[str, dict[str, Any]] = {q: {"ready": 0, "by_priority": {}, "unacked": 0} for q in queues}
+        by_priority: dict[str, dict[int, int]] = {q: {} for q in queues}
         for (queue, level), count in zip(plan, counts, strict=True):
             if count:
                 urgency = MAX_PRIORITY - level if channel.priority_steps == PRIORITY_STEPS else level
-                result[queue]["by_priority"][urgency] = count
-                result[queue]["ready"] += count
+                by_priority[queue][urgency] = by_priority[queue].get(urgency, 0) + count
+        unacked = dict.fromkeys(queues, 0)
         for raw in client.hvals(channel.unacked_key):
             try:
                 _payload, _exchange, routing_key = json.loads(raw)
             except (ValueError, TypeError):
                 continue
-            if routing_key in result:
-                result[routing_key]["unacked"] += 1
-        return result
+            if routing_key in unacked:
+                unacked[routing_key] += 1
+        return {q: QueueDepth(ready=sum(by_priority[q].values()),
+                              by_priority=dict(sorted(by_priority[q].items(), reverse=True)), unacked=unacked[q])
+                for q in queues}
 
 
 # --- the Redis layout: finding and removing messages ----------------------------------------------

@@ -226,8 +226,9 @@ def _preload_domain_modules(**_: Any) -> None:
     import cars_bot.ai.pipeline
     import cars_bot.ai.rules
     import cars_bot.maintenance
+    import cars_bot.publishing.contacts
     import cars_bot.publishing.outbox
-    import cars_bot.publishing.service  # noqa: F401
+    import cars_bot.publishing.publication  # noqa: F401
 
 
 @signals.worker_process_init.connect

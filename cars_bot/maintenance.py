@@ -1,11 +1,13 @@
 """Maintenance work behind the monitoring tasks: subscription expiry, statistics, clean-up.
 
-Plain functions over a SQLAlchemy session and Redis clients, testable without a worker.
+Plain functions over a SQLAlchemy session and Redis clients, testable without a worker. Each returns a
+small frozen dataclass; the monitoring tasks store them as dicts (:func:`cars_bot.tasks.base.task_result`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +32,16 @@ PIDBOX_REPLY_PATTERN = "*.reply.celery.pidbox"
 PIDBOX_REPLY_TTL = 24 * 60 * 60
 
 
-def expire_subscriptions(session: Session, now: datetime | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class SubscriptionExpiry:
+    """One expiry run: subscriptions deactivated by it, those still active, and when it ran."""
+
+    expired: int
+    still_active: int
+    checked_at: datetime
+
+
+def expire_subscriptions(session: Session, now: datetime | None = None) -> SubscriptionExpiry:
     """Deactivate every active subscription whose end has passed (UTC). Running it twice is harmless."""
     now = now or utcnow()
     result = session.execute(
@@ -40,10 +51,42 @@ def expire_subscriptions(session: Session, now: datetime | None = None) -> dict[
         .execution_options(synchronize_session=False)
     )
     active = session.scalar(select(func.count()).select_from(Subscription).where(Subscription.is_active.is_(True)))
-    return {"expired": result.rowcount or 0, "still_active": active or 0, "checked_at": now.isoformat()}
+    return SubscriptionExpiry(expired=result.rowcount or 0, still_active=active or 0, checked_at=now)
 
 
-def database_stats(session: Session, now: datetime | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PostCounts:
+    """Posts in the database: all of them, and per status (every status present, 0 when none)."""
+
+    total: int
+    by_status: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AIUsageTotals:
+    """AI backend calls, tokens and cost: all time, and over the last 24 hours."""
+
+    calls: int
+    tokens: int
+    cost_usd: float
+    calls_24h: int
+    tokens_24h: int
+    cost_usd_24h: float
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStats:
+    """The database half of a stats snapshot (collect_stats_task adds queues and workers)."""
+
+    posts: PostCounts
+    published: int
+    users: int
+    active_subscriptions: int
+    active_channels: int
+    ai: AIUsageTotals
+
+
+def database_stats(session: Session, now: datetime | None = None) -> DatabaseStats:
     """Counts from the database: posts by status, users, subscriptions, channels, AI usage."""
     now = now or utcnow()
     by_status = {status.value: 0 for status in PostStatus}
@@ -58,35 +101,42 @@ def database_stats(session: Session, now: datetime | None = None) -> dict[str, A
         select(func.count(), func.coalesce(func.sum(AIUsage.total_tokens), 0),
                func.coalesce(func.sum(AIUsage.cost_usd), 0.0)).where(AIUsage.created_at >= day_ago)
     ).one()
-    return {
-        "posts": {"total": sum(by_status.values()), "by_status": by_status},
-        "published": by_status[PostStatus.PUBLISHED.value],
-        "users": session.scalar(select(func.count()).select_from(User)) or 0,
-        "active_subscriptions": session.scalar(
+    return DatabaseStats(
+        posts=PostCounts(total=sum(by_status.values()), by_status=by_status),
+        published=by_status[PostStatus.PUBLISHED.value],
+        users=session.scalar(select(func.count()).select_from(User)) or 0,
+        active_subscriptions=session.scalar(
             select(func.count()).select_from(Subscription).where(
                 Subscription.is_active.is_(True), Subscription.ends_at >= now)
         ) or 0,
-        "active_channels": session.scalar(
+        active_channels=session.scalar(
             select(func.count()).select_from(Channel).where(Channel.is_active.is_(True))
         ) or 0,
-        "ai": {
-            "calls": usage_total[0], "tokens": int(usage_total[1]), "cost_usd": round(float(usage_total[2]), 6),
-            "calls_24h": usage_day[0], "tokens_24h": int(usage_day[1]),
-            "cost_usd_24h": round(float(usage_day[2]), 6),
-        },
-    }
+        ai=AIUsageTotals(
+            calls=usage_total[0], tokens=int(usage_total[1]), cost_usd=round(float(usage_total[2]), 6),
+            calls_24h=usage_day[0], tokens_24h=int(usage_day[1]), cost_usd_24h=round(float(usage_day[2]), 6),
+        ),
+    )
 
 
 def save_snapshot(session: Session, data: dict[str, Any], now: datetime | None = None) -> int:
-    """Persist one stats snapshot; returns its id."""
+    """Persist one stats snapshot (JSON-shaped, as collect_stats_task returns it); returns its id."""
     snapshot = StatsSnapshot(taken_at=now or utcnow(), data=data)
     session.add(snapshot)
     session.flush()
     return snapshot.id
 
 
+@dataclass(frozen=True, slots=True)
+class OldRowsDeleted:
+    """Rows removed past their retention: stats snapshots and failed-task records."""
+
+    stats_snapshots: int
+    failed_tasks: int
+
+
 def delete_old_rows(session: Session, *, stats_days: int, failed_days: int,
-                    now: datetime | None = None) -> dict[str, int]:
+                    now: datetime | None = None) -> OldRowsDeleted:
     """Remove stats snapshots and failed-task records past their retention."""
     now = now or utcnow()
     stats = session.execute(
@@ -95,10 +145,18 @@ def delete_old_rows(session: Session, *, stats_days: int, failed_days: int,
     failed = session.execute(
         delete(FailedTask).where(FailedTask.failed_at < now - timedelta(days=failed_days))
     ).rowcount
-    return {"stats_snapshots": stats or 0, "failed_tasks": failed or 0}
+    return OldRowsDeleted(stats_snapshots=stats or 0, failed_tasks=failed or 0)
 
 
-def delete_old_results(client: Any, days_old: int, now: datetime | None = None) -> dict[str, int]:
+@dataclass(frozen=True, slots=True)
+class OldResultsDeleted:
+    """Task results in the Redis result backend: keys looked at, and keys removed as too old."""
+
+    results_scanned: int
+    results_removed: int
+
+
+def delete_old_results(client: Any, days_old: int, now: datetime | None = None) -> OldResultsDeleted:
     """Delete task results older than `days_old` from a Redis result backend.
 
     Walks the keys with SCAN (never KEYS, which blocks Redis), reads each result's `date_done` and
@@ -118,7 +176,7 @@ def delete_old_results(client: Any, days_old: int, now: datetime | None = None) 
         if batch:
             removed += _delete_batch_if_old(client, batch, cutoff)
             scanned += len(batch)
-    return {"results_scanned": scanned, "results_removed": removed}
+    return OldResultsDeleted(results_scanned=scanned, results_removed=removed)
 
 
 def _delete_batch_if_old(client: Any, keys: list[Any], cutoff: datetime) -> int:
@@ -155,8 +213,16 @@ def expire_stale_reply_keys(client: Any) -> int:
 STUCK_AFTER = timedelta(minutes=15)
 
 
+@dataclass(frozen=True, slots=True)
+class StuckPosts:
+    """Posts made claimable again: ids to hand to processing, and ids to hand to publishing."""
+
+    process: list[int]
+    publish: list[int]
+
+
 def recover_stuck_posts(session: Session, now: datetime | None = None,
-                        older_than: timedelta = STUCK_AFTER) -> dict[str, list[int]]:
+                        older_than: timedelta = STUCK_AFTER) -> StuckPosts:
     """Find posts stuck in the pipeline and make them claimable again (prior defect 5: posts stranded
     forever). Returns the ids to hand to processing and to publishing.
 
@@ -172,4 +238,4 @@ def recover_stuck_posts(session: Session, now: datetime | None = None,
                         .execution_options(synchronize_session=False))
     publishing = list(session.scalars(select(Post.id).where(
         Post.status.in_([PostStatus.READY, PostStatus.PUBLISHING]), stale)))
-    return {"process": processing, "publish": publishing}
+    return StuckPosts(process=processing, publish=publishing)

@@ -1,9 +1,13 @@
-"""Storing posts as the monitor service does: de-duplicated by (channel, message id)."""
+"""Posts: stored as the monitor service does (de-duplicated by channel and message id), and read back
+for operators (one post described, the newest listed, the status of several polled) as typed values,
+so that no caller outside the domain queries the tables."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cars_bot.ai.text import text_hash
-from cars_bot.db.models import Channel, Post
+from cars_bot.db.models import (
+    AutotekaStatus,
+    CarData,
+    Channel,
+    Fuel,
+    Post,
+    PostStatus,
+    PublicationStatus,
+    Transmission,
+)
+
+#: The pipeline is done with the post and it went as designed: published, or rejected as not a sale.
+DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED})
+#: Nothing more will happen to the post on its own.
+FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED}
 
 
 def channel_username(channel: str) -> str:
@@ -97,3 +115,117 @@ def import_records(session: Session, records: Iterable[dict[str, Any]]) -> list[
 def sample_posts_path() -> Path:
     """The small sample of posts shipped with the package (used by `carsctl demo`)."""
     return Path(__file__).with_name("data") / "sample_posts.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class CarDescription:
+    """The car data extracted from a post."""
+
+    brand: str | None
+    model: str | None
+    year: int | None
+    price: int | None
+    mileage: int | None
+    engine_volume: str | None
+    transmission: Transmission | None
+    fuel: Fuel | None
+    owners: int | None
+    city: str | None
+    autoteka_status: AutotekaStatus
+    market_price: int | None
+    equipment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublicationDescription:
+    """What was published for a post, and where (a channel, or "outbox")."""
+
+    status: PublicationStatus
+    target: str
+    message_ids: list[int]
+    sent_at: datetime | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostDescription:
+    """Everything known about one post: status, classification, car data, publication."""
+
+    id: int
+    channel: str
+    message_id: int
+    link: str | None
+    status: PostStatus
+    reason: str | None
+    is_sale: bool | None
+    confidence: float | None
+    backend: str | None
+    summary: str | None
+    found_at: datetime
+    processed_at: datetime | None
+    published_at: datetime | None
+    text: str
+    car: CarDescription | None
+    publication: PublicationDescription | None
+
+
+@dataclass(frozen=True, slots=True)
+class PostRow:
+    """One line of a post listing: status and the car in brief."""
+
+    id: int
+    channel: str
+    status: PostStatus
+    reason: str | None
+    brand: str | None
+    model: str | None
+    year: int | None
+    price: int | None
+
+
+def describe_post(session: Session, post_id: int) -> PostDescription | None:
+    """One post with its car data and publication; None if there is no such post."""
+    post = session.get(Post, post_id)
+    if post is None:
+        return None
+    car, publication = post.car, post.publication
+    return PostDescription(
+        id=post.id, channel=post.channel.username, message_id=post.message_id, link=post.link,
+        status=post.status, reason=post.status_reason, is_sale=post.is_sale, confidence=post.confidence,
+        backend=post.ai_backend, summary=post.summary, found_at=post.found_at, processed_at=post.processed_at,
+        published_at=post.published_at, text=post.text,
+        car=None if car is None else CarDescription(
+            brand=car.brand, model=car.model, year=car.year, price=car.price, mileage=car.mileage,
+            engine_volume=car.engine_volume, transmission=car.transmission, fuel=car.fuel, owners=car.owners,
+            city=car.city, autoteka_status=car.autoteka_status, market_price=car.market_price,
+            equipment=car.equipment),
+        publication=None if publication is None else PublicationDescription(
+            status=publication.status, target=publication.target, message_ids=list(publication.message_ids),
+            sent_at=publication.sent_at, text=publication.text),
+    )
+
+
+def parse_status(text: str) -> PostStatus:
+    """A post status from its name; ValueError listing the valid ones."""
+    try:
+        return PostStatus(text)
+    except ValueError:
+        raise ValueError(f"unknown status {text!r}: use one of {', '.join(s.value for s in PostStatus)}") from None
+
+
+def list_posts(session: Session, status: PostStatus | None = None, limit: int = 20) -> list[PostRow]:
+    """The newest posts first, optionally only those of one status."""
+    query = (select(Post.id, Channel.username, Post.status, Post.status_reason, CarData.brand, CarData.model,
+                    CarData.year, CarData.price)
+             .join(Channel, Post.channel_id == Channel.id).outerjoin(CarData, CarData.post_id == Post.id)
+             .order_by(Post.id.desc()).limit(limit))
+    if status is not None:
+        query = query.where(Post.status == status)
+    return [PostRow(id=r.id, channel=r.username, status=r.status, reason=r.status_reason, brand=r.brand,
+                    model=r.model, year=r.year, price=r.price) for r in session.execute(query)]
+
+
+def post_statuses(session: Session, post_ids: Iterable[int]) -> dict[int, PostStatus]:
+    """The current status of each of these posts (ids that do not exist are left out)."""
+    query = select(Post.id, Post.status).where(Post.id.in_(list(post_ids)))
+    return {post_id: status for post_id, status in session.execute(query)}

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 #: The prefix of the project's own task names (Celery's built-in tasks are left out).
 TASK_PREFIX = "cars_bot."
-#: The task that runs one stored post through the pipeline.
+#: Tasks that other tasks and carsctl send by name (no import of the sending side's module).
 PROCESS_POST = "cars_bot.tasks.ai_tasks.process_post_task"
+PUBLISH_POST = "cars_bot.tasks.publishing_tasks.publish_post_task"
+SYNC_SUBSCRIBERS = "cars_bot.tasks.sheets_tasks.sync_subscribers_task"
 
 
 def task_alias(name: str) -> str:

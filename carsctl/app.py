@@ -69,11 +69,18 @@ def _report(ctx: Any, message: str, error: BaseException | None = None) -> None:
     from cars_bot.config import mask_secrets_in
 
     obj = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
+    settings = obj._settings
+    if settings is None:  # the error came before any command read the settings: mask their secrets anyway
+        from cars_bot.config import ConfigError, get_settings
+
+        try:
+            settings = get_settings()
+        except ConfigError:
+            settings = None
     if obj.debug and error is not None:
         import traceback
 
-        traceback.print_exception(error, file=sys.stderr)
-    settings = obj._settings
+        print(mask_secrets_in("".join(traceback.format_exception(error)), settings), end="", file=sys.stderr)
     print(f"carsctl: error: {mask_secrets_in(message, settings)}", file=sys.stderr)
 
 

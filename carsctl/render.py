@@ -10,7 +10,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from carsctl.cluster.queue_ops import QueueRow, QueueTotals
+    from carsctl.cluster.remote_control import NodeReplyRow, TaskRow, WorkerReply, WorkerStats
+    from carsctl.health.checkup import DoctorReport
+    from carsctl.health.overview import StatusReport
 
 
 def dump_json(data: Any) -> str:
@@ -21,7 +27,8 @@ def dump_json(data: Any) -> str:
 
 def _json_default(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in fields(value)}
+        names = getattr(value, "JSON_NAMES", {})  # a field whose JSON key is a Python keyword (`from`)
+        return {names.get(f.name, f.name): getattr(value, f.name) for f in fields(value)}
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (set, frozenset, tuple)):
@@ -131,39 +138,44 @@ def short_time(value: Any) -> str:
     return f"{moment.astimezone():%m-%d %H:%M:%S} ({ago(moment)})"
 
 
-def task_table(title: str, rows: Sequence[dict[str, Any]], kind: str = "active") -> Any:
+def task_table(title: str, rows: Sequence[TaskRow], kind: str = "active") -> Any:
     """Tasks held by workers: no Python reprs, arguments as data; the runtime of active tasks, the ETA
     of scheduled ones."""
-    extra = {"active": ("Runtime", lambda r: duration(r["runtime_s"])),
-             "scheduled": ("ETA", lambda r: short_time(r["eta"]))}.get(kind)
+    extra = {"active": ("Runtime", lambda r: duration(r.runtime_s)),
+             "scheduled": ("ETA", lambda r: short_time(r.eta))}.get(kind)
     columns = ("Worker", "Task", "ID", "Args", *((extra[0],) if extra else ()), "Pri")
     return table(title, columns, (
-        (r["worker"], r["alias"] or r["name"], r["id"], call_args(r["args"], r["kwargs"], width=40),
-         *((extra[1](r),) if extra else ()), r["priority"]) for r in rows), no_wrap=("ID",))
+        (r.worker, r.alias or r.name, r.id, call_args(r.args, r.kwargs, width=40),
+         *((extra[1](r),) if extra else ()), r.priority) for r in rows), no_wrap=("ID",))
 
 
-def node_table(command: str, rows: Sequence[dict[str, Any]]) -> Any:
+def node_table(command: str, rows: Sequence[NodeReplyRow]) -> Any:
     """stats / queues / registered / revoked / ping replies, one row per node (silent nodes included)."""
     columns, title, cells = _NODE_VIEWS.get(command, _NODE_VIEWS["ping"])
     silent = ("silent",) + ("",) * (len(columns) - 2)
-    return table(title, columns, ((r["worker"], *(silent if r.get("silent") else cells(r))) for r in rows))
+    return table(title, columns, ((r.worker, *(silent if getattr(r, "silent", False) else cells(r))) for r in rows))
 
 
-def _stats_cells(r: dict[str, Any]) -> tuple[Any, ...]:
-    pool = (r.get("pool") or "").rsplit(".", 1)[-1].removesuffix(":TaskPool")
-    rss = f"{r['max_rss_kb'] // 1024} MB" if r.get("max_rss_kb") else ""
-    return r.get("pid"), pool, r.get("concurrency"), r.get("processed"), duration(r.get("uptime_s")), rss
+def _stats_cells(r: WorkerStats) -> tuple[Any, ...]:
+    pool = (r.pool or "").rsplit(".", 1)[-1].removesuffix(":TaskPool")
+    rss = f"{r.max_rss_kb // 1024} MB" if r.max_rss_kb else ""
+    return r.pid, pool, r.concurrency, r.processed, duration(r.uptime_s), rss
+
+
+def _ping_cell(r: WorkerReply) -> tuple[Any, ...]:
+    reply = r.reply
+    return (reply.get("ok", reply) if isinstance(reply, dict) else reply,)
 
 
 _NODE_VIEWS: dict[str, tuple[tuple[str, ...], str, Any]] = {
     "stats": (("Worker", "PID", "Pool", "Procs", "Done", "Uptime", "Max RSS"), "Worker stats",
               _stats_cells),
-    "active_queues": (("Worker", "Queues"), "Queues consumed", lambda r: (", ".join(r.get("queues") or []),)),
+    "active_queues": (("Worker", "Queues"), "Queues consumed", lambda r: (", ".join(r.queues),)),
     "registered": (("Worker", "Count", "Tasks"), "Registered tasks",
-                   lambda r: (len(r["items"]), "\n".join(r["items"]))),
+                   lambda r: (len(r.items), "\n".join(r.items))),
     "revoked": (("Worker", "Count", "Task ids"), "Revoked task ids",
-                lambda r: (len(r["items"]), "\n".join(r["items"]))),
-    "ping": (("Worker", "Reply"), "Ping", lambda r: ((r.get("reply") or {}).get("ok", r.get("reply")),)),
+                lambda r: (len(r.items), "\n".join(r.items))),
+    "ping": (("Worker", "Reply"), "Ping", _ping_cell),
 }
 
 
@@ -172,14 +184,14 @@ def priorities(by_priority: dict[str, int]) -> str:
     return " ".join(f"p{level}:{count}" for level, count in by_priority.items())
 
 
-def queue_table(title: str, rows: Sequence[dict[str, Any]], totals: dict[str, int] | None = None) -> Any:
+def queue_table(title: str, rows: Sequence[QueueRow], totals: QueueTotals | None = None) -> Any:
     """Queue depths: ready (with its priority levels), unacked, scheduled (ETA) and total."""
-    with_eta = any(r.get("scheduled") is not None for r in rows)
-    body = [(r["queue"], r["ready"], priorities(r["by_priority"]), r["unacked"],
-             *((r.get("scheduled"),) if with_eta else ()), r.get("total", r["ready"] + r["unacked"])) for r in rows]
+    with_eta = any(r.scheduled is not None for r in rows)
+    body = [(r.queue, r.ready, priorities(r.by_priority), r.unacked, *((r.scheduled,) if with_eta else ()), r.total)
+            for r in rows]
     if totals:
-        body.append(("total", totals["ready"], "", totals["unacked"],
-                     *((totals.get("scheduled"),) if with_eta else ()), totals["total"]))
+        body.append(("total", totals.ready, "", totals.unacked, *((totals.scheduled,) if with_eta else ()),
+                     totals.total))
     columns = ("Queue", "Ready", "By priority", "Unacked", *(("of which ETA",) if with_eta else ()), "Total")
     return table(title, columns, body)
 
@@ -189,47 +201,48 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def status_screen(report: dict[str, Any]) -> Any:
+def status_screen(report: StatusReport) -> Any:
     """`carsctl status` as one Rich renderable: services, nodes, queues, problems."""
     from rich.console import Group
 
-    broker, database, beat, monitor = report["broker"], report["database"], report["beat"], report["monitor"]
+    broker, database, beat, monitor = report.broker, report.database, report.beat, report.monitor
+    if broker.reachable:
+        broker_text = f"reachable, Redis {broker.version}, {broker.used_memory} used" if broker.version else "reachable"
+    else:
+        broker_text = f"UNREACHABLE: {broker.error}"
     services = key_values("Services", (
-        ("broker", f"reachable, Redis {broker.get('version')}, {broker.get('used_memory')} used"
-         if broker["reachable"] and broker.get("version") else "reachable" if broker["reachable"]
-         else f"UNREACHABLE: {broker.get('error')}"),
-        ("database", f"reachable, {plural(database['failed_tasks'], 'failed task')}" if database["reachable"]
-         else f"UNREACHABLE: {database.get('error')}"),
-        ("beat", beat.get("state", "unknown") + (f", last tick {ago(beat['last_tick'])}" if beat.get("last_tick")
-                                                 else "")),
-        ("monitor", monitor["state"]),
+        ("broker", broker_text),
+        ("database", f"reachable, {plural(database.failed_tasks or 0, 'failed task')}" if database.reachable
+         else f"UNREACHABLE: {database.error}"),
+        ("beat", beat.state + (f", last tick {ago(beat.last_tick)}" if beat.last_tick else "")),
+        ("monitor", monitor.state),
     ))
     nodes = table("Workers", ("Node", "State", "PID", "Procs", "Active", "Reserved", "Done", "Uptime"), (
-        (n["node"], n["state"], n.get("pid"), n.get("concurrency"), n.get("active"), n.get("reserved"),
-         n.get("processed"), duration(n.get("uptime_s"))) for n in report["nodes"])) if report["nodes"] else \
-        "Workers: none running (start one with `carsctl worker start`)"
+        (n.node, n.state, n.pid, n.concurrency, n.active, n.reserved, n.processed, duration(n.uptime_s))
+        for n in report.nodes)) if report.nodes else "Workers: none running (start one with `carsctl worker start`)"
     parts = [services, nodes]
-    if report["queues"]:
+    if report.queues:
         parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked"), (
-            (q["queue"], q["ready"], priorities(q["by_priority"]), q["unacked"]) for q in report["queues"])))
+            (q.queue, q.ready, priorities(q.by_priority), q.unacked) for q in report.queues)))
     return Group(*parts)
 
 
-def doctor_report(report: dict[str, Any]) -> Any:
+def doctor_report(report: DoctorReport) -> Any:
     """Findings, worst first, each with its fix; then the counts."""
     from rich.console import Group
     from rich.text import Text
 
-    marks = {"problem": ("✗", "red"), "warning": ("!", "yellow"), "ok": ("✓", "green")}
-    order = {"problem": 0, "warning": 1, "ok": 2}
+    from carsctl.health.checkup import Level
+
+    marks = {Level.PROBLEM: ("✗", "red"), Level.WARNING: ("!", "yellow"), Level.OK: ("✓", "green")}
+    order = {Level.PROBLEM: 0, Level.WARNING: 1, Level.OK: 2}
     lines = []
-    for item in sorted(report["findings"], key=lambda f: order[f["level"]]):
-        mark, style = marks[item["level"]]
-        line = Text.assemble((f"{mark} ", style), (f"{item['check']}: ", "bold"), item["message"])
-        if item.get("fix") and item["level"] != "ok":
-            line.append(f"\n    fix: {item['fix']}", style="dim")
+    for item in sorted(report.findings, key=lambda f: order[f.level]):
+        mark, style = marks[item.level]
+        line = Text.assemble((f"{mark} ", style), (f"{item.check}: ", "bold"), item.message)
+        if item.fix and item.level != Level.OK:
+            line.append(f"\n    fix: {item.fix}", style="dim")
         lines.append(line)
-    counts = report["counts"]
-    lines.append(Text(f"{plural(counts['problem'], 'problem')}, {plural(counts['warning'], 'warning')}, "
-                      f"{counts['ok']} ok"))
+    counts = report.counts
+    lines.append(Text(f"{plural(counts.problem, 'problem')}, {plural(counts.warning, 'warning')}, {counts.ok} ok"))
     return Group(*lines)

@@ -200,7 +200,7 @@ _carsctl_home() {
         done < .env
     fi
     _cc_home=${_cc_home:-.carsctl}
-    [[ $_cc_home == "~/"* ]] && _cc_home=$HOME/${_cc_home#"~/"}
+    [[ $_cc_home == \~/* ]] && _cc_home=$HOME/${_cc_home#\~/}
 }
 
 # Task aliases and names from the cache; when it is missing, `carsctl completion refresh --quiet`
@@ -270,7 +270,7 @@ _carsctl_words() {
 }
 
 _carsctl() {
-    local cur=${COMP_WORDS[COMP_CWORD]} cmdpath= word i=1 n=0 skip=0 ddash=0
+    local cur=${COMP_WORDS[COMP_CWORD]} cmdpath='' word i=1 n=0 skip=0 ddash=0
     local -a _cc_subs=() _cc_opts=() _cc_val=()
     local _cc_nargs=0 _cc_home=
     COMPREPLY=()

@@ -175,6 +175,17 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object
 
 
 @pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary directory with a short path (a unix socket path must stay under 108 bytes, which
+    pytest's tmp_path can exceed), removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="cbs-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
 def settings_home() -> Path:
     """The session's CARSCTL_HOME (where worker subprocesses keep the outbox and state)."""
     return Path(os.environ["CARSCTL_HOME"])

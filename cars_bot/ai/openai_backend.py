@@ -1,22 +1,22 @@
 """The OpenAI backend: ONE chat-completions request per post returns the classification, the car
 data and the summary together, as structured output validated against a pydantic schema.
 
-Retries happen here, and only here (the client's own retries are switched off so the count is
-honest): a 429 waits for ``Retry-After``, 5xx answers, timeouts and lost connections back off
-exponentially, up to ``max_attempts`` requests in all; then :class:`TransientError` tells the task
-layer when to try again. A refusal, malformed JSON or content that does not fit the schema raises
-:class:`PermanentError`: retrying the same text would not change the answer.
+Retries are the ``openai`` client's own (``max_retries``): timeouts, lost connections, 408/409/429
+and 5xx answers are retried with its backoff, honouring ``Retry-After``, up to ``max_attempts``
+requests in all. The one thing the client cannot do is left here: an answer that asks for a wait
+longer than ``max_inline_wait`` is not slept through inside a worker (the client would wait up to two
+minutes) but handed to the task layer as :class:`TransientError` with ``retry_after``, so Celery
+retries the task later. When the client gives up, :class:`TransientError` says so; a refusal,
+malformed JSON or content that does not fit the schema raises :class:`PermanentError`: retrying the
+same text would not change the answer.
 
 ``openai`` is imported only when a backend is built, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
@@ -38,6 +38,7 @@ from cars_bot.ai.schemas import (
     coerce_autoteka,
 )
 from cars_bot.errors import NotConfigured, PermanentError, TransientError
+from cars_bot.retry_after import retry_after_seconds
 
 __all__ = ["BACKEND_NAME", "DEFAULT_PRICES", "MAX_INPUT_CHARS", "SYSTEM_PROMPT", "OpenAIBackend"]
 
@@ -51,6 +52,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
 }
+#: Statuses below 500 that the client retries (request timeout, lock conflict, rate limit); 5xx too.
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 SYSTEM_PROMPT = """\
@@ -121,30 +123,27 @@ class AnalysisReply(BaseModel):
     summary: str | None = None
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
-    if not headers:
-        return None
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+def _long_wait_hook(max_inline_wait: float) -> Callable[[Any], None]:
+    """A response hook for the HTTP client: hand a wait longer than `max_inline_wait` seconds to Celery.
+
+    The hook sees every answer before the ``openai`` client decides to retry it. A retryable answer
+    (408, 409, 429, 5xx) whose ``Retry-After`` exceeds `max_inline_wait` ends the call there, as a
+    TransientError carrying the delay: the client would otherwise sleep through it (it honours up to
+    two minutes) while holding a worker process, where Celery can retry the task later instead.
+    """
+
+    def hand_long_waits_to_the_task(response: Any) -> None:
+        status = response.status_code
+        if status < 500 and status not in _RETRYABLE_STATUS:
+            return
+        delay = retry_after_seconds(response.headers)
+        if delay is not None and delay > max_inline_wait:
+            raise TransientError(f"OpenAI asked to wait {delay:.0f} s (HTTP {status}): the task will retry later",
+                                 retry_after=delay)
+        logger.warning("OpenAI answered HTTP %d%s; the client retries while attempts remain", status,
+                       "" if delay is None else f" (Retry-After {delay:.1f} s)")
+
+    return hand_long_waits_to_the_task
 
 
 def _clip_words(text: str, limit: int) -> str:
@@ -161,10 +160,9 @@ class OpenAIBackend:
     """Analyse posts with one OpenAI structured-output request each.
 
     ``price_table`` maps a model name to USD per 1M input and output tokens; it extends (and
-    overrides) :data:`DEFAULT_PRICES`. ``client`` lets a caller pass a ready ``openai.OpenAI``
-    client; its own retries are switched off all the same. ``sleep`` is injectable for tests.
-    A ``Retry-After`` longer than ``max_inline_wait`` seconds is not slept through: the
-    :class:`TransientError` carries it to the task layer instead of holding a worker.
+    overrides) :data:`DEFAULT_PRICES`. ``max_attempts`` counts requests, the first one included. A
+    ``Retry-After`` longer than ``max_inline_wait`` seconds is not waited for in the worker: the
+    :class:`TransientError` carries it to the task layer instead.
     """
 
     name = BACKEND_NAME
@@ -178,31 +176,24 @@ class OpenAIBackend:
         timeout: float = 30.0,
         max_attempts: int = 3,
         price_table: dict[str, tuple[float, float]] | None = None,
-        client: Any | None = None,
         temperature: float = 0.3,
-        backoff_base: float = 1.0,
         max_inline_wait: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not api_key:
+            raise NotConfigured("OpenAI is not configured: OPENAI_API_KEY is empty")
         self.model = model
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.temperature = temperature
-        self.backoff_base = backoff_base
         self.max_inline_wait = max_inline_wait
         self.prices: dict[str, tuple[float, float]] = {**DEFAULT_PRICES, **(price_table or {})}
-        self._sleep = sleep
-        if client is None:
-            if not api_key:
-                raise NotConfigured("OpenAI is not configured: OPENAI_API_KEY is empty")
-            import openai
+        import openai
 
-            client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
-        elif hasattr(client, "with_options"):
-            client = client.with_options(max_retries=0, timeout=timeout)
-        self._client = client
+        http_client = openai.DefaultHttpxClient(event_hooks={"response": [_long_wait_hook(max_inline_wait)]})
+        self._client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout,
+                                     max_retries=max_attempts - 1, http_client=http_client)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -234,11 +225,9 @@ class OpenAIBackend:
 
     def close(self) -> None:
         """Close the HTTP connections of the underlying client."""
-        close = getattr(self._client, "close", None)
-        if callable(close):
-            close()
+        self._client.close()
 
-    # -- the request and its retries ----------------------------------------------------------
+    # -- the request ---------------------------------------------------------------------------
 
     def _messages(self, post: str) -> list[dict[str, str]]:
         return [
@@ -246,51 +235,32 @@ class OpenAIBackend:
             {"role": "user", "content": f"Текст поста:\n<<<\n{post}\n>>>"},
         ]
 
-    def _backoff(self, attempt: int) -> float:
-        return min(self.backoff_base * 2 ** (attempt - 1), 60.0)
-
     def _request(self, post: str) -> Any:
         import openai
 
-        messages = self._messages(post)
-        delay = 0.0
-        last_error: Exception | None = None
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                return self._client.chat.completions.parse(
-                    model=self.model,
-                    messages=messages,
-                    response_format=AnalysisReply,
-                    temperature=self.temperature,
-                )
-            except openai.APIConnectionError as error:  # includes APITimeoutError
-                delay = self._backoff(attempt)
-                last_error = error
-            except openai.APIStatusError as error:
-                status = error.status_code
-                if status < 500 and status not in _RETRYABLE_STATUS:
-                    raise PermanentError(f"OpenAI rejected the request (HTTP {status}): {error.message}") from error
-                delay = _retry_after(error.response.headers) or self._backoff(attempt)
-                last_error = error
-            except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as error:
-                raise PermanentError(f"OpenAI stopped the answer early: {type(error).__name__}") from error
-            except ValidationError as error:
-                raise PermanentError(f"OpenAI answer does not fit the schema: {error.error_count()} error(s): "
-                                     f"{error.errors()[0]['msg']}") from error
-            except openai.OpenAIError as error:
-                raise PermanentError(f"OpenAI call failed: {type(error).__name__}: {error}") from error
-            logger.warning("OpenAI attempt %d/%d failed (%s); retry in %.1f s",
-                           attempt, self.max_attempts, type(last_error).__name__, delay)
-            if attempt == self.max_attempts:
-                break
-            if delay > self.max_inline_wait:
-                raise TransientError(f"OpenAI asked to wait {delay:.0f} s: {last_error}",
-                                     retry_after=delay) from last_error
-            self._sleep(delay)
-        raise TransientError(
-            f"OpenAI unavailable after {self.max_attempts} attempt(s): {type(last_error).__name__}: {last_error}",
-            retry_after=delay,
-        ) from last_error
+        try:
+            return self._client.chat.completions.parse(
+                model=self.model,
+                messages=self._messages(post),
+                response_format=AnalysisReply,
+                temperature=self.temperature,
+            )
+        except openai.APIConnectionError as error:  # includes APITimeoutError
+            raise TransientError(f"OpenAI unavailable after {self.max_attempts} attempt(s): "
+                                 f"{type(error).__name__}: {error}") from error
+        except openai.APIStatusError as error:
+            status = error.status_code
+            if status < 500 and status not in _RETRYABLE_STATUS:
+                raise PermanentError(f"OpenAI rejected the request (HTTP {status}): {error.message}") from error
+            raise TransientError(f"OpenAI unavailable (HTTP {status}): {error.message}",
+                                 retry_after=retry_after_seconds(error.response.headers)) from error
+        except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as error:
+            raise PermanentError(f"OpenAI stopped the answer early: {type(error).__name__}") from error
+        except ValidationError as error:
+            raise PermanentError(f"OpenAI answer does not fit the schema: {error.error_count()} error(s): "
+                                 f"{error.errors()[0]['msg']}") from error
+        except openai.OpenAIError as error:
+            raise PermanentError(f"OpenAI call failed: {type(error).__name__}: {error}") from error
 
     # -- the answer ---------------------------------------------------------------------------
 

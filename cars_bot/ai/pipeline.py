@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -187,8 +187,21 @@ def claim_post(sessions: sessionmaker[Session], post_id: int, task_id: str) -> b
         return result.rowcount == 1
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """What one pipeline run did to a post: its status after the run, and whether publishing was enqueued."""
+
+    post_id: int
+    status: PostStatus | Literal["missing"]  # "missing": no such post
+    reason: str | None = None  # why rejected or failed; "already handled" when another run owns the post
+    is_sale: bool | None = None
+    confidence: float | None = None
+    backend: str | None = None  # the backend whose analysis was stored
+    publish_enqueued: bool = False
+
+
 def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session], backend: Backend,
-                 filters: Filters, enqueue_publish: Callable[[int], Any]) -> dict[str, Any]:
+                 filters: Filters, enqueue_publish: Callable[[int], Any]) -> ProcessResult:
     """Run the whole pipeline for one stored post; returns what happened (never raises for bad input)."""
     if not claim_post(sessions, post_id, task_id):
         return _not_claimed(sessions, post_id, task_id, enqueue_publish)
@@ -210,11 +223,11 @@ def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session],
     if reason:
         return outcome
     enqueue_publish(post_id)
-    return {**outcome, "publish_enqueued": True}
+    return replace(outcome, publish_enqueued=True)
 
 
 def _finish(sessions: sessionmaker[Session], post_id: int, status: PostStatus, reason: str | None, *,
-            text: str | None = None, analysis: Analysis | None = None) -> dict[str, Any]:
+            text: str | None = None, analysis: Analysis | None = None) -> ProcessResult:
     """Record the outcome (and, with an analysis, the classification and car data) in one transaction."""
     with sessions.begin() as session:
         post = session.get(Post, post_id)
@@ -230,23 +243,22 @@ def _finish(sessions: sessionmaker[Session], post_id: int, status: PostStatus, r
         post.status = status
         post.status_reason = reason
         post.processed_at = utcnow()
-        return {"post_id": post.id, "status": status.value, "reason": reason, "is_sale": post.is_sale,
-                "confidence": post.confidence, "backend": post.ai_backend}
+        return ProcessResult(post_id=post.id, status=status, reason=reason, is_sale=post.is_sale,
+                             confidence=post.confidence, backend=post.ai_backend)
 
 
 def _not_claimed(sessions: sessionmaker[Session], post_id: int, task_id: str,
-                 enqueue_publish: Callable[[int], Any]) -> dict[str, Any]:
+                 enqueue_publish: Callable[[int], Any]) -> ProcessResult:
     with sessions() as session:
         post = session.get(Post, post_id)
         if post is None:
-            return {"post_id": post_id, "status": "missing", "reason": "no such post"}
-        outcome = {"post_id": post_id, "status": post.status.value, "reason": "already handled",
-                   "publish_enqueued": False}
+            return ProcessResult(post_id=post_id, status="missing", reason="no such post")
+        status = post.status
         # The same message redelivered after a crash between the commit and the enqueue.
-        if post.status == PostStatus.READY and post.claimed_by == task_id:
-            enqueue_publish(post_id)
-            outcome["publish_enqueued"] = True
-        return outcome
+        redelivered = status == PostStatus.READY and post.claimed_by == task_id
+    if redelivered:
+        enqueue_publish(post_id)
+    return ProcessResult(post_id=post_id, status=status, reason="already handled", publish_enqueued=redelivered)
 
 
 CAR_FIELDS = ("brand", "model", "year", "price", "mileage", "engine_volume", "transmission", "fuel", "owners",

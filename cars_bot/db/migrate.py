@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -22,14 +23,34 @@ def _prepare_sqlite_dir(url: str) -> None:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
-def upgrade(url: str, revision: str = "head") -> dict[str, Any]:
+@dataclass(frozen=True)
+class Upgrade:
+    """The revisions before and after an upgrade, and the newest there is."""
+
+    JSON_NAMES: ClassVar[dict[str, str]] = {"previous": "from"}  # `from` is a keyword; its JSON key is kept
+
+    previous: str | None
+    to: str | None
+    head: str | None
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """The database's revision, the newest there is, and whether they are the same."""
+
+    current: str | None
+    head: str | None
+    up_to_date: bool
+
+
+def upgrade(url: str, revision: str = "head") -> Upgrade:
     """Bring the database at `url` to `revision`; returns the revision before and after."""
     from alembic import command
 
     _prepare_sqlite_dir(url)
     before = current_revision(url)
     command.upgrade(alembic_config(url), revision)
-    return {"from": before, "to": current_revision(url), "head": head_revision()}
+    return Upgrade(previous=before, to=current_revision(url), head=head_revision())
 
 
 def head_revision() -> str | None:
@@ -48,8 +69,8 @@ def current_revision(url: str) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def status(url: str) -> dict[str, Any]:
+def status(url: str) -> MigrationState:
     """Current and head revision, and whether the database is up to date."""
     current = current_revision(url)
     head = head_revision()
-    return {"current": current, "head": head, "up_to_date": current == head}
+    return MigrationState(current=current, head=head, up_to_date=current == head)

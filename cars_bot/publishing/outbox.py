@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from cars_bot.db.models import OutboxMessage, PublicationStatus, utcnow
 from cars_bot.errors import NotConfigured
-from cars_bot.publishing.service import NotSent
+from cars_bot.publishing.delivery import MediaRef, NotSent, Publisher
 
 logger = logging.getLogger("cars_bot.publishing.outbox")
 
@@ -42,7 +42,7 @@ class OutboxPublisher:
         self.directory = Path(directory)
         self.bot_username = bot_username
 
-    def send_post(self, channel: str, html: str, media_refs: list[dict[str, Any]], *,
+    def send_post(self, channel: str, html: str, media_refs: list[MediaRef], *,
                   post_id: int | None = None) -> list[int]:
         """Store the rendered post (row + `<post_id>.html` + a log entry); return ``[row id]``."""
         return [self._store("post", channel or OUTBOX_TARGET, html, list(media_refs), post_id)]
@@ -62,7 +62,7 @@ class OutboxPublisher:
             ).all()
         return [int(r) for r in rows]
 
-    def _store(self, kind: str, recipient: str, html: str, media: list[Any], post_id: int | None) -> int:
+    def _store(self, kind: str, recipient: str, html: str, media: list[MediaRef], post_id: int | None) -> int:
         now = utcnow()
         try:
             with self.session_factory() as session, session.begin():
@@ -79,7 +79,7 @@ class OutboxPublisher:
         logger.info("outbox #%s: %s for %s", row_id, kind, f"post {post_id}" if post_id else recipient)
         return row_id
 
-    def _write_files(self, kind: str, row_id: int, recipient: str, html: str, media: list[Any],
+    def _write_files(self, kind: str, row_id: int, recipient: str, html: str, media: list[MediaRef],
                      post_id: int | None, now: datetime) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = now.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -93,11 +93,9 @@ class OutboxPublisher:
             log.write(f"{header}\n{html}\n\n")
 
 
-def _html_page(row_id: int, post_id: int | None, stamp: str, html: str, media: list[Any]) -> str:
+def _html_page(row_id: int, post_id: int | None, stamp: str, html: str, media: list[MediaRef]) -> str:
     media_items = "".join(
-        f"<li>{html_lib.escape(str(ref.get('channel', '')) if isinstance(ref, dict) else str(ref))}"
-        f" #{html_lib.escape(str(ref.get('message_id', '')) if isinstance(ref, dict) else '')}</li>"
-        for ref in media
+        f"<li>{html_lib.escape(str(ref['channel']))} #{html_lib.escape(str(ref['message_id']))}</li>" for ref in media
     )
     media_block = f"<p>Media re-sent from:</p><ul>{media_items}</ul>" if media else ""
     # The post is Telegram HTML (b, a, escaped text): it renders as is inside <pre>, newlines kept.
@@ -110,7 +108,7 @@ def _html_page(row_id: int, post_id: int | None, stamp: str, html: str, media: l
     )
 
 
-def publisher_for(settings: Any, session_factory: Callable[[], Session]) -> Any:
+def publisher_for(settings: Any, session_factory: Callable[[], Session]) -> Publisher:
     """The publisher for `settings`: Telegram when a channel and credentials are set, else the outbox.
 
     Telegram needs TELEGRAM_CHANNEL and a bot token or a session string; telethon (MTProto) also needs

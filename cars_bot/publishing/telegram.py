@@ -7,7 +7,7 @@ process's own loop. The cache is keyed by pid, so a forked pool process never to
 connection.
 
 Errors are mapped to the task layer's vocabulary (:func:`map_telegram_error`): FloodWait and slow mode
-become :class:`~cars_bot.publishing.service.NotSent` (a TransientError with Telegram's `retry_after`);
+become :class:`~cars_bot.publishing.delivery.NotSent` (a TransientError with Telegram's `retry_after`);
 connection trouble, timeouts and 5xx are transient; 400/401/403/404/406 RPC errors (write forbidden,
 private channel, message too long, revoked session ...) are permanent.
 
@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 from cars_bot.db.models import PublicationStatus
 from cars_bot.errors import CarsBotError, NotConfigured, PermanentError, TransientError
-from cars_bot.publishing.render import MAX_ALBUM_ITEMS
-from cars_bot.publishing.service import NotSent
+from cars_bot.publishing.delivery import MediaRef, NotSent
+from cars_bot.publishing.post_template import MAX_ALBUM_ITEMS
 
 logger = logging.getLogger("cars_bot.publishing.telegram")
 
@@ -262,7 +262,7 @@ class TelegramPublisher:
             raise mapped from exc
 
     # ------------------------------------------------------------------------------------------
-    def send_post(self, channel: str, html: str, media_refs: list[dict[str, Any]], *,
+    def send_post(self, channel: str, html: str, media_refs: list[MediaRef], *,
                   post_id: int | None = None) -> list[int]:
         """Send `html` as a text message (link previews off), or the referenced source messages'
         media re-sent as one album (at most 10) with `html` as the caption. Returns the message ids."""
@@ -290,7 +290,7 @@ class TelegramPublisher:
 
         return self._call(send, attempted=True)
 
-    async def _fetch_media(self, client: Any, refs: list[dict[str, Any]]) -> list[Any]:
+    async def _fetch_media(self, client: Any, refs: list[MediaRef]) -> list[Any]:
         by_channel: dict[str, list[int]] = {}
         for ref in refs:
             by_channel.setdefault(str(ref["channel"]), []).append(int(ref["message_id"]))

@@ -25,13 +25,12 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cars_bot.config import mask
 from cars_bot.errors import CarsBotError, NotConfigured, PermanentError, TransientError
+from cars_bot.retry_after import retry_after_seconds
 from cars_bot.sheets.workbook import (
     DATE_COLUMNS,
     CellValue,
@@ -410,21 +409,6 @@ def _is_number(text: str) -> bool:
 
 
 def _retry_after(response: Any) -> float:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); 60 when there is none."""
-    header = None
-    if response is not None:
-        header = response.headers.get("Retry-After")
-    if not header:
-        return DEFAULT_RETRY_AFTER
-    header = header.strip()
-    try:
-        return max(float(header), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return DEFAULT_RETRY_AFTER
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+    """Seconds Google asked us to wait (see :func:`~cars_bot.retry_after.retry_after_seconds`); 60 when it gave none."""
+    seconds = retry_after_seconds(getattr(response, "headers", None))
+    return DEFAULT_RETRY_AFTER if seconds is None else seconds

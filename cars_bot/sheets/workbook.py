@@ -10,7 +10,8 @@ Two backends implement :class:`Workbook`:
   ``GOOGLE_CREDENTIALS_FILE`` and ``GOOGLE_SPREADSHEET_ID`` are both set;
 - :class:`cars_bot.sheets.local.LocalWorkbook`, a JSON file under ``CARSCTL_HOME`` otherwise.
 
-:func:`open_workbook` picks one. This module imports only the standard library.
+:func:`cars_bot.sheets.backends.open_workbook` picks one; this module does not import either, so the
+interface does not depend on its implementations. It imports only the standard library.
 
 Cells cross the interface as strings: a blank cell is ``""``, a boolean is ``"TRUE"``/``"FALSE"``,
 a whole number has no decimal part, a date column holds ``"YYYY-mm-dd HH:MM:SS"`` (UTC) or whatever
@@ -19,15 +20,9 @@ a person typed. Values written may be ``str``, ``int``, ``float``, ``bool`` or `
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from cars_bot.config import Settings
-
-logger = logging.getLogger("cars_bot.sheets")
+from typing import Protocol, runtime_checkable
 
 # Worksheet titles ---------------------------------------------------------------------------------
 CHANNELS = "Каналы для мониторинга"
@@ -62,7 +57,7 @@ SUB_START = "Дата начала"  # F, admin
 SUB_END = "Дата окончания"  # G, admin
 SUB_REGISTERED = "Дата регистрации"  # H, bot
 SUB_CONTACTS = "Запросов контактов"  # I, bot
-SUB_SYNCED = "Синхронизировано"  # J, bot: fingerprint of D-G as of the last sync (see sheets.sync)
+SUB_SYNCED = "Синхронизировано"  # J, bot: fingerprint of D-G as of the last sync (see sheets.subscriber_sync)
 
 # "Аналитика": one row per UTC day -------------------------------------------------------------------
 AN_DATE = "Дата"
@@ -201,18 +196,3 @@ def serial_to_text(serial: float) -> str:
         return moment.strftime(DATE_FORMAT)
     return moment.strftime(DATETIME_FORMAT)
 
-
-def open_workbook(settings: Settings) -> Workbook:
-    """The Google workbook when both Google settings are present, else the local JSON workbook."""
-    credentials, spreadsheet = settings.google_credentials_file, settings.google_spreadsheet_id
-    if credentials and spreadsheet:
-        from cars_bot.sheets.google import GoogleWorkbook
-
-        return GoogleWorkbook(credentials, spreadsheet)
-    if credentials or spreadsheet:
-        missing = "GOOGLE_SPREADSHEET_ID" if credentials else "GOOGLE_CREDENTIALS_FILE"
-        logger.warning("Google Sheets half configured (%s is not set): using the local workbook %s",
-                       missing, settings.sheets_workbook)
-    from cars_bot.sheets.local import LocalWorkbook
-
-    return LocalWorkbook(settings.sheets_workbook)

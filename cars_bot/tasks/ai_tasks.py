@@ -9,9 +9,8 @@ import json
 from typing import Any
 
 from cars_bot.celery_app import app
-from cars_bot.tasks.base import CarsTask
-
-PUBLISH_TASK = "cars_bot.tasks.publishing_tasks.publish_post_task"
+from cars_bot.task_names import PUBLISH_POST
+from cars_bot.tasks.base import CarsTask, task_result
 
 
 def _backend() -> Any:
@@ -29,11 +28,11 @@ def process_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
     from cars_bot.config import get_settings
     from cars_bot.db.session import session_factory
 
-    return process_post(
+    return task_result(process_post(
         post_id, task_id=self.request.id or f"direct-{post_id}", sessions=session_factory(),
         backend=_backend(), filters=Filters.from_settings(get_settings()),
-        enqueue_publish=lambda pid: self.app.send_task(PUBLISH_TASK, args=[pid]),
-    )
+        enqueue_publish=lambda pid: self.app.send_task(PUBLISH_POST, args=[pid]),
+    ))
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.classify_post_task",

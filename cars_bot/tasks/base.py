@@ -9,13 +9,19 @@ failed-task registry.
 - A task that fails for good (permanent error, or retries exhausted) is written to the failed-task
   registry with its arguments, so `carsctl task failed` / `carsctl task retry` can show and re-run it.
 - Start, success, retry and failure are logged with the task id.
+
+Task bodies return :func:`task_result` of the domain function's typed result: a plain dict of JSON
+values, because that is what the result backend stores and what `carsctl task result` shows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import socket
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from celery import Task
@@ -98,6 +104,25 @@ class CarsTask(Task):
             task_id=task_id, task_name=self.name, args=list(args or []), kwargs=dict(kwargs or {}),
             queue=queue, exc=exc, traceback=str(einfo) if einfo is not None else None,
         )
+
+
+def task_result(result: Any) -> dict[str, Any]:
+    """A domain function's dataclass result as a task's JSON result: ``dataclasses.asdict`` with enum
+    members as their values and datetimes as ISO text (kombu's JSON would store a datetime as a tagged
+    object, which only a Python client reads back)."""
+    return dataclasses.asdict(result, dict_factory=_json_fields)
+
+
+def _json_fields(fields: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {name: _json_value(value) for name, value in fields}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 def _short(value: Any, limit: int = 300) -> str:

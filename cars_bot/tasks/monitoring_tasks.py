@@ -8,11 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from cars_bot.celery_app import app
-from cars_bot.tasks.base import CarsTask
-
-SYNC_SUBSCRIBERS_TASK = "cars_bot.tasks.sheets_tasks.sync_subscribers_task"
-PROCESS_POST_TASK = "cars_bot.tasks.ai_tasks.process_post_task"
-PUBLISH_POST_TASK = "cars_bot.tasks.publishing_tasks.publish_post_task"
+from cars_bot.task_names import PROCESS_POST, PUBLISH_POST, SYNC_SUBSCRIBERS
+from cars_bot.tasks.base import CarsTask, task_result
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.monitoring_tasks.check_subscriptions_task",
@@ -23,10 +20,11 @@ def check_subscriptions_task(self: CarsTask) -> dict[str, Any]:
     from cars_bot.maintenance import expire_subscriptions
 
     with session_scope() as session:
-        result = expire_subscriptions(session)
-    if result["expired"]:
+        expiry = expire_subscriptions(session)
+    result = task_result(expiry)
+    if expiry.expired:
         # Sent by name: the Sheets task lives in another module and may run on another worker.
-        self.app.send_task(SYNC_SUBSCRIBERS_TASK, countdown=10)
+        self.app.send_task(SYNC_SUBSCRIBERS, countdown=10)
         result["sync_enqueued"] = True
     return result
 
@@ -46,15 +44,15 @@ def collect_stats_task(self: CarsTask) -> dict[str, Any]:
     depths = queue_depths(self.app)
     with session_scope() as session:
         stuck = recover_stuck_posts(session)
-        data = database_stats(session)
-        data["queues"] = {name: {"ready": d["ready"], "unacked": d["unacked"]} for name, d in depths.items()}
+        data = task_result(database_stats(session))
+        data["queues"] = {name: {"ready": depth.ready, "unacked": depth.unacked} for name, depth in depths.items()}
         data["workers"] = len(replies)
-        data["stuck_posts_requeued"] = stuck
+        data["stuck_posts_requeued"] = task_result(stuck)
         data["snapshot_id"] = save_snapshot(session, data)
-    for post_id in stuck["process"]:
-        self.app.send_task(PROCESS_POST_TASK, args=[post_id])
-    for post_id in stuck["publish"]:
-        self.app.send_task(PUBLISH_POST_TASK, args=[post_id])
+    for post_id in stuck.process:
+        self.app.send_task(PROCESS_POST, args=[post_id])
+    for post_id in stuck.publish:
+        self.app.send_task(PUBLISH_POST, args=[post_id])
     return data
 
 
@@ -70,12 +68,12 @@ def cleanup_old_results_task(self: CarsTask, days_old: int = 7) -> dict[str, Any
     removed: dict[str, Any] = {"days_old": days_old}
     backend_client = getattr(self.app.backend, "client", None)
     if backend_client is not None:
-        removed.update(delete_old_results(backend_client, days_old))
+        removed.update(task_result(delete_old_results(backend_client, days_old)))
     with self.app.connection_for_write() as conn:
         channel = conn.default_channel
         if hasattr(channel, "client"):
             removed["pidbox_reply_keys_expired"] = expire_stale_reply_keys(channel.client)
     with session_scope() as session:
-        removed.update(delete_old_rows(session, stats_days=settings.stats_retention_days,
-                                       failed_days=settings.failed_task_retention_days))
+        removed.update(task_result(delete_old_rows(session, stats_days=settings.stats_retention_days,
+                                                   failed_days=settings.failed_task_retention_days)))
     return removed

@@ -1,21 +1,26 @@
-"""Publishing tasks (queue `publishing`): thin wrappers around :mod:`cars_bot.publishing.service`.
+"""Publishing tasks (queue `publishing`): thin wrappers around :mod:`cars_bot.publishing.publication`
+and :mod:`cars_bot.publishing.contacts`.
 
-Retries, time limits, logging and the failed-task registry come from :class:`CarsTask`: the service
-raises TransientError (with Telegram's FloodWait or the rate limiter's delay as `retry_after`) when
-the task should run again, and returns a plain dict for every final outcome.
+Retries, time limits, logging and the failed-task registry come from :class:`CarsTask`: the domain
+functions raise TransientError (with Telegram's FloodWait or the rate limiter's delay as `retry_after`)
+when the task should run again, and return a typed result for every final outcome, stored as a dict.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cars_bot.celery_app import app
-from cars_bot.tasks.base import CarsTask
+from cars_bot.tasks.base import CarsTask, task_result
+
+if TYPE_CHECKING:
+    from cars_bot.publishing.delivery import Publisher, SessionFactory
 
 
-def _publisher(settings: Any) -> tuple[Any, Any]:
+def _publisher(settings: Any) -> tuple[SessionFactory, Publisher]:
     from cars_bot.db.session import session_factory
     from cars_bot.publishing.outbox import publisher_for
 
@@ -23,7 +28,7 @@ def _publisher(settings: Any) -> tuple[Any, Any]:
     return factory, publisher_for(settings, factory)
 
 
-def _limiter(settings: Any, publisher: Any) -> Any:
+def _limiter(settings: Any, publisher: Publisher) -> Callable[[], float] | None:
     """The cluster-wide limiter for Telegram; the outbox is not rate limited."""
     if publisher.kind != "telegram":
         return None
@@ -45,13 +50,14 @@ def _limiter(settings: Any, publisher: Any) -> Any:
 def publish_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
     """Publish a ready post to the channel (or the outbox) exactly once."""
     from cars_bot.config import get_settings
-    from cars_bot.publishing.service import RateLimited, publish_post
+    from cars_bot.publishing.delivery import RateLimited
+    from cars_bot.publishing.publication import publish_post
 
     settings = get_settings()
     factory, publisher = _publisher(settings)
     try:
-        return publish_post(int(post_id), session_factory=factory, publisher=publisher,
-                            limiter=_limiter(settings, publisher), task_id=self.request.id)
+        return task_result(publish_post(int(post_id), session_factory=factory, publisher=publisher,
+                                        limiter=_limiter(settings, publisher), task_id=self.request.id))
     except RateLimited as exc:
         if self.request.called_directly:
             raise
@@ -68,7 +74,7 @@ def publish_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
 def send_contact_info_task(self: CarsTask, user_id: int, post_id: int) -> dict[str, Any]:
     """Send a post's seller contact to subscriber `user_id` (a Telegram user id), once per (user, post)."""
     from cars_bot.config import get_settings
-    from cars_bot.publishing.service import send_contact_info
+    from cars_bot.publishing.contacts import send_contact_info
 
     factory, publisher = _publisher(get_settings())
-    return send_contact_info(int(user_id), int(post_id), session_factory=factory, publisher=publisher)
+    return task_result(send_contact_info(int(user_id), int(post_id), session_factory=factory, publisher=publisher))

@@ -1,14 +1,17 @@
 """Google Sheets tasks (queue `sheets_sync`): channel list, subscribers, daily analytics.
 
-Thin wrappers: the work is in :mod:`cars_bot.sheets.sync`. Each run opens the workbook chosen by the
-settings (the Google spreadsheet, or the local JSON workbook when Google is not configured) and one
-database session. Sheets rate limits (HTTP 429) and server errors arrive as TransientError carrying
-Google's Retry-After, which the base task turns into a delayed retry; a missing or refused
-spreadsheet is a PermanentError and is recorded, not retried.
+Thin wrappers: the work is in :mod:`cars_bot.sheets.channel_sync`, :mod:`cars_bot.sheets.subscriber_sync`
+and :mod:`cars_bot.sheets.analytics`. Each run opens the workbook chosen by the settings (the Google
+spreadsheet, or the local JSON workbook when Google is not configured) and one database session,
+and returns the sync's typed result as a plain dict (the result backend stores JSON). Sheets rate
+limits (HTTP 429) and server errors arrive as TransientError carrying Google's Retry-After, which
+the base task turns into a delayed retry; a missing or refused spreadsheet is a PermanentError and
+is recorded, not retried.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -16,22 +19,23 @@ from cars_bot.celery_app import app
 from cars_bot.tasks.base import CarsTask
 
 
-def _sync_with_workbook(sync: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Run one sync function on the configured workbook and a database session."""
+def _sync_with_workbook(sync: Callable[..., Any]) -> dict[str, Any]:
+    """Run one sync function on the configured workbook and a database session; its result as a dict."""
     from cars_bot.config import get_settings
     from cars_bot.db.session import session_scope
-    from cars_bot.sheets.workbook import open_workbook
+    from cars_bot.sheets.backends import open_workbook
 
     workbook = open_workbook(get_settings())
     with session_scope() as session:
-        return sync(session, workbook)
+        result = sync(session, workbook)
+    return dataclasses.asdict(result)
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_channels_task",
           soft_time_limit=30, time_limit=60)
 def sync_channels_task(self: CarsTask) -> dict[str, Any]:
     """Sheet "Каналы для мониторинга" -> channels: add, update, deactivate removed (no Telegram calls)."""
-    from cars_bot.sheets.sync import sync_channels
+    from cars_bot.sheets.channel_sync import sync_channels
 
     return _sync_with_workbook(sync_channels)
 
@@ -40,7 +44,7 @@ def sync_channels_task(self: CarsTask) -> dict[str, Any]:
           soft_time_limit=60, time_limit=90)
 def sync_subscribers_task(self: CarsTask) -> dict[str, Any]:
     """Subscribers both ways: admin edits -> database, database state (expiry) -> sheet, new users appended."""
-    from cars_bot.sheets.sync import sync_subscribers
+    from cars_bot.sheets.subscriber_sync import sync_subscribers
 
     return _sync_with_workbook(sync_subscribers)
 
@@ -49,6 +53,6 @@ def sync_subscribers_task(self: CarsTask) -> dict[str, Any]:
           soft_time_limit=90, time_limit=120)
 def update_analytics_task(self: CarsTask) -> dict[str, Any]:
     """Refresh today's (UTC) row of "Аналитика"; one row per day."""
-    from cars_bot.sheets.sync import update_analytics
+    from cars_bot.sheets.analytics import update_analytics
 
     return _sync_with_workbook(update_analytics)

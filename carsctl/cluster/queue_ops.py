@@ -11,6 +11,7 @@ comes from a passive queue declare.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from carsctl.errors import DependencyUnavailable, UsageError
@@ -18,7 +19,68 @@ from carsctl.errors import DependencyUnavailable, UsageError
 if TYPE_CHECKING:
     from celery import Celery
 
+    from cars_bot.broker import QueueDepth
     from cars_bot.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """One queue's depth as `queues` and `status` show it."""
+
+    queue: str
+    ready: int
+    by_priority: dict[str, int]   # urgency ("9" .. "0", most urgent first) -> ready messages
+    unacked: int                  # delivered to a worker, not acknowledged: back in the queue if it dies
+    scheduled: int | None         # ETA tasks the workers hold (a part of unacked); None when not asked
+    total: int                    # ready + unacked
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTotals:
+    """The sums over the queues shown."""
+
+    ready: int
+    unacked: int
+    scheduled: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Repliers:
+    """Which workers answered the `scheduled` broadcast (ETA counts are only as complete as this)."""
+
+    replied: list[str]
+    silent: list[str]
+    listeners: int | None         # None when no worker was asked, or the broker cannot tell
+
+
+@dataclass(frozen=True, slots=True)
+class QueueReport:
+    """`carsctl queues`: a row per queue, the totals, and which workers reported their ETA tasks."""
+
+    queues: list[QueueRow]
+    totals: QueueTotals
+    workers: Repliers
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What a purge deleted, per queue, and which workers were told to revoke the unacked tasks."""
+
+    purged: dict[str, int]            # ready messages deleted, per queue
+    unacked_removed: dict[str, int]   # unacked entries deleted, per queue (--include-unacked)
+    total: int
+    queues_touched: int
+    revoked_task_ids: int
+    revoked_by: list[str]
+
+
+def queue_row(name: str, depth: QueueDepth | None, scheduled: int | None = None) -> QueueRow:
+    """A queue's broker depth (None: the broker knows nothing of it) as a row, priorities keyed as text."""
+    ready, unacked = (depth.ready, depth.unacked) if depth else (0, 0)
+    by_priority = {str(urgency): count for urgency, count in depth.by_priority.items()} if depth else {}
+    return QueueRow(queue=name, ready=ready, by_priority=by_priority, unacked=unacked, scheduled=scheduled,
+                    total=ready + unacked)
 
 
 def known_queues(app: Celery) -> list[str]:
@@ -42,7 +104,7 @@ def check_queue_names(app: Celery, names: list[str] | None) -> list[str]:
 
 
 def depths(app: Celery, queues: list[str] | None = None, *, settings: Settings | None = None,
-           timeout: float = 1.0, with_scheduled: bool = True) -> dict[str, Any]:
+           timeout: float = 1.0, with_scheduled: bool = True) -> QueueReport:
     """Per queue: ready (by priority), unacked (held by workers), scheduled (ETA, a part of unacked).
 
     `scheduled` is asked of the running workers (an early-returning broadcast; nothing is waited for
@@ -55,32 +117,23 @@ def depths(app: Celery, queues: list[str] | None = None, *, settings: Settings |
     with connected(app):  # queue_depths would retry for seconds against a broker that is down
         counts = queue_depths(app, names)
     scheduled: dict[str, int] = {}
-    workers: dict[str, Any] = {"replied": [], "silent": [], "listeners": None}
+    workers = Repliers(replied=[], silent=[], listeners=None)
     if with_scheduled:
         from carsctl.cluster.remote_control import broadcast, task_rows
 
         outcome = broadcast(app, "scheduled", {"safe": True}, timeout=timeout, settings=settings)
         for row in task_rows(outcome):
-            scheduled[row["queue"]] = scheduled.get(row["queue"], 0) + 1
-        workers = {"replied": sorted(outcome.replies), "silent": outcome.silent,
-                   "listeners": outcome.listeners}
-    rows = []
-    for name in names:
-        count = counts.get(name, {"ready": 0, "by_priority": {}, "unacked": 0})
-        rows.append({
-            "queue": name,
-            "ready": count["ready"],
-            "by_priority": {str(k): v for k, v in sorted(count["by_priority"].items(), reverse=True)},
-            "unacked": count["unacked"],
-            "scheduled": scheduled.get(name, 0) if with_scheduled else None,
-            "total": count["ready"] + count["unacked"],
-        })
-    totals = {key: sum(row[key] or 0 for row in rows) for key in ("ready", "unacked", "scheduled", "total")}
-    return {"queues": rows, "totals": totals, "workers": workers}
+            if row.queue is not None:
+                scheduled[row.queue] = scheduled.get(row.queue, 0) + 1
+        workers = Repliers(replied=sorted(outcome.replies), silent=outcome.silent, listeners=outcome.listeners)
+    rows = [queue_row(name, counts.get(name), scheduled.get(name, 0) if with_scheduled else None) for name in names]
+    totals = QueueTotals(ready=sum(r.ready for r in rows), unacked=sum(r.unacked for r in rows),
+                         scheduled=sum(r.scheduled or 0 for r in rows), total=sum(r.total for r in rows))
+    return QueueReport(queues=rows, totals=totals, workers=workers)
 
 
 def purge(app: Celery, queues: list[str] | None = None, *, include_unacked: bool = False,
-          settings: Settings | None = None, timeout: float = 1.0) -> dict[str, Any]:
+          settings: Settings | None = None, timeout: float = 1.0) -> PurgeResult:
     """Delete the ready messages of `queues` (every priority sub-list) and, optionally, their unacked ones.
 
     With `include_unacked`, the queues' entries of the `unacked` hash (and its index) are deleted too,
@@ -110,11 +163,9 @@ def purge(app: Celery, queues: list[str] | None = None, *, include_unacked: bool
                             timeout=timeout, settings=settings)
         revoked_by = sorted(outcome.replies)
     total = sum(purged.values()) + sum(removed.values())
-    return {
-        "purged": purged, "unacked_removed": removed, "total": total,
-        "queues_touched": sum(1 for name in names if purged[name] or removed.get(name)),
-        "revoked_task_ids": len(task_ids), "revoked_by": revoked_by,
-    }
+    return PurgeResult(purged=purged, unacked_removed=removed, total=total,
+                       queues_touched=sum(1 for name in names if purged[name] or removed.get(name)),
+                       revoked_task_ids=len(task_ids), revoked_by=revoked_by)
 
 
 def _purge_one(conn: Any, channel: Any, name: str) -> int:

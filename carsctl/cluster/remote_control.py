@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from carsctl.errors import DependencyUnavailable, UsageError
@@ -47,9 +48,18 @@ INSPECT_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+class StopReason(StrEnum):
+    """Why a broadcast stopped collecting replies."""
+
+    ALL_REPLIED = "all replied"          # as many replies as workers were expected: it returned early
+    TIMED_OUT = "timed out"              # someone expected stayed silent, or how many to expect was unknown
+    NOBODY_LISTENS = "nobody listens"    # no worker received the message: nothing was waited for
+    NO_REPLY = "no reply asked"          # a fire-and-forget command
+
+
 @dataclass
 class Broadcast:
-    """The outcome of one broadcast: replies by node, who stayed silent, how long it took."""
+    """The outcome of one broadcast: replies by node, who stayed silent, why it stopped, how long it took."""
 
     command: str
     replies: dict[str, Any] = field(default_factory=dict)
@@ -62,11 +72,7 @@ class Broadcast:
     destination: list[str] | None = None
     elapsed_ms: float = 0.0           # the whole broadcast, connecting included
     wait_ms: float = 0.0              # of that, waiting for the replies
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"command": self.command, "listeners": self.listeners, "replied": sorted(self.replies),
-                "silent": self.silent, "silent_unnamed": self.silent_unnamed,
-                "not_running": self.not_running, "elapsed_ms": self.elapsed_ms, "wait_ms": self.wait_ms}
+    stopped_because: StopReason = StopReason.NO_REPLY
 
 
 def pid_running(pid: int | None, create_time: float | None) -> bool | None:
@@ -100,7 +106,7 @@ def known_nodes(settings: Settings) -> tuple[list[str], list[str]]:
 
 
 def _collect(conn: Any, channel: Any, mailbox: Any, ticket: str, limit: int | None,
-             deadline: float) -> dict[str, Any]:
+             deadline: float) -> tuple[dict[str, Any], StopReason]:
     """Replies to `ticket` until `limit` arrived or the deadline passed (one deadline, not one per reply)."""
     from kombu import Consumer
 
@@ -112,9 +118,13 @@ def _collect(conn: Any, channel: Any, mailbox: Any, ticket: str, limit: int | No
             replies.update(body)
 
     consumer = Consumer(channel, [queue], accept=mailbox.accept, no_ack=True, callbacks=[on_message])
+    stop = StopReason.TIMED_OUT
     try:
         with consumer:
-            while limit is None or len(replies) < limit:
+            while True:
+                if limit is not None and len(replies) >= limit:
+                    stop = StopReason.ALL_REPLIED
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -124,7 +134,7 @@ def _collect(conn: Any, channel: Any, mailbox: Any, ticket: str, limit: int | No
                     break
     finally:
         channel.after_reply_message_received(queue.name)
-    return replies
+    return replies, stop
 
 
 def broadcast(app: Celery, command: str, arguments: dict[str, Any] | None = None, *,
@@ -160,7 +170,11 @@ def broadcast(app: Celery, command: str, arguments: dict[str, Any] | None = None
         if ticket:
             limit = _reply_limit(outcome.listeners, destination, expected)
             waiting = time.monotonic()
-            outcome.replies = _collect(conn, channel, mailbox, ticket, limit, waiting + timeout) if limit != 0 else {}
+            if limit == 0:
+                outcome.stopped_because = StopReason.NOBODY_LISTENS
+            else:
+                outcome.replies, outcome.stopped_because = _collect(conn, channel, mailbox, ticket, limit,
+                                                                    waiting + timeout)
             outcome.wait_ms = round((time.monotonic() - waiting) * 1000, 1)
     outcome.elapsed_ms = round((time.monotonic() - began) * 1000, 1)
     outcome.expected = sorted(set(expected) | set(outcome.replies))
@@ -253,8 +267,27 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None
 
 
-def task_rows(outcome: Broadcast, now: float | None = None) -> list[dict[str, Any]]:
-    """active / reserved / scheduled replies as one flat list of task dicts, newest node order kept."""
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One task a worker holds (active, reserved or scheduled), as data: no Python reprs."""
+
+    worker: str
+    name: str
+    alias: str                    # the short name `carsctl task run` takes ("" when unknown)
+    id: str | None
+    args: Any                     # a list, or a repr string from older workers
+    kwargs: Any
+    started_at: str | None        # ISO 8601, active tasks only
+    runtime_s: float | None
+    eta: str | None               # scheduled tasks only
+    priority: int | None
+    queue: str | None
+    worker_pid: int | None
+    acknowledged: bool | None
+
+
+def task_rows(outcome: Broadcast, now: float | None = None) -> list[TaskRow]:
+    """active / reserved / scheduled replies as one flat list of tasks, in node order."""
     from cars_bot.task_names import task_alias
 
     now = time.time() if now is None else now
@@ -265,47 +298,118 @@ def task_rows(outcome: Broadcast, now: float | None = None) -> list[dict[str, An
             started = request.get("time_start")
             delivery = request.get("delivery_info") or {}
             name = request.get("name") or request.get("type") or ""
-            rows.append({
-                "worker": node,
-                "name": name,
-                "alias": task_alias(name) if name else "",
-                "id": request.get("id"),
-                "args": request.get("args"),
-                "kwargs": request.get("kwargs"),
-                "started_at": _iso(started),
-                "runtime_s": round(now - started, 1) if started else None,
-                "eta": item.get("eta") if "request" in item else request.get("eta"),
-                "priority": item.get("priority", delivery.get("priority")),
-                "queue": delivery.get("routing_key"),
-                "worker_pid": request.get("worker_pid"),
-                "acknowledged": request.get("acknowledged"),
-            })
+            rows.append(TaskRow(
+                worker=node,
+                name=name,
+                alias=task_alias(name) if name else "",
+                id=request.get("id"),
+                args=request.get("args"),
+                kwargs=request.get("kwargs"),
+                started_at=_iso(started),
+                runtime_s=round(now - started, 1) if started else None,
+                eta=item.get("eta") if "request" in item else request.get("eta"),
+                priority=item.get("priority", delivery.get("priority")),
+                queue=delivery.get("routing_key"),
+                worker_pid=request.get("worker_pid"),
+                acknowledged=request.get("acknowledged"),
+            ))
     return rows
 
 
-def node_rows(outcome: Broadcast) -> list[dict[str, Any]]:
-    """stats / ping / registered / revoked / queues replies as one row per node."""
-    rows = []
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """`inspect stats`: one worker's process, pool and counters."""
+
+    worker: str
+    pid: int | None
+    uptime_s: float | None
+    concurrency: int | None
+    pool: str | None              # the pool class path, e.g. "celery.concurrency.prefork:TaskPool"
+    processed: int
+    by_task: dict[str, int]
+    prefetch_count: int | None
+    max_rss_kb: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerQueues:
+    """`inspect queues`: the queues one worker consumes from."""
+
+    worker: str
+    queues: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerItems:
+    """`inspect registered` / `inspect revoked`: one worker's task names or revoked task ids."""
+
+    worker: str
+    items: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReply:
+    """Any other reply (`ping`), as the worker sent it."""
+
+    worker: str
+    reply: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SilentWorker:
+    """A worker that was expected to answer and did not."""
+
+    worker: str
+    silent: bool = True
+
+
+NodeReplyRow = WorkerStats | WorkerQueues | WorkerItems | WorkerReply | SilentWorker
+
+
+def node_rows(outcome: Broadcast) -> list[NodeReplyRow]:
+    """stats / ping / registered / revoked / queues replies as one row per node, silent nodes last."""
+    rows: list[NodeReplyRow] = []
     for node, data in sorted(outcome.replies.items()):
         if outcome.command == "stats":
             pool = data.get("pool") or {}
-            rows.append({"worker": node, "pid": data.get("pid"), "uptime_s": data.get("uptime"),
-                         "concurrency": pool.get("max-concurrency"), "pool": pool.get("implementation"),
-                         "processed": sum((data.get("total") or {}).values()),
-                         "by_task": data.get("total") or {}, "prefetch_count": data.get("prefetch_count"),
-                         "max_rss_kb": (data.get("rusage") or {}).get("maxrss")})
+            rows.append(WorkerStats(worker=node, pid=data.get("pid"), uptime_s=data.get("uptime"),
+                                    concurrency=pool.get("max-concurrency"), pool=pool.get("implementation"),
+                                    processed=sum((data.get("total") or {}).values()),
+                                    by_task=data.get("total") or {}, prefetch_count=data.get("prefetch_count"),
+                                    max_rss_kb=(data.get("rusage") or {}).get("maxrss")))
         elif outcome.command == "active_queues":
-            rows.append({"worker": node, "queues": sorted(q.get("name") for q in data or [])})
+            rows.append(WorkerQueues(worker=node, queues=sorted(q.get("name") for q in data or [])))
         elif outcome.command in ("registered", "revoked"):
-            rows.append({"worker": node, "items": sorted(data or [])})
+            rows.append(WorkerItems(worker=node, items=sorted(data or [])))
         else:
-            rows.append({"worker": node, "reply": data})
-    for node in outcome.silent:
-        rows.append({"worker": node, "silent": True})
+            rows.append(WorkerReply(worker=node, reply=data))
+    rows += [SilentWorker(worker=node) for node in outcome.silent]
     return rows
 
 
-def inspect_data(outcome: Broadcast) -> dict[str, Any]:
-    """The JSON document of an inspect command: rows plus who answered and who did not."""
-    rows = task_rows(outcome) if outcome.command in ("active", "reserved", "scheduled") else node_rows(outcome)
-    return {**outcome.as_dict(), "rows": rows}
+TASK_COMMANDS = ("active", "reserved", "scheduled")
+
+
+@dataclass(frozen=True, slots=True)
+class InspectReport:
+    """The JSON document of an inspect command: who answered, who did not, why it stopped, and the rows."""
+
+    command: str
+    listeners: int | None
+    replied: list[str]
+    silent: list[str]
+    silent_unnamed: int
+    not_running: list[str]
+    elapsed_ms: float
+    wait_ms: float
+    stopped_because: StopReason
+    rows: list[TaskRow] | list[NodeReplyRow]
+
+
+def inspect_data(outcome: Broadcast) -> InspectReport:
+    """An inspect broadcast as rows (tasks, or one per node) plus who answered and who did not."""
+    rows = task_rows(outcome) if outcome.command in TASK_COMMANDS else node_rows(outcome)
+    return InspectReport(command=outcome.command, listeners=outcome.listeners, replied=sorted(outcome.replies),
+                         silent=outcome.silent, silent_unnamed=outcome.silent_unnamed,
+                         not_running=outcome.not_running, elapsed_ms=outcome.elapsed_ms, wait_ms=outcome.wait_ms,
+                         stopped_because=outcome.stopped_because, rows=rows)

@@ -11,13 +11,16 @@ refused (another beat holds the lock) or died during start-up.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from carsctl.context import CliContext, obj
 from carsctl.options import ColdTimeoutOpt, ForceOpt, JsonOpt, LoglevelOpt, StartTimeoutOpt, StopTimeoutOpt
 from carsctl.reports import report_started, report_stopped
+
+if TYPE_CHECKING:
+    from carsctl.lifecycle.beat_node import BeatStatus
 
 app = typer.Typer(help="Beat, the periodic-task scheduler: start, stop, restart, status.", no_args_is_help=True)
 
@@ -63,11 +66,12 @@ def restart(ctx: typer.Context, timeout: StopTimeoutOpt = 30.0, force: ForceOpt 
     Example: carsctl beat restart
     """
     from carsctl.lifecycle.beat_node import start_beat, stop_beat
+    from carsctl.lifecycle.node_results import StopOutcome
 
     cli = obj(ctx)
     stopped = stop_beat(cli.settings, timeout=timeout, force=force, progress=cli.info)
     report_stopped(cli, [stopped], json=False)
-    if stopped["outcome"] == "still-running":
+    if stopped.outcome is StopOutcome.STILL_RUNNING:
         raise typer.Exit(1)
     report_started(cli, [start_beat(cli.settings, progress=cli.info)], json or cli.json)
 
@@ -80,23 +84,23 @@ def _schedule_rows(entries: dict[str, Any]) -> list[tuple[str, ...]]:
     def when(value: str | None) -> str:
         return f"{value[:19].replace('T', ' ')} ({ago(datetime.fromisoformat(value))})" if value else "never"
 
-    return [(name, entry["task"].rsplit(".", 1)[-1], when(entry.get("last_run_at")), when(entry.get("next_run_at")))
+    return [(name, entry.task.rsplit(".", 1)[-1], when(entry.last_run_at), when(entry.next_run_at))
             for name, entry in entries.items()]
 
 
-def _print_beat(cli: CliContext, row: dict[str, Any]) -> None:
+def _print_beat(cli: CliContext, row: BeatStatus) -> None:
     from carsctl.render import key_values, table
 
-    tick = (f"{row['tick_at'][:19].replace('T', ' ')} UTC ({row['heartbeat_age_seconds']:.0f}s ago; stale after "
-            f"{row['stale_after_seconds']:.0f}s)") if row.get("tick_at") else ""
-    holder = row.get("lock_holder") or {}
-    pairs = [("status", row["status"]), ("pid", row["pid"]), ("last tick", tick),
-             ("lock held by", f"{holder.get('hostname')} pid {holder.get('pid')}" if holder else ""),
-             ("log", row["logfile"]), ("note", row["note"])]
+    tick = (f"{row.tick_at[:19].replace('T', ' ')} UTC ({row.heartbeat_age_seconds:.0f}s ago; stale after "
+            f"{row.stale_after_seconds:.0f}s)") if row.tick_at else ""
+    holder = row.lock_holder
+    pairs = [("status", row.status), ("pid", row.pid), ("last tick", tick),
+             ("lock held by", f"{holder.hostname} pid {holder.pid}" if holder else ""),
+             ("log", row.logfile), ("note", row.note)]
     cli.out.print(key_values("Beat", [(k, v) for k, v in pairs if v]))
-    if row["entries"]:
+    if row.entries:
         cli.out.print(table("Periodic tasks (UTC)", ("entry", "task", "last run", "next run"),
-                            _schedule_rows(row["entries"]), no_wrap=("entry",)))
+                            _schedule_rows(row.entries), no_wrap=("entry",)))
 
 
 @app.command("status")
@@ -115,4 +119,4 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
         cli.emit_json(row)
     else:
         _print_beat(cli, row)
-    raise typer.Exit(row["exit_code"])
+    raise typer.Exit(row.exit_code)

@@ -22,11 +22,11 @@ def start(ctx: typer.Context, json: JsonOpt = False) -> None:
     result = embedded_redis.start(cli.settings)
     if json or cli.json:
         cli.emit_json(result)
-    elif result["started"]:
-        cli.info(f"embedded Redis {result['version']} started (pid {result['pid']}, {result['seconds']}s, "
-                 f"{result['binary_from']}) on {result['socket']}")
+    elif result.started:
+        cli.info(f"embedded Redis {result.version} started (pid {result.pid}, {result.seconds}s, "
+                 f"{result.binary_from}) on {result.socket}")
     else:
-        cli.info(f"embedded Redis already running (pid {result['pid']}) on {result['socket']}")
+        cli.info(f"embedded Redis already running (pid {result.pid}) on {result.socket}")
 
 
 @app.command("stop")
@@ -41,11 +41,11 @@ def stop(ctx: typer.Context, json: JsonOpt = False) -> None:
     result = embedded_redis.stop(cli.settings)
     if json or cli.json:
         cli.emit_json(result)
-    elif result["stopped"]:
-        cli.info(f"embedded Redis stopped (pid {result['pid']})")
+    elif result.stopped:
+        cli.info(f"embedded Redis stopped (pid {result.pid})")
     else:
         cli.info("embedded Redis was not running" +
-                 (f"; removed stale {', '.join(result['removed_stale'])}" if result["removed_stale"] else ""))
+                 (f"; removed stale {', '.join(result.removed_stale)}" if result.removed_stale else ""))
 
 
 @app.command("status")
@@ -55,21 +55,24 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
     Exit code 0 reachable, 69 unreachable or not running.
     Example: carsctl broker status --json
     """
+    from dataclasses import asdict
+
     from carsctl.health.connectivity import check_broker
     from carsctl.process import embedded_redis
 
     cli = obj(ctx)
     settings = cli.settings
     if settings.uses_embedded_broker:
-        state = embedded_redis.status(settings)
+        embedded = embedded_redis.status(settings)
+        state, running = asdict(embedded), embedded.running
     else:
-        state = {"mode": "external", **check_broker(settings), "running": True}
+        state, running = {"mode": "external", **asdict(check_broker(settings)), "running": True}, True
     if json or cli.json:
         cli.emit_json(state)
     else:
         from carsctl.render import key_values
 
-        cli.out.print(key_values("Broker", ((k, v) for k, v in state.items() if v not in (None, []))))
-    if not state["running"]:
+        cli.out.print(key_values("Broker", ((k, v) for k, v in state.items() if v not in (None, [], ()))))
+    if not running:
         cli.info("embedded Redis is not running: start it with `carsctl broker start`")
         raise typer.Exit(69)

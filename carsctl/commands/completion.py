@@ -43,14 +43,14 @@ def generate(
     Example: carsctl completion generate --check
     """
     from carsctl.errors import OperationFailed, UsageError
-    from carsctl.generated.completion_scripts import project_completions_dir, stale_files, write_all
+    from carsctl.generated.completion_scripts import project_completions_dir, stale_scripts
 
     cli = obj(ctx)
     target = directory or project_completions_dir()
     if target is None:
         raise UsageError("no completions/ directory next to this carsctl", hint="pass --dir DIR")
     if check:
-        stale = stale_files(target)
+        stale = [path.name for path in stale_scripts(target)]
         if json or cli.json:
             cli.emit_json({"directory": str(target), "stale": stale})
         if stale:
@@ -59,7 +59,7 @@ def generate(
                                   hint="run `carsctl completion generate`")
         cli.info(f"completion scripts in {target} are up to date")
         return
-    changed = write_all(target)
+    changed = stale_scripts(target, rewrite=True)
     if json or cli.json:
         cli.emit_json({"directory": str(target), "written": [str(path) for path in changed]})
     else:
@@ -98,12 +98,12 @@ def install(
     if json or cli.json:
         cli.emit_json(result)
         return
-    cli.info(f"installed {shell.value} completion in {result['path']}")
-    if result["rc_lines"]:
-        cli.info(f"add to {result['rc_file']}: {result['note']}")
-        print("\n".join(result["rc_lines"]))
+    cli.info(f"installed {shell.value} completion in {result.path}")
+    if result.rc_lines:
+        cli.info(f"add to {result.rc_file}: {result.note}")
+        print("\n".join(result.rc_lines))
     else:
-        cli.info(result["note"])
+        cli.info(result.note)
 
 
 @app.command("refresh")
@@ -124,5 +124,5 @@ def refresh(
     if json or cli.json:
         cli.emit_json(result)
     elif not quiet:
-        cli.info(f"{result['tasks']} tasks ({result['aliases']} aliases) in {result['tasks_file']}"
-                 + ("" if result["changed"] else " (unchanged)"))
+        cli.info(f"{result.tasks} tasks ({result.aliases} aliases) in {result.tasks_file}"
+                 + ("" if result.changed else " (unchanged)"))

@@ -25,10 +25,10 @@ def upgrade(ctx: typer.Context, revision: str = typer.Argument("head", help="Tar
     result = run_upgrade(cli.settings.database_url, revision)
     if json or cli.json:
         cli.emit_json(result)
-    elif result["from"] == result["to"]:
-        cli.info(f"database already at revision {result['to']}")
+    elif result.previous == result.to:
+        cli.info(f"database already at revision {result.to}")
     else:
-        cli.info(f"database upgraded from {result['from'] or 'empty'} to {result['to']}")
+        cli.info(f"database upgraded from {result.previous or 'empty'} to {result.to}")
 
 
 @app.command("status")
@@ -45,9 +45,11 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
     if json or cli.json:
         cli.emit_json(state)
     else:
+        from dataclasses import asdict
+
         from carsctl.render import key_values
 
-        cli.out.print(key_values("Database", state.items()))
-    if not state["up_to_date"]:
+        cli.out.print(key_values("Database", asdict(state).items()))
+    if not state.up_to_date:
         cli.info("migrations pending: run `carsctl db upgrade`")
         raise typer.Exit(1)

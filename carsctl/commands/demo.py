@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from carsctl.context import obj
 from carsctl.options import JsonOpt, TimeoutOpt
+
+if TYPE_CHECKING:
+    from cars_bot.posts import PostDescription
+    from carsctl.context import CliContext
 
 
 def demo(ctx: typer.Context,
@@ -21,7 +25,7 @@ def demo(ctx: typer.Context,
     no worker is running.
     Example: carsctl up && carsctl demo
     """
-    from cars_bot.posts import read_jsonl, sample_posts_path
+    from cars_bot.posts import DONE_STATUSES, read_jsonl, sample_posts_path
     from carsctl.dispatch.post_runs import describe_post, store_and_enqueue, wait_for_posts
     from carsctl.errors import DependencyUnavailable
     from carsctl.health.connectivity import check_broker
@@ -35,33 +39,31 @@ def demo(ctx: typer.Context,
     rows = store_and_enqueue(cli, records, process=True)
     cli.info(f"posts: {len(rows)} stored and sent to the ai_processing queue")
     with cli.err.status("waiting for the pipeline..."):
-        wait_for_posts([r["post_id"] for r in rows], timeout)
-    posts = [describe_post(r["post_id"]) for r in rows]
+        wait_for_posts([r.post_id for r in rows], timeout)
+    posts = [describe_post(r.post_id) for r in rows]
     if json or cli.json:
         cli.emit_json(posts)
     else:
         _report(cli, posts)
-    if any(p["status"] not in ("published", "rejected") for p in posts):
+    if any(p.status not in DONE_STATUSES for p in posts):
         raise typer.Exit(1)
 
 
-def _report(cli, posts: list[dict]) -> None:  # type: ignore[no-untyped-def]
+def _report(cli: CliContext, posts: list[PostDescription]) -> None:
     from carsctl.render import safe, table
 
-    def car(p: dict) -> str:
-        c = p["car"] or {}
-        return " ".join(str(c[k]) for k in ("brand", "model", "year") if c.get(k))
+    def car(p: PostDescription) -> str:
+        return " ".join(str(v) for v in (p.car.brand, p.car.model, p.car.year) if v) if p.car else ""
 
     cli.out.print(table("What happened", ("post", "channel", "status", "car", "price", "why / where"),
-                        ((p["id"], "@" + p["channel"], p["status"], car(p), (p["car"] or {}).get("price") or "",
-                          p["reason"] or (p["publication"] or {}).get("target", "")) for p in posts)))
-    published = [p for p in posts if p["publication"]]
+                        ((p.id, "@" + p.channel, p.status, car(p), (p.car.price if p.car else None) or "",
+                          p.reason or (p.publication.target if p.publication else "")) for p in posts)))
+    published = [(p.id, p.publication) for p in posts if p.publication]
     if published:
-        first = published[0]
-        cli.out.print(f"\nPublished post {first['id']} as it would appear in the channel:\n")
-        cli.out.print(safe(first["publication"]["text"]))
-        target = first["publication"]["target"]
-        if target == "outbox":
+        post_id, publication = published[0]
+        cli.out.print(f"\nPublished post {post_id} as it would appear in the channel:\n")
+        cli.out.print(safe(publication.text))
+        if publication.target == "outbox":
             cli.info(f"\nTelegram is not configured: the posts are in {cli.settings.home / 'outbox'}; "
-                     f"`carsctl post show {first['id']}` shows one.")
+                     f"`carsctl post show {post_id}` shows one.")
     cli.info("The stack keeps running: `carsctl status` shows it, `carsctl down` stops it.")

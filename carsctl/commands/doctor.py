@@ -26,5 +26,5 @@ def doctor(ctx: typer.Context, json: JsonOpt = False, timeout: ReplyTimeoutOpt =
         from carsctl.render import doctor_report
 
         cli.out.print(doctor_report(report))
-    if not report["healthy"]:
+    if not report.healthy:
         raise typer.Exit(1)

@@ -31,6 +31,7 @@ def flower(
     Example: carsctl flower --port 5555 && carsctl flower --stop
     """
     from carsctl.lifecycle.flower_node import start_flower, stop_flower
+    from carsctl.lifecycle.node_results import StartState
 
     cli = obj(ctx)
     if stop:
@@ -38,5 +39,5 @@ def flower(
     result = start_flower(cli.settings, port=port, address=address, basic_auth=basic_auth,
                                     timeout=timeout)
     report_started(cli, [result], json or cli.json)
-    if result["state"] != "failed":
-        cli.info(f"Flower: {result['url']}")
+    if result.state is not StartState.FAILED:
+        cli.info(f"Flower: {result.url}")

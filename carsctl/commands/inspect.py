@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from carsctl.context import CliContext, obj
 from carsctl.options import DestinationOpt, JsonOpt, ReplyTimeoutOpt
 from carsctl.render import safe
+
+if TYPE_CHECKING:
+    from carsctl.cluster.remote_control import Broadcast
 
 app = typer.Typer(help="Ask the running workers: active, reserved, scheduled, stats, registered, revoked, "
                        "queues, ping.", no_args_is_help=True)
@@ -33,16 +36,16 @@ def run_inspect(ctx: typer.Context, what: str, destination: list[str] | None, ti
     from carsctl import render
 
     if what in TASK_TITLES:
-        if not data["rows"]:
+        if not data.rows:
             cli.info(safe(f"no {what} tasks on {len(outcome.replies)} worker(s)"))
             return
-        cli.out.print(render.task_table(TASK_TITLES[what], data["rows"], kind=what))
+        cli.out.print(render.task_table(TASK_TITLES[what], data.rows, kind=what))
     else:
-        cli.out.print(render.node_table(outcome.command, data["rows"]))
+        cli.out.print(render.node_table(outcome.command, data.rows))
     cli.info(safe(f"{len(outcome.replies)} worker(s) replied in {outcome.elapsed_ms:.0f} ms"))
 
 
-def _warn_missing(cli: CliContext, outcome: Any) -> None:
+def _warn_missing(cli: CliContext, outcome: Broadcast) -> None:
     for node in outcome.silent:
         cli.info(safe(f"warning: {node} did not reply within {outcome.timeout:g}s"))
     if outcome.silent_unnamed:

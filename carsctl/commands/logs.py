@@ -12,7 +12,7 @@ from carsctl.options import JsonOpt
 from carsctl.render import safe
 
 if TYPE_CHECKING:
-    from carsctl.process.logtail import LogSource
+    from carsctl.process.logtail import LogLine
 
 TargetArg = Annotated[str, typer.Argument(metavar="worker|beat|monitor|NODE",
                                           help="Whose log: every worker (default), beat, the monitor, or one node.")]
@@ -45,26 +45,25 @@ def logs(
             cli.info(safe(f"{source.path} does not exist yet" + (": waiting for it" if follow else "")))
     write = _writer(len(sources) > 1, json or cli.json)
     try:
-        for source, line in logtail.log_lines(sources, lines=lines, follow_on=follow, level=level,
-                                              task_id=task_id, grep=grep):
-            write(source, line)
+        for line in logtail.log_lines(sources, lines=lines, follow_on=follow, level=level, task_id=task_id,
+                                      grep=grep):
+            write(line)
     except KeyboardInterrupt:
         return  # Ctrl-C is how following ends: exit 0, no traceback
 
 
-def _writer(several: bool, as_json: bool) -> Callable[[LogSource, str], None]:
-    """Print one line as is (prefixed by its node when several logs are shown), or as one JSON object."""
+def _writer(several: bool, as_json: bool) -> Callable[[LogLine], None]:
+    """Print one line as is (prefixed by its node when several logs are shown), or as one JSON object
+    per line (JSON Lines, so `--follow --json` streams)."""
     import json
     import sys
 
-    from carsctl.process.logtail import record_level
-
-    def write(source: LogSource, line: str) -> None:
+    def write(item: LogLine) -> None:
         if as_json:
-            text = json.dumps({"source": source.label, "file": str(source.path), "line": line,
-                               "level": record_level(line)}, ensure_ascii=False)
+            text = json.dumps({"source": item.source.label, "file": str(item.source.path), "line": item.line,
+                               "level": item.level}, ensure_ascii=False)
         else:
-            text = f"[{source.label}] {line}" if several else line
+            text = f"[{item.source.label}] {item.line}" if several else item.line
         try:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()

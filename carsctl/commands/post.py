@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -49,6 +50,9 @@ def import_(ctx: typer.Context,
 
 
 def _store(ctx: typer.Context, records: list[dict], process: bool, wait: bool, timeout: float, json: bool) -> None:
+    from dataclasses import replace
+
+    from cars_bot.posts import DONE_STATUSES
     from carsctl.dispatch.post_runs import store_and_enqueue, wait_for_posts
     from carsctl.render import table
 
@@ -56,21 +60,20 @@ def _store(ctx: typer.Context, records: list[dict], process: bool, wait: bool, t
     rows = store_and_enqueue(cli, [{k: v for k, v in r.items() if v is not None} for r in records], process)
     if wait and process:
         with cli.err.status("waiting for the pipeline...") as spinner:
-            states = wait_for_posts([r["post_id"] for r in rows], timeout,
+            states = wait_for_posts([r.post_id for r in rows], timeout,
                                     lambda s: spinner.update(f"waiting: {_summary(s)}"))
-        for row in rows:
-            row["status"] = states.get(row["post_id"])
+        rows = [replace(row, status=states.get(row.post_id)) for row in rows]
     if json or cli.json:
         cli.emit_json(rows)
     else:
         cli.out.print(table(None, ("post", "new", "task", "status"),
-                            ((r["post_id"], "yes" if r["created"] else "duplicate", r["task_id"] or "",
-                              r.get("status") or "") for r in rows)))
-    if wait and process and any(r.get("status") not in ("published", "rejected") for r in rows):
+                            ((r.post_id, "yes" if r.created else "duplicate", r.task_id or "", r.status or "")
+                             for r in rows)))
+    if wait and process and any(r.status not in DONE_STATUSES for r in rows):
         raise typer.Exit(1)
 
 
-def _summary(states: dict[int, str]) -> str:
+def _summary(states: Mapping[int, str]) -> str:
     counts: dict[str, int] = {}
     for status in states.values():
         counts[status] = counts.get(status, 0) + 1
@@ -87,17 +90,23 @@ def show(ctx: typer.Context, post_id: Annotated[int, typer.Argument(help="Post i
     from carsctl.render import key_values, safe
 
     cli = obj(ctx)
-    data = describe_post(post_id)
+    post = describe_post(post_id)
     if json or cli.json:
-        cli.emit_json(data)
+        cli.emit_json(post)
         return
-    skip = {"car", "publication", "text"}
-    cli.out.print(key_values(f"Post {post_id}", ((k, v) for k, v in data.items() if k not in skip)))
-    if data["car"]:
-        cli.out.print(key_values("Car", ((k, v) for k, v in data["car"].items() if v is not None)))
-    if data["publication"]:
-        cli.out.print(key_values("Publication", ((k, v) for k, v in data["publication"].items() if k != "text")))
-        cli.out.print(safe(data["publication"]["text"]))
+    cli.out.print(key_values(f"Post {post_id}", _fields(post, skip=("car", "publication", "text"))))
+    if post.car:
+        cli.out.print(key_values("Car", ((k, v) for k, v in _fields(post.car) if v is not None)))
+    if post.publication:
+        cli.out.print(key_values("Publication", _fields(post.publication, skip=("text",))))
+        cli.out.print(safe(post.publication.text))
+
+
+def _fields(value: Any, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """A typed result's fields as (name, value), in their declared order."""
+    from dataclasses import fields
+
+    return [(f.name, getattr(value, f.name)) for f in fields(value) if f.name not in skip]
 
 
 @app.command("list")
@@ -118,5 +127,5 @@ def list_(ctx: typer.Context,
         cli.emit_json(rows)
         return
     cli.out.print(table(None, ("id", "channel", "status", "car", "price", "reason"),
-                        ((r["id"], r["channel"], r["status"], " ".join(str(x) for x in (r["brand"], r["model"],
-                          r["year"]) if x), r["price"] or "", r["reason"] or "") for r in rows)))
+                        ((r.id, r.channel, r.status, " ".join(str(x) for x in (r.brand, r.model, r.year) if x),
+                          r.price or "", r.reason or "") for r in rows)))

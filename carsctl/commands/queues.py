@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from carsctl.context import CliContext, obj
 from carsctl.options import JsonOpt, QueuesOpt, ReplyTimeoutOpt, YesOpt
 from carsctl.render import safe
+
+if TYPE_CHECKING:
+    from carsctl.cluster.queue_ops import PurgeResult, QueueReport
 
 IncludeUnackedOpt = Annotated[bool, typer.Option(
     "--include-unacked", help="Also remove the messages workers hold unacknowledged, and revoke them so live "
@@ -33,8 +36,8 @@ def queues(ctx: typer.Context, queue: QueuesOpt = None, timeout: ReplyTimeoutOpt
         return
     from carsctl.render import queue_table
 
-    cli.out.print(queue_table("Queues", report["queues"], report["totals"]))
-    if not report["workers"]["replied"]:
+    cli.out.print(queue_table("Queues", report.queues, report.totals))
+    if not report.workers.replied:
         cli.info("no worker replied: ETA tasks held by workers are not counted")
 
 
@@ -53,7 +56,7 @@ def purge(ctx: typer.Context, queue: QueuesOpt = None, yes: YesOpt = False,
     app = cli.celery_app
     plan = service.depths(app, queue, with_scheduled=False)
     _show_plan(cli, plan, include_unacked, json or cli.json)
-    doomed = plan["totals"]["ready"] + (plan["totals"]["unacked"] if include_unacked else 0)
+    doomed = plan.totals.ready + (plan.totals.unacked if include_unacked else 0)
     if doomed and not yes:
         cli.confirm_or_refuse(f"Purge {doomed} message(s)?", "purge")
     result = service.purge(app, queue, include_unacked=include_unacked, settings=cli.settings)
@@ -63,26 +66,26 @@ def purge(ctx: typer.Context, queue: QueuesOpt = None, yes: YesOpt = False,
         cli.info(safe(_summary(result)))
 
 
-def _show_plan(cli: CliContext, plan: dict[str, Any], include_unacked: bool, as_json: bool) -> None:
+def _show_plan(cli: CliContext, plan: QueueReport, include_unacked: bool, as_json: bool) -> None:
     """What will be deleted, per queue and priority level, and what a broker purge cannot reach."""
     if not as_json and cli.verbosity >= 0:
         from carsctl.render import queue_table
 
-        cli.err.print(queue_table("To be purged", plan["queues"], plan["totals"]))
-    if plan["totals"]["unacked"] and not include_unacked:
-        cli.info(f"warning: {plan['totals']['unacked']} message(s) held unacknowledged by workers (prefetched, "
+        cli.err.print(queue_table("To be purged", plan.queues, plan.totals))
+    if plan.totals.unacked and not include_unacked:
+        cli.info(f"warning: {plan.totals.unacked} message(s) held unacknowledged by workers (prefetched, "
                  "waiting for an ETA, running, or of a killed worker) survive a broker purge; "
                  "add --include-unacked to remove them too")
 
 
-def _summary(result: dict[str, Any]) -> str:
+def _summary(result: PurgeResult) -> str:
     from carsctl.render import plural
 
-    text = f"Purged {plural(result['total'], 'message')} from {plural(result['queues_touched'], 'queue')}"
-    removed = sum(result["unacked_removed"].values())
+    text = f"Purged {plural(result.total, 'message')} from {plural(result.queues_touched, 'queue')}"
+    removed = sum(result.unacked_removed.values())
     if removed:
         text += f" ({removed} of them unacknowledged)"
-    if result["revoked_task_ids"]:
-        workers = plural(len(result.get("revoked_by") or []), "worker")
-        text += f"; revoked {plural(result['revoked_task_ids'], 'task')} on {workers}"
+    if result.revoked_task_ids:
+        workers = plural(len(result.revoked_by), "worker")
+        text += f"; revoked {plural(result.revoked_task_ids, 'task')} on {workers}"
     return text

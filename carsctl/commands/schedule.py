@@ -17,7 +17,7 @@ def schedule(ctx: typer.Context, json: JsonOpt = False) -> None:
     \b
     Example: carsctl schedule --json
     """
-    from carsctl.health.overview import schedule_entries
+    from carsctl.health.beat_schedule import schedule_entries
 
     cli = obj(ctx)
     report = schedule_entries(cli.celery_app, cli.settings)
@@ -27,6 +27,6 @@ def schedule(ctx: typer.Context, json: JsonOpt = False) -> None:
     from carsctl.render import ago, table
 
     cli.out.print(table("Periodic tasks", ("Entry", "Schedule", "Last run", "Next run"), (
-        (e["name"], e["schedule"], ago(e["last_run_at"]) or "-",
-         ago(e["next_run_at"]) or "after beat starts") for e in report["entries"]), no_wrap=("Entry",)))
-    cli.info(safe(f"beat: {report['beat'].get('state', 'unknown')}"))
+        (e.name, e.schedule, ago(e.last_run_at) or "-",
+         ago(e.next_run_at) or "after beat starts") for e in report.entries), no_wrap=("Entry",)))
+    cli.info(safe(f"beat: {report.beat.state}"))

@@ -48,8 +48,7 @@ def up(ctx: typer.Context, node: NodeOpt = None, pool: PoolOpt = None,
                                app_loader=lambda: cli.celery_app, progress=cli.info)
     if json or cli.json:
         cli.emit_json(steps)
-    report_started(cli, steps["workers"] + ([steps["beat"]] if "beat" in steps else []), json=False,
-                   refused_ok=True)
+    report_started(cli, [*steps.workers, *([steps.beat] if steps.beat else [])], json=False, refused_ok=True)
     cli.info("the stack is up: `carsctl status` shows it, `carsctl down` stops it")
 
 
@@ -71,10 +70,10 @@ def down(ctx: typer.Context, timeout: StopTimeoutOpt = 60.0, cold_timeout: ColdT
                                  keep_broker=keep_broker, app_loader=lambda: cli.celery_app, progress=cli.info)
     if json or cli.json:
         cli.emit_json(steps)
-    stopped = [steps[k] for k in ("flower", "beat") if k in steps] + steps["workers"]
+    stopped = [r for r in (steps.flower, steps.beat, *steps.workers) if r is not None]
     report_stopped(cli, stopped, json=False)
-    if steps.get("broker", {}).get("stopped"):
-        cli.info(f"embedded Redis stopped (pid {steps['broker']['pid']})")
+    if steps.broker is not None and steps.broker.stopped:
+        cli.info(f"embedded Redis stopped (pid {steps.broker.pid})")
     elif not stopped:
         cli.info("nothing carsctl started is running")
-    raise typer.Exit(steps["exit_code"])
+    raise typer.Exit(steps.exit_code)

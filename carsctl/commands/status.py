@@ -41,10 +41,10 @@ def status(ctx: typer.Context, json: JsonOpt = False, watch: WatchOpt = None,
         from carsctl.render import status_screen
 
         cli.out.print(status_screen(report))
-    for problem in report["problems"]:
+    for problem in report.problems:
         cli.info(safe(f"problem: {problem}"))
-    if report["exit_code"]:
-        raise typer.Exit(report["exit_code"])
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 def _watch(cli: CliContext, app: Celery, every: float, timeout: float) -> None:

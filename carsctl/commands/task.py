@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,10 @@ from carsctl.context import CliContext, obj
 from carsctl.errors import EXIT_FAILED, OperationFailed, UsageError
 from carsctl.options import JsonOpt, QueueOpt, YesOpt
 from carsctl.render import safe
+
+if TYPE_CHECKING:
+    from carsctl.dispatch.arguments import SendOptions
+    from carsctl.dispatch.task_results import TaskInfo
 
 app = typer.Typer(help="Run tasks by hand, look at their results, revoke them, retry failed ones.",
                   no_args_is_help=True)
@@ -36,9 +40,8 @@ def list_tasks(ctx: typer.Context, json: JsonOpt = False) -> None:
     from carsctl.render import limit, table
 
     cli.out.print(table("Tasks", ("Alias", "Arguments", "Queue", "Pri", "Limits", "Retries", "Periodic"), (
-        (r["alias"], r["signature"].strip("()"), r["queue"], r["priority"],
-         f"{limit(r['soft_time_limit'])}/{limit(r['time_limit'])}", r["max_retries"], "\n".join(r["periodic"]))
-        for r in rows), no_wrap=("Alias",)))
+        (r.alias, r.signature.strip("()"), r.queue, r.priority, f"{limit(r.soft_time_limit)}/{limit(r.time_limit)}",
+         r.max_retries, "\n".join(r.periodic)) for r in rows), no_wrap=("Alias",)))
 
 
 @app.command("run", context_settings={"ignore_unknown_options": False})
@@ -79,19 +82,19 @@ def run(
     app = cli.celery_app
     task = resolve_task(app, name)
     options = send_options(app, queue=queue, priority=priority, countdown=countdown, eta=eta,
-                                    retry_policy=retry_policy)
+                           retry_policy=retry_policy)
     if from_file is not None:
         _run_bulk(cli, task, from_file, args or [], kwarg or [], options, json)
         return
-    call_args, call_kwargs = convert_arguments(task, args or [], kwarg or [])
-    sent = send(app, task, call_args, call_kwargs, options)
-    cli.info(safe(f"sent {_label(task.name, sent['id'])} to {sent['queue']} (priority {sent['priority']})"))
+    call = convert_arguments(task, args or [], kwarg or [])
+    sent = send(app, task, call.args, call.kwargs, options)
+    cli.info(safe(f"sent {_label(task.name, sent.id)} to {sent.queue} (priority {sent.priority})"))
     if wait:
-        _wait_and_show(cli, sent["id"], timeout, json)
+        _wait_and_show(cli, sent.id, timeout, json)
     elif json or cli.json:
         cli.emit_json(sent)
     else:
-        print(sent["id"])
+        print(sent.id)
 
 
 def _alias(name: str) -> str:
@@ -105,7 +108,7 @@ def _label(name: str, task_id: str) -> str:
 
 
 def _run_bulk(cli: CliContext, task: Any, source: str, args: list[str], kwargs: list[str],
-              options: dict[str, Any], json: bool) -> None:
+              options: SendOptions, json: bool) -> None:
     import sys
 
     from carsctl.dispatch.arguments import convert_arguments, read_argument_lines
@@ -120,15 +123,15 @@ def _run_bulk(cli: CliContext, task: Any, source: str, args: list[str], kwargs: 
     arg_lists = []
     for number, raw in enumerate(read_argument_lines(text.splitlines()), start=1):
         try:
-            arg_lists.append(convert_arguments(task, raw, [])[0])
+            arg_lists.append(convert_arguments(task, raw, []).args)
         except UsageError as error:
             raise UsageError(f"{source}, task {number}: {error.message}", hint=error.hint) from None
     result = send_bulk(cli.celery_app, task, arg_lists, options)
     if json or cli.json:
         cli.emit_json(result)
     else:
-        cli.info(safe(f"sent {result['sent']} {_alias(task.name)} tasks to {result['queue']} in {result['seconds']}s "
-                 f"({result['rate_per_s']}/s)"))
+        cli.info(safe(f"sent {result.sent} {_alias(task.name)} tasks to {result.queue} in {result.seconds}s "
+                      f"({result.rate_per_s}/s)"))
 
 
 def _wait_and_show(cli: CliContext, task_id: str, timeout: float, json: bool) -> None:
@@ -142,38 +145,42 @@ def _wait_and_show(cli: CliContext, task_id: str, timeout: float, json: bool) ->
             info = wait_for_result(app, task_id, timeout,
                                    on_state=lambda state: spinner.update(f"{task_id}: {state}"))
     _show_result(cli, info, json)
-    if info["timed_out"]:
-        raise OperationFailed(f"task {task_id} still {info['state']} after {timeout:g}s",
+    if info.timed_out:
+        raise OperationFailed(f"task {task_id} still {info.state} after {timeout:g}s",
                               hint=f"carsctl task result {task_id} --wait")
 
 
-def _show_result(cli: CliContext, info: dict[str, Any], json: bool) -> None:
+def _show_result(cli: CliContext, info: TaskInfo, json: bool) -> None:
     """The result on stdout (a remote error and its traceback on stderr); exit 1 unless it succeeded."""
+    from carsctl.dispatch.task_results import TaskState
+
     if json or cli.json:
         cli.emit_json(info)
-    elif info["known"]:
+    elif info.known:
         _render_result(cli, info)
-    if not info["known"]:
-        raise OperationFailed(f"unknown task id {info['id']}: never sent, or its result expired",
+    if not info.known:
+        raise OperationFailed(f"unknown task id {info.id}: never sent, or its result expired",
                               hint="results are kept for RESULT_EXPIRES seconds")
-    if info["state"] in ("FAILURE", "REVOKED"):
+    if info.state in (TaskState.FAILURE, TaskState.REVOKED):
         raise typer.Exit(EXIT_FAILED)
 
 
-def _render_result(cli: CliContext, info: dict[str, Any]) -> None:
+def _render_result(cli: CliContext, info: TaskInfo) -> None:
+    from carsctl.dispatch.task_results import TaskState
     from carsctl.render import dump_json, key_values, short_time
 
-    label = _label(info["task"], info["id"]) if info.get("task") else info["id"]
-    if info["state"] == "SUCCESS":
-        cli.info(safe(f"{label}: SUCCESS on {info.get('worker')} {short_time(info.get('date_done'))}"))
-        print(dump_json(info["result"]))
-    elif info["state"] in ("FAILURE", "RETRY", "REVOKED"):
-        cli.err.print(f"{safe(label)}: [bold]{info['state']}[/bold] {safe(info.get('error') or '')}")
-        if info.get("traceback"):
-            cli.err.print(safe(info["traceback"].rstrip()))
+    label = _label(info.task, info.id) if info.task else info.id
+    if info.state == TaskState.SUCCESS:
+        cli.info(safe(f"{label}: SUCCESS on {info.worker} {short_time(info.date_done)}"))
+        print(dump_json(info.result))
+    elif info.state in (TaskState.FAILURE, TaskState.RETRY, TaskState.REVOKED):
+        cli.err.print(f"{safe(label)}: [bold]{info.state}[/bold] {safe(info.error or '')}")
+        if info.traceback:
+            cli.err.print(safe(info.traceback.rstrip()))
     else:
-        fields = ("id", "state", "location", "task", "worker")
-        cli.out.print(key_values(None, ((k, info[k]) for k in fields if info.get(k))))
+        shown = (("id", info.id), ("state", info.state), ("location", info.location), ("task", info.task),
+                 ("worker", info.worker))
+        cli.out.print(key_values(None, ((k, v) for k, v in shown if v)))
 
 
 @app.command("result")
@@ -186,11 +193,11 @@ def result(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     \b
     Example: carsctl task result 1f0c...e2 --wait --timeout 60
     """
-    from carsctl.dispatch.task_results import result_info
+    from carsctl.dispatch.task_results import FINISHED, result_info
 
     cli = obj(ctx)
     info = result_info(cli.celery_app, task_id, settings=cli.settings)
-    if wait and info["known"] and info["state"] not in ("SUCCESS", "FAILURE", "REVOKED"):
+    if wait and info.known and info.state not in FINISHED:
         _wait_and_show(cli, task_id, timeout, json)
     else:
         _show_result(cli, info, json)
@@ -212,9 +219,9 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     if json or cli.json:
         cli.emit_json(outcome)
         return
-    where = f"; removed from queue {outcome['removed_from_queue']}" if outcome["removed_from_queue"] else ""
-    cli.info(safe(f"revoked {task_id}: {len(outcome['acknowledged_by'])} worker(s) acknowledged{where}"))
-    if not outcome["acknowledged_by"] and not outcome["removed_from_queue"]:
+    where = f"; removed from queue {outcome.removed_from_queue}" if outcome.removed_from_queue else ""
+    cli.info(safe(f"revoked {task_id}: {len(outcome.acknowledged_by)} worker(s) acknowledged{where}"))
+    if not outcome.acknowledged_by and not outcome.removed_from_queue:
         cli.info("warning: no worker is running and the task is not in a queue: nothing held it")
 
 
@@ -241,8 +248,8 @@ def failed(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit", "-n
     from carsctl.render import call_args, short_time, table
 
     cli.out.print(table("Failed tasks", ("ID", "Task", "Args", "Exception", "Failed", "Status"), (
-        (r["id"], r["alias"], call_args(r["args"], r["kwargs"]), r["exception"], short_time(r["failed_at"]),
-         r["status"] + (f" -> {r['retry_task_id']}" if r["retry_task_id"] else "")) for r in rows)))
+        (r.id, r.alias, call_args(r.args, r.kwargs), r.exception, short_time(r.failed_at),
+         r.status + (f" -> {r.retry_task_id}" if r.retry_task_id else "")) for r in rows)))
 
 
 @app.command("retry")
@@ -256,17 +263,17 @@ def retry(ctx: typer.Context,
     Example: carsctl task retry 17
     Example: carsctl task retry --all --yes
     """
-    from carsctl.dispatch.failed_registry import failed_rows, retry_failed
+    from carsctl.dispatch.failed_registry import pending_count, retry_failed
 
     cli = obj(ctx)
     if every == bool(ident):
         raise UsageError("give one failed task's ID, or --all")
     if every and not yes:
-        cli.confirm_or_refuse(f"Send {len(failed_rows(1_000_000))} failed task(s) again?", "retry every failed task")
+        cli.confirm_or_refuse(f"Send {pending_count()} failed task(s) again?", "retry every failed task")
     done = retry_failed(cli.celery_app, ident, every=every)
     if json or cli.json:
         cli.emit_json(done)
         return
     for row in done:
-        cli.info(safe(f"retried {row['alias']} (failed {row['task_id']}) as {row['retry_task_id']}"))
+        cli.info(safe(f"retried {row.alias} (failed {row.task_id}) as {row.retry_task_id}"))
     cli.info(safe(f"Retried {len(done)} failed task(s)"))

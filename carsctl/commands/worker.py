@@ -111,6 +111,7 @@ def restart(ctx: typer.Context, nodes: NodesArg = None, timeout: StopTimeoutOpt 
 
     Example: carsctl worker restart ai
     """
+    from carsctl.lifecycle.node_results import StopOutcome
     from carsctl.lifecycle.worker_nodes import restart_workers
 
     cli = obj(ctx)
@@ -118,9 +119,9 @@ def restart(ctx: typer.Context, nodes: NodesArg = None, timeout: StopTimeoutOpt 
                                        force=force, app_loader=_loader(cli), progress=cli.info)
     if json or cli.json:
         cli.emit_json(result)
-    report_stopped(cli, result["stopped"], json=False)
-    report_started(cli, result["started"], json=False)  # exit 1 if a node failed to start
-    if any(r["outcome"] == "still-running" for r in result["stopped"]):
+    report_stopped(cli, result.stopped, json=False)
+    report_started(cli, result.started, json=False)  # exit 1 if a node failed to start
+    if any(r.outcome is StopOutcome.STILL_RUNNING for r in result.stopped):
         raise typer.Exit(1)
 
 

@@ -1,21 +1,38 @@
-"""Posts from the operator's side: store, enqueue processing, wait for the outcome, describe."""
+"""Posts from the operator's side: store, enqueue processing, wait for the outcome, describe.
+
+The queries belong to `cars_bot.posts`; this module opens the session, sends the processing tasks
+through Celery, waits, and turns "no such post" or a bad status into the CLI's errors.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from carsctl.errors import OperationFailed, UsageError
 
-FINAL = {"published", "rejected", "failed"}
-PROCESS_TASK = "cars_bot.tasks.ai_tasks.process_post_task"
+if TYPE_CHECKING:
+    from cars_bot.posts import PostDescription, PostRow, PostStatus
+    from carsctl.context import CliContext
 
 
-def store_and_enqueue(cli: Any, records: Iterable[dict[str, Any]], process: bool) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class EnqueuedPost:
+    """A stored post: new or a duplicate, the processing task sent for it, and its status if waited for."""
+
+    post_id: int
+    created: bool
+    task_id: str | None
+    status: PostStatus | None = None
+
+
+def store_and_enqueue(cli: CliContext, records: Iterable[dict[str, Any]], process: bool) -> list[EnqueuedPost]:
     """Store records (de-duplicated) and, with `process`, enqueue processing of the new ones."""
     from cars_bot.db.session import session_scope
     from cars_bot.posts import import_records
+    from cars_bot.task_names import PROCESS_POST
     from carsctl.health.connectivity import check_broker
 
     if process:
@@ -25,80 +42,49 @@ def store_and_enqueue(cli: Any, records: Iterable[dict[str, Any]], process: bool
             stored = import_records(session, records)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    rows = []
-    for post_id, created in stored:
-        task_id = None
-        if process and created:
-            task_id = cli.celery_app.send_task(PROCESS_TASK, args=[post_id]).id
-        rows.append({"post_id": post_id, "created": created, "task_id": task_id})
-    return rows
+    return [EnqueuedPost(post_id, created,
+                         cli.celery_app.send_task(PROCESS_POST, args=[post_id]).id if process and created else None)
+            for post_id, created in stored]
 
 
 def wait_for_posts(post_ids: list[int], timeout: float,
-                   progress: Callable[[dict[int, str]], None] | None = None) -> dict[int, str]:
+                   progress: Callable[[dict[int, PostStatus]], None] | None = None) -> dict[int, PostStatus]:
     """Poll the database until every post reached a final status or `timeout` passed."""
-    from sqlalchemy import select
-
-    from cars_bot.db.models import Post
     from cars_bot.db.session import session_scope
+    from cars_bot.posts import FINAL_STATUSES, post_statuses
 
     deadline = time.monotonic() + timeout
     while True:
         with session_scope() as session:
-            states = {pid: status.value for pid, status in
-                      session.execute(select(Post.id, Post.status).where(Post.id.in_(post_ids)))}
+            states = post_statuses(session, post_ids)
         if progress:
             progress(states)
-        if all(states.get(pid) in FINAL for pid in post_ids) or time.monotonic() >= deadline:
+        if all(states.get(pid) in FINAL_STATUSES for pid in post_ids) or time.monotonic() >= deadline:
             return states
         time.sleep(0.1)
 
 
-def describe_post(post_id: int) -> dict[str, Any]:
-    """Everything known about one post: status, classification, car data, publication."""
-    from cars_bot.db.models import Post
+def describe_post(post_id: int) -> PostDescription:
+    """Everything known about one post; OperationFailed (exit 1) if there is none."""
     from cars_bot.db.session import session_scope
+    from cars_bot.posts import describe_post as describe
 
     with session_scope() as session:
-        post = session.get(Post, post_id)
-        if post is None:
-            raise OperationFailed(f"no post with id {post_id}")
-        car = post.car
-        publication = post.publication
-        return {
-            "id": post.id, "channel": post.channel.username, "message_id": post.message_id, "link": post.link,
-            "status": post.status.value, "reason": post.status_reason, "is_sale": post.is_sale,
-            "confidence": post.confidence, "backend": post.ai_backend, "summary": post.summary,
-            "found_at": post.found_at, "processed_at": post.processed_at, "published_at": post.published_at,
-            "text": post.text,
-            "car": None if car is None else {
-                name: getattr(car, name).value if hasattr(getattr(car, name), "value") else getattr(car, name)
-                for name in ("brand", "model", "year", "price", "mileage", "engine_volume", "transmission",
-                             "fuel", "owners", "city", "autoteka_status", "market_price", "equipment")},
-            "publication": None if publication is None else {
-                "status": publication.status.value, "target": publication.target,
-                "message_ids": publication.message_ids, "sent_at": publication.sent_at,
-                "text": publication.text},
-        }
+        post = describe(session, post_id)
+    if post is None:
+        raise OperationFailed(f"no post with id {post_id}")
+    return post
 
 
-def list_posts(status: str | None, limit: int) -> list[dict[str, Any]]:
-    """The newest posts, optionally of one status."""
-    from sqlalchemy import select
-
-    from cars_bot.db.models import CarData, Channel, Post, PostStatus
+def list_posts(status: str | None, limit: int) -> list[PostRow]:
+    """The newest posts, optionally of one status; UsageError (exit 2) for an unknown status."""
     from cars_bot.db.session import session_scope
+    from cars_bot.posts import list_posts as newest
+    from cars_bot.posts import parse_status
 
-    query = (select(Post.id, Channel.username, Post.status, Post.status_reason, CarData.brand, CarData.model,
-                    CarData.year, CarData.price)
-             .join(Channel, Post.channel_id == Channel.id).outerjoin(CarData, CarData.post_id == Post.id)
-             .order_by(Post.id.desc()).limit(limit))
-    if status:
-        try:
-            query = query.where(Post.status == PostStatus(status))
-        except ValueError:
-            raise UsageError(f"unknown status {status!r}: use one of {', '.join(s.value for s in PostStatus)}") \
-                from None
+    try:
+        wanted = parse_status(status) if status else None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     with session_scope() as session:
-        return [{"id": r[0], "channel": r[1], "status": r[2].value, "reason": r[3], "brand": r[4], "model": r[5],
-                 "year": r[6], "price": r[7]} for r in session.execute(query)]
+        return newest(session, wanted, limit)

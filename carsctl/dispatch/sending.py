@@ -8,6 +8,8 @@ of one per message. It does not subscribe to each task's result as `apply_async`
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cars_bot.broker import task_route
@@ -16,40 +18,69 @@ from carsctl.errors import CarsctlError, OperationFailed
 if TYPE_CHECKING:
     from celery import Celery
 
+    from carsctl.dispatch.arguments import SendOptions
+
 BULK_BATCH_SIZE = 2000
 
 
-def send(app: Celery, task: Any, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class SentTask:
+    """One task sent: its id, its arguments, and the queue and priority it was sent with."""
+
+    id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str | None
+    priority: int | None
+    eta: datetime | None
+    countdown: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSent:
+    """Many tasks sent in one pipeline: how many, where, how fast, and their ids in order."""
+
+    task: str
+    sent: int
+    queue: str | None
+    priority: int | None
+    seconds: float
+    rate_per_s: int | None
+    ids: list[str]
+
+
+def send(app: Celery, task: Any, args: list[Any], kwargs: dict[str, Any], options: SendOptions) -> SentTask:
     """Send one task; return its id and where it went."""
     from carsctl.cluster.remote_control import broker_error, connected
 
-    route = task_route(app, task, options, args, kwargs)
+    publish = options.apply_async_options()
+    route = task_route(app, task, publish, args, kwargs)
     with connected(app, write=True):
         pass  # a broker that is down: one clear line now, not after the publish and result-store retries
     try:
-        result = task.apply_async(args=args, kwargs=kwargs, **options)
+        result = task.apply_async(args=args, kwargs=kwargs, **publish)
     except Exception as error:  # noqa: BLE001 - kombu raises transport-specific errors
         raise broker_error(app, error) from None
     queue = route.get("queue")
-    return {"id": result.id, "task": task.name, "args": args, "kwargs": kwargs,
-            "queue": getattr(queue, "name", queue), "priority": route.get("priority"),
-            "eta": options.get("eta"), "countdown": options.get("countdown")}
+    return SentTask(id=result.id, task=task.name, args=args, kwargs=kwargs, queue=getattr(queue, "name", queue),
+                    priority=route.get("priority"), eta=options.eta, countdown=options.countdown)
 
 
-def send_bulk(app: Celery, task: Any, arg_lists: list[list[Any]], options: dict[str, Any],
-              batch_size: int = BULK_BATCH_SIZE) -> dict[str, Any]:
-    """Send one task per argument list through kombu's batch producer; return ids, count, rate."""
+def send_bulk(app: Celery, task: Any, arg_lists: list[list[Any]], options: SendOptions,
+              batch_size: int = BULK_BATCH_SIZE) -> BulkSent:
+    """Send one task per argument list through kombu's batch producer; return ids, count, rate.
+
+    The retry policy is not used: a pipeline is not replayed, a failed batch is reported instead.
+    """
     from kombu import Producer
     from kombu.utils.uuid import uuid
 
     from carsctl.cluster.remote_control import broker_error, connected
 
-    options = dict(options)
-    countdown, eta = options.pop("countdown", None), options.pop("eta", None)
-    options.pop("retry", None)
-    options.pop("retry_policy", None)  # a pipeline is not replayed: a failed batch is reported instead
+    countdown, eta = options.countdown, options.eta
     amqp = app.amqp
-    route = task_route(app, task, options)
+    route = task_route(app, task, options.routing())
     limits = {"time_limit": route.pop("time_limit", None), "soft_time_limit": route.pop("soft_time_limit", None)}
     sent_event = app.conf.task_send_sent_event
     ids: list[str] = []
@@ -74,6 +105,5 @@ def send_bulk(app: Celery, task: Any, arg_lists: list[list[Any]], options: dict[
         raise broker_error(app, error) from None
     seconds = time.perf_counter() - began
     queue = route.get("queue")
-    return {"task": task.name, "sent": len(ids), "queue": getattr(queue, "name", queue),
-            "priority": route.get("priority"), "seconds": round(seconds, 3),
-            "rate_per_s": round(len(ids) / seconds) if seconds else None, "ids": ids}
+    return BulkSent(task=task.name, sent=len(ids), queue=getattr(queue, "name", queue), priority=route.get("priority"),
+                    seconds=round(seconds, 3), rate_per_s=round(len(ids) / seconds) if seconds else None, ids=ids)

@@ -5,7 +5,8 @@ queue, priority, limits and periodic schedule as `apply_async` and beat would re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cars_bot.broker import describe_schedule, task_route
 from cars_bot.task_names import task_alias
@@ -13,19 +14,18 @@ from carsctl.dispatch.arguments import param_text, task_signature
 from carsctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from celery import Celery
+    from celery import Celery, Task
 
 
-def load_tasks(app: Celery) -> dict[str, Any]:
+def load_tasks(app: Celery) -> dict[str, Task]:
     """The project's registered tasks by full name (imports the task modules)."""
     app.loader.import_default_modules()
     return {name: task for name, task in app.tasks.items() if not name.startswith("celery.")}
 
 
-def resolve_task(app: Celery, name: str) -> Any:
+def resolve_task(app: Celery, name: str) -> Task:
     """The task named by alias, function name or full name; UsageError with the closest matches."""
     from difflib import get_close_matches
-
 
     tasks = load_tasks(app)
     if name in tasks:
@@ -40,9 +40,24 @@ def resolve_task(app: Celery, name: str) -> Any:
     raise UsageError(f"unknown task {name!r}", hint=hint)
 
 
-def task_catalog(app: Celery) -> list[dict[str, Any]]:
-    """Every project task: alias, name, queue, default priority, limits, retries, periodic schedule."""
+@dataclass(frozen=True, slots=True)
+class CatalogRow:
+    """One task as `apply_async` and beat would treat it: queue, default priority, limits, schedule."""
 
+    alias: str
+    name: str
+    signature: str
+    queue: str | None
+    priority: int | None
+    soft_time_limit: float | None
+    time_limit: float | None
+    max_retries: int | None
+    acks_late: bool
+    periodic: list[str]
+
+
+def task_catalog(app: Celery) -> list[CatalogRow]:
+    """Every project task: alias, name, queue, default priority, limits, retries, periodic schedule."""
     periodic: dict[str, list[str]] = {}
     for spec in (app.conf.beat_schedule or {}).values():
         periodic.setdefault(spec["task"], []).append(describe_schedule(spec["schedule"]))
@@ -50,13 +65,12 @@ def task_catalog(app: Celery) -> list[dict[str, Any]]:
     for name, task in sorted(load_tasks(app).items()):
         route = task_route(app, task, {})
         queue = route.get("queue")
-        rows.append({
-            "alias": task_alias(name), "name": name,
-            "signature": f"({', '.join(param_text(p) for p in task_signature(task).parameters.values())})",
-            "queue": getattr(queue, "name", queue), "priority": route.get("priority"),
-            "soft_time_limit": task.soft_time_limit or app.conf.task_soft_time_limit,
-            "time_limit": task.time_limit or app.conf.task_time_limit,
-            "max_retries": task.max_retries, "acks_late": bool(task.acks_late),
-            "periodic": periodic.get(name, []),
-        })
+        rows.append(CatalogRow(
+            alias=task_alias(name), name=name,
+            signature=f"({', '.join(param_text(p) for p in task_signature(task).parameters.values())})",
+            queue=getattr(queue, "name", queue), priority=route.get("priority"),
+            soft_time_limit=task.soft_time_limit or app.conf.task_soft_time_limit,
+            time_limit=task.time_limit or app.conf.task_time_limit,
+            max_retries=task.max_retries, acks_late=bool(task.acks_late), periodic=periodic.get(name, []),
+        ))
     return rows

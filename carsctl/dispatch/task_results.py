@@ -7,9 +7,11 @@ the `unacked` hash or with a worker.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,9 +20,81 @@ if TYPE_CHECKING:
     from cars_bot.config import Settings
 
 
-def result_info(app: Celery, task_id: str, *, settings: Settings | None = None,
-                timeout: float = 1.0) -> dict[str, Any]:
-    """What is known about a task id: its stored state and result, or where it waits, or 'unknown'."""
+class TaskState(StrEnum):
+    """A task's state as Celery stores it, plus UNKNOWN: nothing stored and nowhere to be found."""
+
+    PENDING = "PENDING"
+    RECEIVED = "RECEIVED"
+    STARTED = "STARTED"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    RETRY = "RETRY"
+    REVOKED = "REVOKED"
+    REJECTED = "REJECTED"
+    IGNORED = "IGNORED"
+    UNKNOWN = "UNKNOWN"
+
+
+#: States after which nothing more happens to the task.
+FINISHED = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED})
+
+
+def task_state(text: str) -> TaskState | str:
+    """Celery's state text as a TaskState; a custom state a task set with `update_state` stays text."""
+    try:
+        return TaskState(text)
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLocation:
+    """Where a task without a stored state waits (`location` None: nowhere to be found)."""
+
+    location: str | None
+    queue: str | None = None
+    worker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """What is known about a task id: its stored state and result, or where it waits.
+
+    `known` is False for an id that was never sent or whose result expired (state UNKNOWN).
+    `timed_out` is True when waiting for it ended before it finished.
+    """
+
+    id: str
+    state: TaskState | str
+    known: bool
+    location: str | None = None
+    task: str | None = None
+    args: Any = None
+    kwargs: Any = None
+    worker: str | None = None
+    queue: str | None = None
+    retries: int | None = None
+    date_done: datetime | str | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeResult:
+    """A revoke: which workers acknowledged it, and the queue it was taken out of (if any)."""
+
+    id: str
+    terminate: bool
+    removed_from_queue: str | None
+    acknowledged_by: list[str]
+    workers_listening: int | None
+
+
+def result_info(app: Celery, task_id: str, *, settings: Settings | None = None, timeout: float = 1.0) -> TaskInfo:
+    """What is known about a task id: its stored state and result, or where it waits, or UNKNOWN."""
+    from cars_bot.json_data import jsonable
     from carsctl.cluster.remote_control import broker_error
 
     backend = app.backend
@@ -29,22 +103,20 @@ def result_info(app: Celery, task_id: str, *, settings: Settings | None = None,
         stored = meta.get("status") != "PENDING" or _has_meta_key(backend, task_id)
     except Exception as error:  # noqa: BLE001 - backend errors are transport-specific
         raise broker_error(app, error) from None
-    info: dict[str, Any] = {"id": task_id, "state": meta.get("status"), "known": stored}
+    state = task_state(meta.get("status"))
     if stored:
-        info.update({
-            "task": meta.get("name"), "args": meta.get("args"), "kwargs": meta.get("kwargs"),
-            "worker": meta.get("worker"), "queue": meta.get("queue"), "retries": meta.get("retries"),
-            "date_done": meta.get("date_done"),
-            "result": _jsonable(meta.get("result")) if meta.get("status") == "SUCCESS" else None,
-            "error": _error_text(meta.get("result")) if meta.get("status") in ("FAILURE", "RETRY") else None,
-            "traceback": meta.get("traceback"),
-        })
-        return info
-    info.update(locate(app, task_id, settings=settings, timeout=timeout))
-    info["known"] = info["location"] is not None
-    if info["location"] is None:
-        info["state"] = "UNKNOWN"
-    return info
+        return TaskInfo(
+            id=task_id, state=state, known=True, task=meta.get("name"), args=meta.get("args"),
+            kwargs=meta.get("kwargs"), worker=meta.get("worker"), queue=meta.get("queue"),
+            retries=meta.get("retries"), date_done=meta.get("date_done"),
+            result=jsonable(meta.get("result")) if state == TaskState.SUCCESS else None,
+            error=_error_text(meta.get("result")) if state in (TaskState.FAILURE, TaskState.RETRY) else None,
+            traceback=meta.get("traceback"))
+    where = locate(app, task_id, settings=settings, timeout=timeout)
+    if where.location is None:
+        return TaskInfo(id=task_id, state=TaskState.UNKNOWN, known=False)
+    return TaskInfo(id=task_id, state=state, known=True, location=where.location, queue=where.queue,
+                    worker=where.worker)
 
 
 def _has_meta_key(backend: Any, task_id: str) -> bool:
@@ -52,10 +124,6 @@ def _has_meta_key(backend: Any, task_id: str) -> bool:
     if client is None or not hasattr(backend, "get_key_for_task"):
         return True  # cannot tell: treat as known rather than call a real task unknown
     return bool(client.exists(backend.get_key_for_task(task_id)))
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def _error_text(value: Any) -> str | None:
@@ -68,7 +136,7 @@ def _error_text(value: Any) -> str | None:
     return str(value)
 
 
-def locate(app: Celery, task_id: str, *, settings: Settings | None = None, timeout: float = 1.0) -> dict[str, Any]:
+def locate(app: Celery, task_id: str, *, settings: Settings | None = None, timeout: float = 1.0) -> TaskLocation:
     """Where a task without a stored state waits: a queue (ready), the unacked hash, or a worker."""
     from cars_bot.broker import find_queued, is_unacked
     from carsctl.cluster.remote_control import broadcast, connected
@@ -76,20 +144,20 @@ def locate(app: Celery, task_id: str, *, settings: Settings | None = None, timeo
     with connected(app) as conn:
         queue = find_queued(conn.default_channel, app.amqp.queues, task_id)
         if queue is not None:
-            return {"location": f"queued in {queue}", "queue": queue}
+            return TaskLocation(f"queued in {queue}", queue=queue)
         if is_unacked(conn.default_channel, task_id):
-            return {"location": "delivered to a worker, not yet acknowledged"}
+            return TaskLocation("delivered to a worker, not yet acknowledged")
 
     outcome = broadcast(app, "query_task", {"ids": [task_id]}, timeout=timeout, settings=settings)
     for node, found in outcome.replies.items():
         if task_id in (found or {}):
             state, _request = found[task_id]
-            return {"location": f"{state} on {node}", "worker": node}
-    return {"location": None}
+            return TaskLocation(f"{state} on {node}", worker=node)
+    return TaskLocation(None)
 
 
 def wait_for_result(app: Celery, task_id: str, timeout: float,
-                    on_state: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    on_state: Callable[[str], None] | None = None) -> TaskInfo:
     """Wait up to `timeout` for a task to finish, reporting state changes; return result_info()."""
     from celery.exceptions import TimeoutError as CeleryTimeout
     from celery.result import AsyncResult
@@ -102,7 +170,7 @@ def wait_for_result(app: Celery, task_id: str, timeout: float,
         if state != last and on_state is not None:
             on_state(state)
         last = state
-        if state in ("SUCCESS", "FAILURE", "REVOKED"):
+        if state in FINISHED:
             break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -112,20 +180,19 @@ def wait_for_result(app: Celery, task_id: str, timeout: float,
         except CeleryTimeout:
             pass
     info = result_info(app, task_id)
-    info["timed_out"] = info["state"] not in ("SUCCESS", "FAILURE", "REVOKED")
-    return info
+    return replace(info, timed_out=info.state not in FINISHED)
 
 
 def revoke(app: Celery, task_id: str, *, terminate: bool = False, settings: Settings | None = None,
-           timeout: float = 1.0) -> dict[str, Any]:
+           timeout: float = 1.0) -> RevokeResult:
     """Revoke a task: tell the running workers, and take it out of its queue if it is still there."""
     from carsctl.cluster.remote_control import broadcast
 
     removed = _remove_from_queues(app, task_id)
     outcome = broadcast(app, "revoke", {"task_id": task_id, "terminate": terminate, "signal": "SIGTERM"},
                         timeout=timeout, settings=settings)
-    return {"id": task_id, "terminate": terminate, "removed_from_queue": removed,
-            "acknowledged_by": sorted(outcome.replies), "workers_listening": outcome.listeners}
+    return RevokeResult(id=task_id, terminate=terminate, removed_from_queue=removed,
+                        acknowledged_by=sorted(outcome.replies), workers_listening=outcome.listeners)
 
 
 def _remove_from_queues(app: Celery, task_id: str) -> str | None:

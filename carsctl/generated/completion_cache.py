@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +102,18 @@ def remember_app(settings: Settings, app: Any) -> None:
     _write_if_changed(tasks_file(settings), task_lines([*registered, *static_task_names()]))
 
 
-def refresh_caches(settings: Settings) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class CacheRefresh:
+    """What `refresh_caches` wrote: the task cache's path, its counts, whether its content changed."""
+
+    tasks_file: str
+    tasks: int  # full task names
+    aliases: int
+    changed: bool  # False when the file already held these lines (or could not be written)
+    written: bool  # the file exists now
+
+
+def refresh_caches(settings: Settings) -> CacheRefresh:
     """Rewrite the completion caches from the source alone (no Celery import, no network).
 
     Returns what was written, for `carsctl completion refresh`.
@@ -110,5 +122,5 @@ def refresh_caches(settings: Settings) -> dict[str, Any]:
     path = tasks_file(settings)
     lines = task_lines(names)
     changed = _write_if_changed(path, lines)
-    return {"tasks_file": str(path), "tasks": len(names), "aliases": len(lines) - len(names),
-            "changed": changed, "written": path.is_file()}
+    return CacheRefresh(tasks_file=str(path), tasks=len(names), aliases=len(lines) - len(names), changed=changed,
+                        written=path.is_file())

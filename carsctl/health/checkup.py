@@ -1,7 +1,7 @@
 """`carsctl doctor`: the misconfigurations behind the known Celery-on-Redis pitfalls, each with a fix.
 
-Every check returns findings `{check, level, message, fix}`; `level` is "ok", "warning" (works, but
-worth knowing) or "problem" (something is wrong: the command exits 1). A check that cannot run (the
+Every check returns findings (check, level, message, fix); the level is ok, warning (works, but worth
+knowing) or problem (something is wrong: the command exits 1). A check that cannot run (the
 broker is down, say) says so instead of passing silently.
 """
 
@@ -11,6 +11,8 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from carsctl.errors import CarsctlError
@@ -20,24 +22,54 @@ if TYPE_CHECKING:
 
     from cars_bot.config import Settings
 
-OK, WARNING, PROBLEM = "ok", "warning", "problem"
 MAX_CLOCK_SKEW_S = 2.0
 PIDBOX_REPLY_PATTERN = "*.reply.celery.pidbox"
 PIDBOX_KEYS_WARN = 20
 
 
-def finding(check: str, level: str, message: str, fix: str | None = None) -> dict[str, Any]:
-    """One line of the report."""
-    return {"check": check, "level": level, "message": message, "fix": fix}
+class Level(StrEnum):
+    """How bad a finding is; only a problem fails `doctor`."""
+
+    OK = "ok"
+    WARNING = "warning"       # works, but worth knowing (an integration not configured, no worker running)
+    PROBLEM = "problem"       # something is wrong: `doctor` exits 1
 
 
-def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of the report: what was checked, how it went, and the fix when it is not ok."""
+
+    check: str
+    level: Level
+    message: str
+    fix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FindingCounts:
+    """How many findings of each level."""
+
+    ok: int
+    warning: int
+    problem: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorReport:
+    """Every finding, the counts per level, and whether the whole is healthy (no problem)."""
+
+    findings: list[Finding]
+    counts: FindingCounts
+    healthy: bool
+
+
+def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> DoctorReport:
     """Every check; the broker-side ones are skipped (and said so) when the broker is unreachable."""
     findings = check_broker(settings)
-    broker_ok = findings[0]["level"] == OK
+    broker_ok = findings[0].level == Level.OK
     findings += check_database(settings)
     findings += check_configuration(app, settings)
-    checks: list[Callable[[], list[dict[str, Any]]]] = [
+    checks: list[Callable[[], list[Finding]]] = [
         lambda: check_workers_and_clocks(app, settings, timeout),
         lambda: check_beats(app, settings),
         lambda: check_pidbox_keys(app),
@@ -46,35 +78,37 @@ def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> dict[st
         if broker_ok:
             findings += check()
     if not broker_ok:
-        findings.append(finding("workers", WARNING, "not checked: the broker is unreachable"))
+        findings.append(Finding("workers", Level.WARNING, "not checked: the broker is unreachable"))
     findings += check_log_dir(settings)
     findings += check_integrations(settings)
-    counts = {level: sum(1 for f in findings if f["level"] == level) for level in (OK, WARNING, PROBLEM)}
-    return {"findings": findings, "counts": counts, "healthy": counts[PROBLEM] == 0}
+    counts = FindingCounts(**{level.value: sum(1 for f in findings if f.level == level) for level in Level})
+    return DoctorReport(findings=findings, counts=counts, healthy=counts.problem == 0)
 
 
-def check_broker(settings: Settings) -> list[dict[str, Any]]:
+def check_broker(settings: Settings) -> list[Finding]:
+    """Reachable, and which Redis; every broker-side check depends on this one."""
     from carsctl.health.connectivity import check_broker as ping
 
     try:
         info = ping(settings)
     except CarsctlError as error:
-        return [finding("broker", PROBLEM, error.message, error.hint)]
-    version = f"Redis {info['version']}, {info['used_memory']} used" if info.get("version") else info["kind"]
-    return [finding("broker", OK, f"reachable at {info['url']} ({version})")]
+        return [Finding("broker", Level.PROBLEM, error.message, error.hint)]
+    version = f"Redis {info.version}, {info.used_memory} used" if info.version else info.kind
+    return [Finding("broker", Level.OK, f"reachable at {info.url} ({version})")]
 
 
-def check_database(settings: Settings) -> list[dict[str, Any]]:
+def check_database(settings: Settings) -> list[Finding]:
+    """Reachable, and no migration pending."""
     from carsctl.health.connectivity import check_database as connect
 
     try:
         state = connect(settings)
     except CarsctlError as error:
-        return [finding("database", PROBLEM, error.message, error.hint)]
-    if not state["up_to_date"]:
-        return [finding("database", PROBLEM, f"migrations pending (at {state['current'] or 'none'}, head "
-                                             f"{state['head']})", "carsctl db upgrade")]
-    return [finding("database", OK, f"reachable at {state['url']}, schema at {state['head']}")]
+        return [Finding("database", Level.PROBLEM, error.message, error.hint)]
+    if not state.up_to_date:
+        return [Finding("database", Level.PROBLEM, f"migrations pending (at {state.current or 'none'}, head "
+                                             f"{state.head})", "carsctl db upgrade")]
+    return [Finding("database", Level.OK, f"reachable at {state.url}, schema at {state.head}")]
 
 
 def _tasks(app: Celery) -> dict[str, Any]:
@@ -86,7 +120,7 @@ def _tasks(app: Celery) -> dict[str, Any]:
         return {}
 
 
-def check_configuration(app: Celery, settings: Settings) -> list[dict[str, Any]]:
+def check_configuration(app: Celery, settings: Settings) -> list[Finding]:
     """Visibility timeout vs limits and countdowns, result expiry, acks_late without reject-on-lost."""
     from cars_bot.broker import is_redis_url
 
@@ -108,31 +142,34 @@ def check_configuration(app: Celery, settings: Settings) -> list[dict[str, Any]]
             longest["the longest retry countdown"] = countdown
         what, seconds = max(longest.items(), key=lambda item: item[1], default=("nothing", 0.0))
         if seconds >= visibility:
-            results.append(finding(
-                "visibility timeout", PROBLEM,
+            results.append(Finding(
+                "visibility timeout", Level.PROBLEM,
                 f"visibility_timeout {visibility:g}s is not longer than {what} ({seconds:g}s): such a task is "
                 "delivered again while it waits or runs, and runs twice",
                 f"raise broker_transport_options['visibility_timeout'] above {seconds:g}s (cars_bot/celery_app.py)"))
         else:
-            results.append(finding("visibility timeout", OK, f"{visibility:g}s, longer than {what} ({seconds:g}s)"))
+            results.append(Finding("visibility timeout", Level.OK,
+                                   f"{visibility:g}s, longer than {what} ({seconds:g}s)"))
     expires = conf.result_expires
     seconds = expires.total_seconds() if hasattr(expires, "total_seconds") else expires
     if not seconds:
-        results.append(finding("result expiry", PROBLEM, "result_expires is unset: result keys never expire "
+        results.append(Finding("result expiry", Level.PROBLEM, "result_expires is unset: result keys never expire "
                                "and fill Redis", "set RESULT_EXPIRES=86400 (seconds)"))
     else:
-        results.append(finding("result expiry", OK, f"results expire after {seconds:g}s"))
+        results.append(Finding("result expiry", Level.OK, f"results expire after {seconds:g}s"))
     default_reject = bool(conf.task_reject_on_worker_lost)
     unsafe = [name for name, t in tasks.items() if t.acks_late
               and not (default_reject if t.reject_on_worker_lost is None else t.reject_on_worker_lost)]
     if not tasks and conf.task_acks_late and not default_reject:
         unsafe = ["(default)"]
     if unsafe:
-        results.append(finding("acks late", PROBLEM, f"acks_late without reject_on_worker_lost: {', '.join(unsafe)} "
+        results.append(Finding("acks late", Level.PROBLEM,
+                               f"acks_late without reject_on_worker_lost: {', '.join(unsafe)} "
                                "are acknowledged when their worker process dies, and lost",
                                "set task_reject_on_worker_lost=True in cars_bot/celery_app.py"))
     elif acks_late:
-        results.append(finding("acks late", OK, "acks_late with reject_on_worker_lost: a killed task is re-queued"))
+        results.append(Finding("acks late", Level.OK,
+                               "acks_late with reject_on_worker_lost: a killed task is re-queued"))
     return results
 
 
@@ -144,7 +181,7 @@ def _max_countdown() -> float | None:
     return float(MAX_COUNTDOWN)
 
 
-def check_workers_and_clocks(app: Celery, settings: Settings, timeout: float) -> list[dict[str, Any]]:
+def check_workers_and_clocks(app: Celery, settings: Settings, timeout: float) -> list[Finding]:
     """Workers that answer, ETA tasks beyond the visibility timeout, and clock skew between hosts."""
     from carsctl.cluster.remote_control import broadcast, task_rows
 
@@ -152,17 +189,18 @@ def check_workers_and_clocks(app: Celery, settings: Settings, timeout: float) ->
     if not ping.replies:
         message = "no worker is running" + (f" (not running: {', '.join(ping.not_running)})" if ping.not_running
                                              else "")
-        return [finding("workers", WARNING, message, "carsctl worker start")]
-    results = [finding("workers", OK, f"{len(ping.replies)} answered: {', '.join(sorted(ping.replies))}")]
+        return [Finding("workers", Level.WARNING, message, "carsctl worker start")]
+    results = [Finding("workers", Level.OK, f"{len(ping.replies)} answered: {', '.join(sorted(ping.replies))}")]
     if ping.silent or ping.silent_unnamed:
         silent = ping.silent + ([f"{ping.silent_unnamed} unnamed"] if ping.silent_unnamed else [])
-        results.append(finding("workers", PROBLEM, f"silent for {timeout:g}s: {', '.join(silent)}",
+        results.append(Finding("workers", Level.PROBLEM, f"silent for {timeout:g}s: {', '.join(silent)}",
                                "look at `carsctl logs NODE`; restart it with `carsctl worker restart NODE`"))
     visibility = float((app.conf.broker_transport_options or {}).get("visibility_timeout", 3600))
     scheduled = broadcast(app, "scheduled", {"safe": True}, destination=sorted(ping.replies), timeout=timeout)
-    late = [row for row in task_rows(scheduled) if _seconds_until(row["eta"]) > visibility]
+    late = [row for row in task_rows(scheduled) if _seconds_until(row.eta) > visibility]
     if late:
-        results.append(finding("countdowns", PROBLEM, f"{len(late)} scheduled task(s) are due after the visibility "
+        results.append(Finding("countdowns", Level.PROBLEM,
+                               f"{len(late)} scheduled task(s) are due after the visibility "
                                f"timeout ({visibility:g}s) and will be delivered twice",
                                "revoke them (`carsctl task revoke ID`) and re-send with a shorter countdown"))
     results += clock_skew(app, len(ping.replies), timeout)
@@ -180,7 +218,7 @@ def _seconds_until(eta: Any) -> float:
     return (moment - datetime.now(UTC)).total_seconds()
 
 
-def clock_skew(app: Celery, expected: int, timeout: float) -> list[dict[str, Any]]:
+def clock_skew(app: Celery, expected: int, timeout: float) -> list[Finding]:
     """Each worker's clock against this host's: ask for a heartbeat event and compare its timestamp."""
     from carsctl.cluster.remote_control import broadcast
 
@@ -205,33 +243,34 @@ def clock_skew(app: Celery, expected: int, timeout: float) -> list[dict[str, Any
         except TimeoutError:
             pass
     if not beats:
-        return [finding("clock skew", WARNING, "no heartbeat received: cannot compare clocks",
+        return [Finding("clock skew", Level.WARNING, "no heartbeat received: cannot compare clocks",
                         "start workers with events enabled (the default)")]
     skewed = {node: skew for node, skew in beats.items() if abs(skew) > MAX_CLOCK_SKEW_S}
     if skewed:
         detail = ", ".join(f"{node} {'behind' if s > 0 else 'ahead'} by {abs(s):.1f}s" for node, s in skewed.items())
-        return [finding("clock skew", PROBLEM, f"worker clocks differ from this host's: {detail} (ETA tasks run "
+        return [Finding("clock skew", Level.PROBLEM, f"worker clocks differ from this host's: {detail} (ETA tasks run "
                         "early or late)", "enable time synchronisation on every host: timedatectl set-ntp true")]
     worst = max(abs(s) for s in beats.values())
-    return [finding("clock skew", OK, f"{len(beats)} worker clock(s) within {worst:.2f}s of this host")]
+    return [Finding("clock skew", Level.OK, f"{len(beats)} worker clock(s) within {worst:.2f}s of this host")]
 
 
-def check_beats(app: Celery, settings: Settings) -> list[dict[str, Any]]:
+def check_beats(app: Celery, settings: Settings) -> list[Finding]:
     """More than one beat on this broker sends every periodic task more than once."""
-    from carsctl.health.overview import read_beat_heartbeat
+    from carsctl.health.overview import beat_info
 
     local = local_beats(settings.broker_url)
-    heartbeat = read_beat_heartbeat(app) or {}
-    elsewhere = heartbeat.get("pid") if heartbeat.get("hostname") not in (None, socket.gethostname()) else None
+    heartbeat = beat_info(app, settings).heartbeat
+    elsewhere = heartbeat.pid if heartbeat and heartbeat.hostname not in (None, socket.gethostname()) else None
     count = len(local) + (1 if elsewhere else 0)
     if count > 1:
-        where = [f"pid {pid} here" for pid in local] + ([f"pid {elsewhere} on {heartbeat['hostname']}"]
+        where = [f"pid {pid} here" for pid in local] + ([f"pid {elsewhere} on {heartbeat.hostname}"]
                                                          if elsewhere else [])
-        return [finding("beat", PROBLEM, f"{count} beats on this broker ({', '.join(where)}): every periodic task "
+        return [Finding("beat", Level.PROBLEM,
+                        f"{count} beats on this broker ({', '.join(where)}): every periodic task "
                         "is sent more than once", "keep one: `carsctl beat stop`, then kill the others")]
     if count == 0:
-        return [finding("beat", WARNING, "no beat is running: periodic tasks are not sent", "carsctl beat start")]
-    return [finding("beat", OK, "one beat running")]
+        return [Finding("beat", Level.WARNING, "no beat is running: periodic tasks are not sent", "carsctl beat start")]
+    return [Finding("beat", Level.OK, "one beat running")]
 
 
 def local_beats(broker_url: str) -> list[int]:
@@ -256,7 +295,7 @@ def local_beats(broker_url: str) -> list[int]:
     return pids
 
 
-def check_pidbox_keys(app: Celery) -> list[dict[str, Any]]:
+def check_pidbox_keys(app: Celery) -> list[Finding]:
     """Remote-control reply lists without a TTL pile up in Redis (celery#6089)."""
     with app.connection_for_read() as conn:
         client = getattr(conn.default_channel, "client", None)
@@ -264,31 +303,34 @@ def check_pidbox_keys(app: Celery) -> list[dict[str, Any]]:
             return []
         stale = sum(1 for key in client.scan_iter(match=PIDBOX_REPLY_PATTERN, count=500) if client.ttl(key) == -1)
     if stale >= PIDBOX_KEYS_WARN:
-        return [finding("pidbox replies", PROBLEM, f"{stale} remote-control reply keys without a TTL",
+        return [Finding("pidbox replies", Level.PROBLEM, f"{stale} remote-control reply keys without a TTL",
                         "carsctl task run cleanup-old-results (gives them a TTL)")]
-    return [finding("pidbox replies", OK, f"{stale} reply key(s) without a TTL")]
+    return [Finding("pidbox replies", Level.OK, f"{stale} reply key(s) without a TTL")]
 
 
-def check_log_dir(settings: Settings) -> list[dict[str, Any]]:
+def check_log_dir(settings: Settings) -> list[Finding]:
+    """The log directory is writable, or can be created: a worker started with a log file needs it."""
     directory = settings.log_dir
     existing = directory
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not os.access(existing, os.W_OK | os.X_OK):
-        return [finding("log directory", PROBLEM, f"{directory} is not writable: workers cannot start with a log file",
+        return [Finding("log directory", Level.PROBLEM,
+                        f"{directory} is not writable: workers cannot start with a log file",
                         f"mkdir -p {directory} && chown $USER {directory}, or set LOG_DIR")]
     state = "writable" if existing == directory else "will be created"
-    return [finding("log directory", OK, f"{directory} {state}")]
+    return [Finding("log directory", Level.OK, f"{directory} {state}")]
 
 
-def check_integrations(settings: Settings) -> list[dict[str, Any]]:
+def check_integrations(settings: Settings) -> list[Finding]:
+    """OpenAI, Telegram, Sheets: not configured is a warning (an offline stand-in is used), not a problem."""
     offline = {"openai": "the offline rules backend is used", "telegram": "posts go to the outbox",
                "sheets": "the local workbook is used"}
     results = []
     for name, state in settings.integrations().items():
         if state == "configured":
-            results.append(finding(name, OK, "configured"))
+            results.append(Finding(name, Level.OK, "configured"))
         else:
             fix = state.removeprefix("not configured (").removesuffix(")")
-            results.append(finding(name, WARNING, f"not configured: {offline.get(name, 'disabled')}", fix))
+            results.append(Finding(name, Level.WARNING, f"not configured: {offline.get(name, 'disabled')}", fix))
     return results

@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from carsctl.errors import DependencyUnavailable
 
 if TYPE_CHECKING:
     from cars_bot.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    """The broker as a reachability check saw it (`status` also reports an unreachable one with its error)."""
+
+    url: str                          # masked
+    reachable: bool
+    kind: str | None = None           # "redis", or the URL scheme of another broker
+    embedded: bool = False            # the Redis carsctl runs itself (no REDIS_URL)
+    version: str | None = None        # Redis only
+    used_memory: str | None = None    # Redis only, human-readable ("1.02M")
+    latency_ms: float | None = None
+    error: str | None = None          # why it is unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseState:
+    """The database answered: its migration revision against the newest one."""
+
+    url: str                          # masked
+    reachable: bool
+    current: str | None               # None for an empty database
+    head: str | None
+    up_to_date: bool
 
 
 def redis_client(url: str, timeout: float) -> Any:
@@ -35,7 +61,7 @@ def _unreachable(what: str, url: str, settings: Settings, reason: str) -> Depend
     return DependencyUnavailable(f"{what} unreachable at {mask_url(url)}: {reason}", hint=hint)
 
 
-def check_broker(settings: Settings) -> dict[str, Any]:
+def check_broker(settings: Settings) -> BrokerInfo:
     """Ping the broker; return version and memory, or raise DependencyUnavailable."""
     from cars_bot.broker import is_redis_url
     from cars_bot.config import mask_url
@@ -52,12 +78,9 @@ def check_broker(settings: Settings) -> dict[str, Any]:
             client.close()
         except (redis.exceptions.RedisError, OSError) as error:
             raise _unreachable("broker", url, settings, _reason(error)) from None
-        return {
-            "url": mask_url(url), "reachable": True, "kind": "redis",
-            "embedded": settings.uses_embedded_broker,
-            "version": info.get("redis_version"), "used_memory": info.get("used_memory_human"),
-            "latency_ms": round((time.perf_counter() - began) * 1000, 2),
-        }
+        return BrokerInfo(url=mask_url(url), reachable=True, kind="redis", embedded=settings.uses_embedded_broker,
+                          version=info.get("redis_version"), used_memory=info.get("used_memory_human"),
+                          latency_ms=round((time.perf_counter() - began) * 1000, 2))
     from kombu import Connection
 
     try:
@@ -65,12 +88,11 @@ def check_broker(settings: Settings) -> dict[str, Any]:
             conn.ensure_connection(max_retries=1, timeout=timeout)
     except Exception as error:  # noqa: BLE001 - kombu raises transport-specific errors
         raise _unreachable("broker", url, settings, _reason(error)) from None
-    return {"url": mask_url(url), "reachable": True, "kind": url.split("://", 1)[0], "embedded": False,
-            "version": None, "used_memory": None,
-            "latency_ms": round((time.perf_counter() - began) * 1000, 2)}
+    return BrokerInfo(url=mask_url(url), reachable=True, kind=url.split("://", 1)[0], embedded=False,
+                      latency_ms=round((time.perf_counter() - began) * 1000, 2))
 
 
-def check_database(settings: Settings) -> dict[str, Any]:
+def check_database(settings: Settings) -> DatabaseState:
     """Connect to the database and read its migration state, or raise DependencyUnavailable."""
     from cars_bot.config import mask_url
 
@@ -81,7 +103,8 @@ def check_database(settings: Settings) -> dict[str, Any]:
         state = status(url)
     except Exception as error:  # noqa: BLE001 - any driver error means unreachable here
         raise _unreachable("database", url, settings, _reason(error)) from None
-    return {"url": mask_url(url), "reachable": True, **state}
+    return DatabaseState(url=mask_url(url), reachable=True, current=state.current, head=state.head,
+                         up_to_date=state.up_to_date)
 
 
 def _reason(error: BaseException) -> str:

@@ -9,7 +9,9 @@ monitor service. The three worker broadcasts return as soon as every listening w
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,40 +20,143 @@ from carsctl.errors import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, CarsctlError
 if TYPE_CHECKING:
     from celery import Celery
 
+    from cars_bot.beat import Heartbeat
     from cars_bot.config import Settings
+    from carsctl.cluster.queue_ops import QueueRow
+    from carsctl.health.connectivity import BrokerInfo
+    from carsctl.process.nodes import NodeState
 
 
+class WorkerState(StrEnum):
+    """What `status` knows of a worker node."""
 
-def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> dict[str, Any]:
-    """Everything `status` shows, as plain data, with `problems` (one line each) and the exit code."""
-    from carsctl.health.connectivity import check_broker
+    ONLINE = "online"                 # answered remote control
+    SILENT = "silent"                 # its process runs (or runs elsewhere) but it did not answer
+    NOT_RUNNING = "not running"       # carsctl started it and its process is gone
+    UNKNOWN = "unknown"               # the broker is unreachable: nobody could be asked
+
+
+class BeatState(StrEnum):
+    """What `status` knows of beat."""
+
+    ALIVE = "alive"
+    NOT_TICKING = "not ticking"       # a heartbeat, but too old: beat hangs (celery#9622)
+    NO_HEARTBEAT_YET = "running, no heartbeat yet"
+    NOT_RUNNING = "not running"       # carsctl started it and its process is gone
+    NOT_SEEN = "not seen"             # no heartbeat, and carsctl did not start one
+    UNKNOWN = "unknown"               # the broker is unreachable
+
+
+class MonitorState(StrEnum):
+    """The Telegram monitor service, as far as carsctl's node state tells."""
+
+    RUNNING = "running"
+    NOT_RUNNING = "not running"
+    NOT_CONFIGURED = "not configured"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseHealth:
+    """Is the database reachable, and how many failed tasks wait in its registry."""
+
+    url: str                          # masked
+    reachable: bool
+    failed_tasks: int | None          # None when unreachable
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One worker node: carsctl's node state merged with its `stats` reply."""
+
+    node: str                         # the Celery node name, or "(N unnamed)" for silent workers nobody named
+    state: WorkerState
+    name: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    queues: list[str] = field(default_factory=list)
+    concurrency: int | None = None
+    started_by_carsctl: bool = False
+    active: int | None = None         # None unless online
+    reserved: int | None = None
+    processed: int | None = None
+    uptime_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BeatInfo:
+    """Beat: its heartbeat in the broker (alive and ticking?) and whether carsctl started it."""
+
+    state: BeatState
+    started_by_carsctl: bool | None = None   # None when the broker is unreachable (not looked at)
+    pid: int | None = None
+    process_running: bool | None = None       # None when carsctl did not start it (or cannot tell)
+    heartbeat: Heartbeat | None = None   # as beat wrote it (cars_bot.beat)
+    last_tick: datetime | None = None
+    tick_age_s: float | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorInfo:
+    """The Telegram monitor service."""
+
+    state: MonitorState
+    started_by_carsctl: bool
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """Everything `status` shows, the problems found (one line each) and the exit code they mean."""
+
+    checked_at: datetime
+    broker: BrokerInfo
+    database: DatabaseHealth
+    nodes: list[WorkerRow]
+    queues: list[QueueRow]
+    beat: BeatInfo
+    monitor: MonitorInfo
+    problems: list[str]
+    exit_code: int
+    elapsed_ms: float
+
+
+def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusReport:
+    """Everything `status` shows; the broker-side parts are skipped when the broker is unreachable."""
+    from cars_bot.config import mask_url
+    from carsctl.health.connectivity import BrokerInfo, check_broker
 
     began = time.monotonic()
-    report: dict[str, Any] = {"checked_at": datetime.now(UTC), "problems": []}
+    checked_at = datetime.now(UTC)
+    problems: list[str] = []
     try:
-        report["broker"] = check_broker(settings)
+        broker = check_broker(settings)
     except CarsctlError as error:
-        report["broker"] = {"reachable": False, "error": str(error)}
-        report["problems"].append(f"broker: {error}")
-    report["database"] = database_status(settings)
-    if not report["database"]["reachable"]:
-        report["problems"].append(f"database: {report['database']['error']}")
-    if report["broker"]["reachable"]:
-        report["nodes"] = node_status(app, settings, timeout)
-        report["queues"] = _queues(app)
-        report["beat"] = beat_status(app, settings)
+        broker = BrokerInfo(url=mask_url(settings.broker_url), reachable=False,
+                            embedded=settings.uses_embedded_broker, error=str(error))
+        problems.append(f"broker: {error}")
+    database = database_status(settings)
+    if not database.reachable:
+        problems.append(f"database: {database.error}")
+    if broker.reachable:
+        nodes = worker_rows(app, settings, timeout)
+        queues = _queues(app)
+        beat = beat_info(app, settings)
     else:
-        report["nodes"] = [{**_state_row(state), "state": "unknown"} for state in _states(settings)]
-        report["queues"], report["beat"] = [], {"state": "unknown"}
-    report["monitor"] = monitor_status(settings)
-    report["problems"] += _node_problems(report)
-    unavailable = not report["broker"]["reachable"] or not report["database"]["reachable"]
-    report["exit_code"] = EXIT_UNAVAILABLE if unavailable else EXIT_FAILED if report["problems"] else EXIT_OK
-    report["elapsed_ms"] = round((time.monotonic() - began) * 1000, 1)
-    return report
+        nodes = [_state_row(state, WorkerState.UNKNOWN) for state in _states(settings)]
+        queues, beat = [], BeatInfo(state=BeatState.UNKNOWN)
+    monitor = monitor_status(settings)
+    problems += _node_problems(nodes, beat, monitor)
+    unavailable = not broker.reachable or not database.reachable
+    return StatusReport(
+        checked_at=checked_at, broker=broker, database=database, nodes=nodes, queues=queues, beat=beat,
+        monitor=monitor, problems=problems,
+        exit_code=EXIT_UNAVAILABLE if unavailable else EXIT_FAILED if problems else EXIT_OK,
+        elapsed_ms=round((time.monotonic() - began) * 1000, 1))
 
 
-def database_status(settings: Settings) -> dict[str, Any]:
+def database_status(settings: Settings) -> DatabaseHealth:
     """Reachable, and how many failed tasks wait in the registry (one COUNT query, no Alembic)."""
     from cars_bot.config import mask_url
 
@@ -64,8 +169,8 @@ def database_status(settings: Settings) -> dict[str, Any]:
 
             path = url.removeprefix("sqlite:///")
             if not Path(path).exists():
-                return {"url": mask_url(url), "reachable": False, "failed_tasks": None,
-                        "error": "not created yet (run `carsctl db upgrade`)"}
+                return DatabaseHealth(url=mask_url(url), reachable=False, failed_tasks=None,
+                                      error="not created yet (run `carsctl db upgrade`)")
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2) as connection:
                 failed = connection.execute(query).fetchone()[0]
         else:
@@ -79,23 +184,23 @@ def database_status(settings: Settings) -> dict[str, Any]:
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         if "no such table" in reason or "does not exist" in reason:
             reason = "not migrated (run `carsctl db upgrade`)"
-        return {"url": mask_url(url), "reachable": False, "error": reason, "failed_tasks": None}
-    return {"url": mask_url(url), "reachable": True, "failed_tasks": int(failed)}
+        return DatabaseHealth(url=mask_url(url), reachable=False, failed_tasks=None, error=reason)
+    return DatabaseHealth(url=mask_url(url), reachable=True, failed_tasks=int(failed))
 
 
-def _states(settings: Settings) -> list[Any]:
+def _states(settings: Settings) -> list[NodeState]:
     from carsctl.process.nodes import list_nodes
 
     return list_nodes(settings)
 
 
-def _state_row(state: Any) -> dict[str, Any]:
-    return {"node": state.hostname, "name": state.name, "pid": state.pid, "host": state.hostname.rsplit("@", 1)[-1],
-            "queues": state.queues, "concurrency": state.concurrency, "started_by_carsctl": True,
-            "active": None, "reserved": None, "processed": None, "uptime_s": None}
+def _state_row(state: NodeState, worker_state: WorkerState) -> WorkerRow:
+    return WorkerRow(node=state.hostname, state=worker_state, name=state.name, pid=state.pid,
+                      host=state.hostname.rsplit("@", 1)[-1], queues=state.queues, concurrency=state.concurrency,
+                      started_by_carsctl=True)
 
 
-def node_status(app: Celery, settings: Settings, timeout: float = 1.0) -> list[dict[str, Any]]:
+def worker_rows(app: Celery, settings: Settings, timeout: float = 1.0) -> list[WorkerRow]:
     """One row per worker node: carsctl's own (even when down) and every other that answered."""
     from carsctl.cluster.remote_control import broadcast, known_nodes
 
@@ -106,62 +211,59 @@ def node_status(app: Celery, settings: Settings, timeout: float = 1.0) -> list[d
     reserved = broadcast(app, "reserved", {"safe": True}, destination=sorted(expected), timeout=timeout) \
         if expected else None
     _alive, gone = known_nodes(settings)
-    rows = {state.hostname: {**_state_row(state), "state": "not running" if state.hostname in gone else "silent"}
+    rows = {state.hostname: _state_row(state, WorkerState.NOT_RUNNING if state.hostname in gone
+                                       else WorkerState.SILENT)
             for state in _states(settings)}
     for node, data in stats.replies.items():
         pool = data.get("pool") or {}
-        row = rows.setdefault(node, {"node": node, "name": node.split("@", 1)[0], "host": node.rsplit("@", 1)[-1],
-                                     "queues": [], "started_by_carsctl": False})
-        row.update({
-            "state": "online", "pid": data.get("pid"), "concurrency": pool.get("max-concurrency"),
-            "processed": sum((data.get("total") or {}).values()), "uptime_s": data.get("uptime"),
-            "active": len((active.replies if active else {}).get(node) or []),
-            "reserved": len((reserved.replies if reserved else {}).get(node) or []),
-        })
-    silent_unnamed = stats.silent_unnamed
-    result = sorted(rows.values(), key=lambda r: r["node"])
-    if silent_unnamed:
-        result.append({"node": f"({silent_unnamed} unnamed)", "state": "silent", "started_by_carsctl": False})
+        known = rows.get(node) or WorkerRow(node=node, state=WorkerState.ONLINE, name=node.split("@", 1)[0],
+                                             host=node.rsplit("@", 1)[-1])
+        rows[node] = replace(
+            known, state=WorkerState.ONLINE, pid=data.get("pid"), concurrency=pool.get("max-concurrency"),
+            processed=sum((data.get("total") or {}).values()), uptime_s=data.get("uptime"),
+            active=len((active.replies if active else {}).get(node) or []),
+            reserved=len((reserved.replies if reserved else {}).get(node) or []))
+    result = sorted(rows.values(), key=lambda r: r.node)
+    if stats.silent_unnamed:
+        result.append(WorkerRow(node=f"({stats.silent_unnamed} unnamed)", state=WorkerState.SILENT))
     return result
 
 
-def _queues(app: Celery) -> list[dict[str, Any]]:
+def _queues(app: Celery) -> list[QueueRow]:
     from cars_bot.broker import queue_depths
+    from carsctl.cluster.queue_ops import queue_row
 
-    return [{"queue": name, "ready": d["ready"], "unacked": d["unacked"],
-             "by_priority": {str(k): v for k, v in sorted(d["by_priority"].items(), reverse=True)}}
-            for name, d in queue_depths(app).items()]
+    return [queue_row(name, depth) for name, depth in queue_depths(app).items()]
 
 
-def beat_status(app: Celery, settings: Settings) -> dict[str, Any]:
+def beat_info(app: Celery, settings: Settings) -> BeatInfo:
     """Beat: its heartbeat in the broker (alive and ticking?) and whether carsctl started it."""
     from carsctl.cluster.remote_control import pid_running
     from carsctl.process.nodes import list_nodes
 
-    heartbeat = read_beat_heartbeat(app)
+    heartbeat = _read_heartbeat(app)
     states = list_nodes(settings, kind="beat")
     started = states[0] if states else None
     running = pid_running(started.pid, started.create_time) if started else None
-    info: dict[str, Any] = {"started_by_carsctl": started is not None, "pid": started.pid if started else None,
-                            "process_running": running, "heartbeat": None, "last_tick": None}
+    info = BeatInfo(state=BeatState.NOT_SEEN, started_by_carsctl=started is not None,
+                    pid=started.pid if started else None, process_running=running)
     if heartbeat:
         from cars_bot.beat import heartbeat_age, stale_after
 
-        tick = _parse_time(heartbeat.get("tick_at"))
         age = heartbeat_age(heartbeat)
-        info.update({"heartbeat": heartbeat, "last_tick": tick,
-                     "tick_age_s": round(age, 1) if age is not None else None,
-                     "pid": heartbeat.get("pid") or info["pid"], "host": heartbeat.get("hostname")})
-        info["state"] = "alive" if age is not None and age <= stale_after(heartbeat) else "not ticking"
-    elif running:
-        info["state"] = "running, no heartbeat yet"
-    else:
-        info["state"] = "not running" if started else "not seen"
-    return info
+        alive = age is not None and age <= stale_after(heartbeat)
+        return replace(info, state=BeatState.ALIVE if alive else BeatState.NOT_TICKING, heartbeat=heartbeat,
+                       last_tick=parse_time(heartbeat.tick_at),
+                       tick_age_s=round(age, 1) if age is not None else None,
+                       pid=heartbeat.pid or info.pid, host=heartbeat.hostname)
+    if running:
+        return replace(info, state=BeatState.NO_HEARTBEAT_YET)
+    return replace(info, state=BeatState.NOT_RUNNING if started else BeatState.NOT_SEEN)
 
 
-def read_beat_heartbeat(app: Celery) -> dict[str, Any] | None:
-    """Beat's heartbeat from the broker's Redis, or None (no heartbeat, or no such module yet)."""
+def _read_heartbeat(app: Celery) -> Heartbeat | None:
+    """Beat's heartbeat from the broker's Redis (as cars_bot.beat wrote it), or None (no heartbeat, or
+    no such module yet)."""
     try:
         from cars_bot.beat import read_heartbeat
     except ImportError:
@@ -174,7 +276,8 @@ def read_beat_heartbeat(app: Celery) -> dict[str, Any] | None:
         return None
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """A moment from a heartbeat (ISO text or a datetime) as an aware datetime (UTC when naive), or None."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     try:
@@ -184,65 +287,31 @@ def _parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def monitor_status(settings: Settings) -> dict[str, Any]:
+def monitor_status(settings: Settings) -> MonitorInfo:
     """The Telegram monitor service: not configured until something registers it in carsctl's state."""
     from carsctl.cluster.remote_control import pid_running
     from carsctl.process.nodes import list_nodes
 
     states = list_nodes(settings, kind="monitor")
     if not states:
-        return {"state": "not configured", "started_by_carsctl": False}
+        return MonitorInfo(state=MonitorState.NOT_CONFIGURED, started_by_carsctl=False)
     state = states[0]
     running = pid_running(state.pid, state.create_time)
-    return {"state": "running" if running else "not running", "pid": state.pid, "started_by_carsctl": True}
+    return MonitorInfo(state=MonitorState.RUNNING if running else MonitorState.NOT_RUNNING, pid=state.pid,
+                       started_by_carsctl=True)
 
 
-def _node_problems(report: dict[str, Any]) -> list[str]:
+def _node_problems(nodes: list[WorkerRow], beat: BeatInfo, monitor: MonitorInfo) -> list[str]:
     problems = []
-    for row in report["nodes"]:
-        if row.get("started_by_carsctl") and row["state"] in ("not running", "silent"):
-            problems.append(f"worker {row['node']}: {row['state']}")
-        elif row["state"] == "silent":
-            problems.append(f"worker {row['node']}: silent")
-    beat = report["beat"]
-    if beat.get("state") == "not ticking":
-        problems.append(f"beat: alive but not ticking (last tick {beat.get('tick_age_s')}s ago)")
-    elif beat.get("started_by_carsctl") and beat.get("state") == "not running":
+    for row in nodes:
+        if row.started_by_carsctl and row.state in (WorkerState.NOT_RUNNING, WorkerState.SILENT):
+            problems.append(f"worker {row.node}: {row.state}")
+        elif row.state == WorkerState.SILENT:
+            problems.append(f"worker {row.node}: silent")
+    if beat.state == BeatState.NOT_TICKING:
+        problems.append(f"beat: alive but not ticking (last tick {beat.tick_age_s}s ago)")
+    elif beat.started_by_carsctl and beat.state == BeatState.NOT_RUNNING:
         problems.append("beat: not running")
-    if report["monitor"].get("started_by_carsctl") and report["monitor"]["state"] != "running":
+    if monitor.started_by_carsctl and monitor.state != MonitorState.RUNNING:
         problems.append("monitor: not running")
     return problems
-
-
-def schedule_entries(app: Celery, settings: Settings) -> dict[str, Any]:
-    """The beat schedule with last and next run times.
-
-    Times come from beat's heartbeat when beat runs; otherwise the next run of a crontab entry is
-    computed from the schedule, and an interval entry has none (it runs one interval after beat starts).
-    """
-    from celery.schedules import maybe_schedule
-
-    from cars_bot.broker import describe_schedule, is_crontab
-    from cars_bot.task_names import task_alias
-    from carsctl.cluster.remote_control import connected
-
-    with connected(app):  # last runs are in the broker: without it they would all read "never"
-        pass
-    beat = beat_status(app, settings)
-    seen = (beat.get("heartbeat") or {}).get("entries") or {}
-    now = datetime.now(UTC)
-    rows = []
-    for name, spec in (app.conf.beat_schedule or {}).items():
-        schedule = maybe_schedule(spec["schedule"], app=app)
-        entry = seen.get(name) or {}
-        last, upcoming = _parse_time(entry.get("last_run_at")), _parse_time(entry.get("next_run_at"))
-        source = "beat" if upcoming else "computed"
-        if upcoming is None and (last is not None or is_crontab(schedule)):
-            upcoming = now + schedule.remaining_estimate(last or now)
-        route = app.amqp.router.route(dict(spec.get("options") or {}), spec["task"], (), {}, None)
-        queue = route.get("queue")
-        rows.append({"name": name, "task": spec["task"], "alias": task_alias(spec["task"]),
-                     "schedule": describe_schedule(spec["schedule"]), "queue": getattr(queue, "name", queue),
-                     "priority": route.get("priority"), "last_run_at": last, "next_run_at": upcoming,
-                     "next_from": source if upcoming else None})
-    return {"beat": {k: v for k, v in beat.items() if k != "heartbeat"}, "entries": rows}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,14 +15,18 @@ from carsctl.lifecycle.node_control import (
     not_running,
     prepare,
     spawn,
-    status_row,
     stop_nodes,
+)
+from carsctl.lifecycle.node_results import (
+    NodeStatus,
+    NodeStatusRow,
+    StartResult,
+    StartState,
+    StopOutcome,
+    StopResult,
 )
 from carsctl.lifecycle.node_specs import (
     COLD_TIMEOUT,
-    NOT_RESPONDING,
-    NOT_RUNNING,
-    RUNNING,
     START_TIMEOUT,
     Progress,
     beat_command,
@@ -30,9 +35,22 @@ from carsctl.lifecycle.node_specs import (
 )
 from carsctl.process import supervise
 from carsctl.process.nodes import NodeState, load_node, remembered_node, run_dir
+from carsctl.process.supervise import Condition
 
 if TYPE_CHECKING:
+    from cars_bot.beat import EntryRuns, LockHolder
     from cars_bot.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class BeatStatus(NodeStatusRow):
+    """Beat's status row plus its heartbeat (as cars_bot.beat reads it) and the holder of the lock."""
+
+    heartbeat_age_seconds: float | None = None
+    stale_after_seconds: float | None = None
+    lock_holder: LockHolder | None = None
+    tick_at: str | None = None
+    entries: dict[str, EntryRuns] = field(default_factory=dict)  # periodic task -> last/next run
 
 
 def _broker_redis(settings: Settings) -> Any:
@@ -45,7 +63,7 @@ def _broker_redis(settings: Settings) -> Any:
     return redis_client(settings.broker_url, settings.broker_connect_timeout)
 
 
-def _lock_conflict(client: Any) -> dict[str, Any] | None:
+def _lock_conflict(client: Any) -> LockHolder | None:
     """The holder of the beat lock if it is a live beat other than ours (a dead local one is cleared)."""
     from cars_bot.beat import break_lock, holder_is_dead, lock_holder
 
@@ -59,18 +77,18 @@ def _lock_conflict(client: Any) -> dict[str, Any] | None:
 
 
 def start_beat(settings: Settings, *, loglevel: str | None = None, timeout: float = START_TIMEOUT,
-               progress: Progress | None = None) -> dict[str, Any]:
+               progress: Progress | None = None) -> StartResult:
     """Start beat unless it runs; refuse when another beat holds this broker's lock (any host, any home).
 
-    Ready when beat's heartbeat in Redis carries its pid. "state" is "started", "already-running",
-    "refused" (with the holder) or "failed" (with "log_tail").
+    Ready when beat's heartbeat in Redis carries its pid. The state is STARTED, ALREADY_RUNNING,
+    REFUSED (with the holder) or FAILED (with the log tail).
     """
     with supervise.exclusive(run_dir(settings) / "beat.lock"):
         return _start_beat_locked(settings, beat_spec(settings, loglevel), timeout, progress)
 
 
 def _start_beat_locked(settings: Settings, spec: NodeState, timeout: float,
-                       progress: Progress | None) -> dict[str, Any]:
+                       progress: Progress | None) -> StartResult:
     from carsctl.health.connectivity import check_broker
 
     result, removed = prepare(settings, spec)
@@ -85,15 +103,15 @@ def _start_beat_locked(settings: Settings, spec: NodeState, timeout: float,
         from cars_bot.beat import heartbeat_age, read_heartbeat
 
         age = heartbeat_age(read_heartbeat(client))
-        return {"name": "beat", "state": "refused", "holder": holder, "heartbeat_age_seconds": age,
-                "error": f"another beat runs against this broker: {holder.get('hostname')} pid {holder.get('pid')}"
-                         + (f", last tick {age:.0f}s ago" if age is not None else "")}
+        return StartResult(name="beat", state=StartState.REFUSED, holder=holder, heartbeat_age_seconds=age,
+                           error=f"another beat runs against this broker: {holder.hostname} pid "
+                                 f"{holder.pid}" + (f", last tick {age:.0f}s ago" if age is not None else ""))
     spawned = spawn(settings, spec, beat_command(spec))
     return _wait_beat_ready(settings, spec, spawned, client, timeout)
 
 
 def _wait_beat_ready(settings: Settings, spec: NodeState, spawned: supervise.Spawned, client: Any,
-                     timeout: float) -> dict[str, Any]:
+                     timeout: float) -> StartResult:
     from cars_bot.beat import read_heartbeat
 
     began = time.monotonic()
@@ -103,11 +121,11 @@ def _wait_beat_ready(settings: Settings, spec: NodeState, spawned: supervise.Spa
         if code is not None:
             clean_up(settings, spec)
             return failure(settings, spec, spawned, f"exited with status {code} during start-up")
-        ready = (read_heartbeat(client) or {}).get("pid") == spawned.pid if client is not None \
+        ready = getattr(read_heartbeat(client), "pid", None) == spawned.pid if client is not None \
             else watcher.saw(b"beat: Starting...")
         if ready:
-            return {"name": "beat", "hostname": spec.hostname, "state": "started", "pid": spawned.pid,
-                    "logfile": spec.logfile, "seconds": round(time.monotonic() - began, 3)}
+            return StartResult(name="beat", hostname=spec.hostname, state=StartState.STARTED, pid=spawned.pid,
+                               logfile=spec.logfile, seconds=round(time.monotonic() - began, 3))
         time.sleep(supervise.POLL_INTERVAL)
     failed = failure(settings, spec, spawned, f"wrote no heartbeat within {timeout:g}s; stopped it")
     supervise.stop_processes([supervise.StopTarget("beat", spawned.pid)], timeout=10, cold_timeout=5, force=True)
@@ -116,12 +134,12 @@ def _wait_beat_ready(settings: Settings, spec: NodeState, spawned: supervise.Spa
 
 
 def stop_beat(settings: Settings, *, timeout: float = 30.0, cold_timeout: float = COLD_TIMEOUT,
-              force: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+              force: bool = False, progress: Progress | None = None) -> StopResult:
     """Stop beat (it releases its lock); after a SIGKILL the lock it left is removed too."""
     state = load_node(settings, "beat") or beat_spec(settings)
     result = stop_nodes(settings, [state], timeout=timeout, cold_timeout=cold_timeout, force=force,
                         progress=progress)[0]
-    client = _broker_redis(settings) if result["outcome"] != supervise.STILL_RUNNING else None
+    client = _broker_redis(settings) if result.outcome is not StopOutcome.STILL_RUNNING else None
     if client is not None and state.pid:
         try:
             _lock_conflict(client)  # clears the lock of our beat if it could not release it itself
@@ -130,13 +148,13 @@ def stop_beat(settings: Settings, *, timeout: float = 30.0, cold_timeout: float 
     return result
 
 
-def beat_status(settings: Settings) -> dict[str, Any]:
+def beat_status(settings: Settings) -> BeatStatus:
     """Beat's process, its heartbeat (last tick, each periodic task's last and next run) and the lock."""
     from cars_bot.beat import heartbeat_age, lock_holder, read_heartbeat, stale_after
     from carsctl.health.connectivity import check_broker
 
     state = load_node(settings, "beat") or remembered_node(settings, "beat") or beat_spec(settings)
-    condition = node_condition(state) if state.pid and not state.stopped_at else supervise.DEAD
+    condition = node_condition(state) if state.pid and not state.stopped_at else Condition.DEAD
     check_broker(settings)
     client = _broker_redis(settings)
     heartbeat = read_heartbeat(client) if client is not None else None
@@ -144,20 +162,19 @@ def beat_status(settings: Settings) -> dict[str, Any]:
     age = heartbeat_age(heartbeat)
     age = round(age, 1) if age is not None else None
     limit = stale_after(heartbeat)
-    ours = heartbeat is not None and heartbeat.get("pid") == state.pid \
-        and heartbeat.get("hostname") == socket.gethostname()
-    if condition == supervise.ALIVE:
+    ours = heartbeat is not None and heartbeat.pid == state.pid and heartbeat.hostname == socket.gethostname()
+    if condition is Condition.ALIVE:
         ticking = ours and age is not None and age <= limit
-        status = RUNNING if ticking or client is None else NOT_RESPONDING
-        note = "" if status == RUNNING else (f"last tick {age:.0f}s ago" if ours else "no heartbeat from it")
+        status = NodeStatus.RUNNING if ticking or client is None else NodeStatus.NOT_RESPONDING
+        note = "" if status is NodeStatus.RUNNING else (f"last tick {age:.0f}s ago" if ours
+                                                         else "no heartbeat from it")
     elif state.pid and not state.stopped_at:
         verdict = not_running(settings, state, condition)
-        status, note = verdict["status"], verdict["note"]
+        status, note = verdict.status, verdict.note
     else:
-        status, note = NOT_RUNNING, "stopped" if state.stopped_at else "never started"
-    if status != RUNNING and heartbeat and not ours:
-        note += f"; a beat runs elsewhere: {heartbeat.get('hostname')} pid {heartbeat.get('pid')}"
-    row = status_row(state, status, note.strip("; "))
-    row.update(heartbeat_age_seconds=age, stale_after_seconds=limit, lock_holder=holder,
-               tick_at=(heartbeat or {}).get("tick_at"), entries=(heartbeat or {}).get("entries", {}))
-    return row
+        status, note = NodeStatus.NOT_RUNNING, "stopped" if state.stopped_at else "never started"
+    if status is not NodeStatus.RUNNING and heartbeat and not ours:
+        note += f"; a beat runs elsewhere: {heartbeat.hostname} pid {heartbeat.pid}"
+    return BeatStatus.of(state, status, note.strip("; "), heartbeat_age_seconds=age, stale_after_seconds=limit,
+                         lock_holder=holder, tick_at=heartbeat.tick_at if heartbeat else None,
+                         entries=dict(heartbeat.entries) if heartbeat else {})

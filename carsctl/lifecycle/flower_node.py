@@ -5,13 +5,15 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from carsctl.errors import OperationFailed, UsageError
 from carsctl.lifecycle.node_control import clean_up, failure, node_condition, running_result, stop_nodes
-from carsctl.lifecycle.node_specs import NOT_RUNNING, START_TIMEOUT, celery_command, now_iso
+from carsctl.lifecycle.node_results import StartResult, StartState, StopOutcome, StopResult
+from carsctl.lifecycle.node_specs import START_TIMEOUT, celery_command, now_iso
 from carsctl.process import supervise
 from carsctl.process.nodes import NodeState, load_node, pidfile_path, run_dir, save_node
+from carsctl.process.supervise import Condition
 
 if TYPE_CHECKING:
     from cars_bot.config import Settings
@@ -39,7 +41,7 @@ def _port_open(address: str, port: int) -> bool:
 
 
 def start_flower(settings: Settings, *, port: int = 5555, address: str = "127.0.0.1",
-                 basic_auth: str | None = None, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+                 basic_auth: str | None = None, timeout: float = START_TIMEOUT) -> StartResult:
     """Start Flower detached (pidfile, `logs/flower.log`); loopback only unless authentication is set.
 
     The credentials reach Flower through FLOWER_BASIC_AUTH in its environment: never on the command
@@ -58,9 +60,9 @@ def start_flower(settings: Settings, *, port: int = 5555, address: str = "127.0.
                              "auth_user": basic_auth.split(":", 1)[0] if basic_auth else None})
     url = f"http://{address if ':' not in address else f'[{address}]'}:{port}/"
     existing = load_node(settings, "flower")
-    if existing is not None and node_condition(existing) == supervise.ALIVE:
+    if existing is not None and node_condition(existing) is Condition.ALIVE:
         port, address = existing.extra.get("port"), existing.extra.get("address")
-        return {**running_result(existing), "url": f"http://{address}:{port}/"}
+        return running_result(existing, url=f"http://{address}:{port}/")
     if existing is not None:
         clean_up(settings, existing)
     if _port_open(address, port):
@@ -79,7 +81,7 @@ def start_flower(settings: Settings, *, port: int = 5555, address: str = "127.0.
 
 
 def _wait_flower_ready(settings: Settings, state: NodeState, spawned: supervise.Spawned, timeout: float,
-                       url: str) -> dict[str, Any]:
+                       url: str) -> StartResult:
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         code = spawned.process.poll()
@@ -87,17 +89,17 @@ def _wait_flower_ready(settings: Settings, state: NodeState, spawned: supervise.
             clean_up(settings, state)
             return failure(settings, state, spawned, f"exited with status {code} during start-up")
         if _port_open(state.extra["address"], state.extra["port"]):
-            return {"name": "flower", "state": "started", "pid": spawned.pid, "url": url,
-                    "logfile": state.logfile, "seconds": round(time.monotonic() - began, 3)}
+            return StartResult(name="flower", state=StartState.STARTED, pid=spawned.pid, url=url,
+                               logfile=state.logfile, seconds=round(time.monotonic() - began, 3))
         time.sleep(0.05)
     supervise.stop_processes([supervise.StopTarget("flower", spawned.pid)], timeout=5, cold_timeout=2, force=True)
     clean_up(settings, state)
     return failure(settings, state, spawned, f"did not listen on {url} within {timeout:g}s; stopped it")
 
 
-def stop_flower(settings: Settings, *, timeout: float = 10.0, force: bool = True) -> dict[str, Any]:
+def stop_flower(settings: Settings, *, timeout: float = 10.0, force: bool = True) -> StopResult:
     """Stop Flower (it keeps no state worth a long wait)."""
     state = load_node(settings, "flower")
     if state is None:
-        return {"name": "flower", "outcome": NOT_RUNNING, "exit_code": 0, "note": "not running"}
+        return StopResult(name="flower", outcome=StopOutcome.NOT_RUNNING, note="not running")
     return stop_nodes(settings, [state], timeout=timeout, cold_timeout=2.0, force=force)[0]

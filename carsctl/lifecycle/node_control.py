@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carsctl.errors import OperationFailed
+from carsctl.lifecycle.node_results import (
+    NodeStatus,
+    StartResult,
+    StartState,
+    StatusVerdict,
+    StopOutcome,
+    StopResult,
+)
 from carsctl.lifecycle.node_specs import (
     COLD_TIMEOUT,
-    NOT_RESPONDING,
-    NOT_RUNNING,
-    RUNNING,
-    STALE,
-    STATUS_EXIT,
-    STOP_EXIT,
     STOP_TIMEOUT,
     AppLoader,
     Progress,
@@ -40,6 +40,7 @@ from carsctl.process.nodes import (
     save_node,
     stopped_dir,
 )
+from carsctl.process.supervise import Condition
 
 if TYPE_CHECKING:
     from cars_bot.config import Settings
@@ -52,13 +53,13 @@ def _markers(state: NodeState) -> list[str]:
     return ["celery", "beat" if state.kind == "beat" else "worker", state.pidfile]
 
 
-def node_condition(state: NodeState) -> str:
-    """supervise.ALIVE / DEAD / FOREIGN for the process a state file points at."""
+def node_condition(state: NodeState) -> Condition:
+    """ALIVE / DEAD / FOREIGN for the process a state file points at."""
     return supervise.process_condition(state.pid, state.create_time, _markers(state))
 
 
-def _stale_reason(state: NodeState, condition: str) -> str:
-    if condition == supervise.FOREIGN:
+def _stale_reason(state: NodeState, condition: Condition) -> str:
+    if condition is Condition.FOREIGN:
         return f"pid {state.pid} is not ours ({supervise.describe_process(state.pid or 0)}): pid reused"
     return f"pid {state.pid} is dead"
 
@@ -76,13 +77,13 @@ def clean_up(settings: Settings, state: NodeState) -> list[str]:
     return removed
 
 
-def not_running(settings: Settings, state: NodeState, condition: str) -> dict[str, Any]:
+def not_running(settings: Settings, state: NodeState, condition: Condition) -> StatusVerdict:
     """A node whose process is gone or not ours: a stale pidfile if Celery's pidfile is still there
     (a crash: SIGKILL, OOM) or the pid was reused; not-running if it exited cleanly on its own."""
     crashed = state.pidfile and Path(state.pidfile).exists()
-    status = STALE if condition == supervise.FOREIGN or crashed else NOT_RUNNING
-    note = _stale_reason(state, condition) if status == STALE else "exited (stopped outside carsctl)"
-    return {"status": status, "note": note}
+    if condition is Condition.FOREIGN or crashed:
+        return StatusVerdict(NodeStatus.STALE, _stale_reason(state, condition))
+    return StatusVerdict(NodeStatus.NOT_RUNNING, "exited (stopped outside carsctl)")
 
 
 def ping_nodes(app: Any, hostnames: Sequence[str], timeout: float) -> set[str]:
@@ -94,17 +95,18 @@ def ping_nodes(app: Any, hostnames: Sequence[str], timeout: float) -> set[str]:
     return {name for reply in replies for name in reply}
 
 
-def failure(settings: Settings, state: NodeState, spawned: supervise.Spawned, reason: str) -> dict[str, Any]:
+def failure(settings: Settings, state: NodeState, spawned: supervise.Spawned, reason: str) -> StartResult:
+    """A failed start: the reason and the lines this start wrote to the log (secrets masked)."""
     from cars_bot.config import mask_secrets_in
 
     tail = supervise.log_tail(Path(state.logfile), spawned.log_offset)
-    return {"name": state.name, "hostname": state.hostname, "state": "failed", "pid": spawned.pid,
-            "logfile": state.logfile, "error": reason,
-            "log_tail": [mask_secrets_in(line, settings) for line in tail]}
+    return StartResult(name=state.name, hostname=state.hostname, state=StartState.FAILED, pid=spawned.pid,
+                       logfile=state.logfile, error=reason,
+                       log_tail=tuple(mask_secrets_in(line, settings) for line in tail))
 
 
 def wait_ready(settings: Settings, spawned: dict[str, tuple[NodeState, supervise.Spawned]], timeout: float,
-                app_loader: AppLoader) -> dict[str, dict[str, Any]]:
+                app_loader: AppLoader) -> dict[str, StartResult]:
     """Wait until each node answers a ping addressed to it; a node that dies or times out fails.
 
     The log's "<node> ready." line tells when to ping (a ping to a node not yet consuming its control
@@ -113,7 +115,7 @@ def wait_ready(settings: Settings, spawned: dict[str, tuple[NodeState, supervise
     began = time.monotonic()
     pending = dict(spawned)
     watchers = {n: supervise.LogWatcher(Path(s.logfile), sp.log_offset) for n, (s, sp) in spawned.items()}
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, StartResult] = {}
     app = app_loader()  # import Celery while the workers boot
     last_blind = 0.0
     while pending:
@@ -135,8 +137,9 @@ def wait_ready(settings: Settings, spawned: dict[str, tuple[NodeState, supervise
         for name in seen:
             state, proc = pending[name]
             if state.hostname in answered:
-                results[name] = {"name": name, "hostname": state.hostname, "state": "started", "pid": proc.pid,
-                                 "logfile": state.logfile, "seconds": round(time.monotonic() - began, 3)}
+                results[name] = StartResult(name=name, hostname=state.hostname, state=StartState.STARTED,
+                                            pid=proc.pid, logfile=state.logfile,
+                                            seconds=round(time.monotonic() - began, 3))
                 del pending[name]
     for name, (state, proc) in pending.items():
         results[name] = failure(settings, state, proc, f"did not answer a ping within {timeout:g}s; stopped it")
@@ -144,24 +147,30 @@ def wait_ready(settings: Settings, spawned: dict[str, tuple[NodeState, supervise
     return results
 
 
-def running_result(state: NodeState) -> dict[str, Any]:
-    return {"name": state.name, "hostname": state.hostname, "state": "already-running", "pid": state.pid,
-            "logfile": state.logfile, "queues": state.queues}
+def running_result(state: NodeState, url: str | None = None) -> StartResult:
+    """The start result of a node that already runs (nothing changed)."""
+    return StartResult(name=state.name, hostname=state.hostname, state=StartState.ALREADY_RUNNING, pid=state.pid,
+                       logfile=state.logfile, queues=tuple(state.queues), url=url)
 
 
-def prepare(settings: Settings, spec: NodeState) -> tuple[dict[str, Any] | None, list[str]]:
-    """(result if the node already runs, stale files removed) before starting `spec`."""
+def prepare(settings: Settings, spec: NodeState) -> tuple[StartResult | None, list[str]]:
+    """(result if the node already runs, stale files removed) before starting `spec`.
+
+    A live process of ours behind the pidfile but without a state file (started by hand, or its state
+    file was lost) is refused: carsctl cannot tell which options it runs with, and spawning next to it
+    would leave two nodes under one name.
+    """
     existing = load_node(settings, spec.name)
     removed: list[str] = []
     if existing is not None:
         condition = node_condition(existing)
-        if condition == supervise.ALIVE:
+        if condition is Condition.ALIVE:
             return running_result(existing), []
         removed = clean_up(settings, existing)
     pidfile = Path(spec.pidfile)
     if pidfile.exists():  # a pidfile without a state file: never signalled, only removed if not ours
         pid = supervise.read_pidfile(pidfile)
-        if supervise.process_condition(pid, None, _markers(spec)) == supervise.ALIVE:
+        if supervise.process_condition(pid, None, _markers(spec)) is Condition.ALIVE:
             raise OperationFailed(f"{spec.hostname} runs (pid {pid}) but carsctl has no state for it",
                                   hint=f"stop it with `kill -TERM {pid}`, then start it again")
         pidfile.unlink(missing_ok=True)
@@ -170,6 +179,7 @@ def prepare(settings: Settings, spec: NodeState) -> tuple[dict[str, Any] | None,
 
 
 def spawn(settings: Settings, spec: NodeState, command: list[str]) -> supervise.Spawned:
+    """Spawn `command` for `spec` and record it in the node's state file (its remembered options go)."""
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     spawned = supervise.spawn_detached(command, Path(spec.logfile))
     spec.pid, spec.create_time, spec.started_at = spawned.pid, spawned.create_time, now_iso()
@@ -197,24 +207,26 @@ def _active_tasks(app_loader: AppLoader, hostnames: Sequence[str]) -> dict[str, 
 
 def stop_nodes(settings: Settings, states: Sequence[NodeState], *, timeout: float = STOP_TIMEOUT,
                cold_timeout: float = COLD_TIMEOUT, force: bool = False, app_loader: AppLoader = default_app,
-               progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Stop nodes (workers, beat or Flower) together; one result per node with "outcome" and "exit_code".
+               progress: Progress | None = None) -> list[StopResult]:
+    """Stop nodes (workers, beat or Flower) together; one result per node, in order.
 
-    Outcomes: "warm", "cold", "killed", "still-running" (see supervise.stop_processes), "not-running",
-    "stale" (a pidfile of a dead or foreign pid: removed, never signalled).
+    A live process of ours is signalled (see supervise.stop_processes: warm, cold, killed or
+    still-running); a pidfile of a dead or foreign pid is removed, never signalled (stale), and a node
+    without a pid was not running.
     """
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, StopResult] = {}
     running: dict[str, NodeState] = {}
     for state in states:
-        condition = node_condition(state) if state.pid else supervise.DEAD
-        if condition == supervise.ALIVE:
+        condition = node_condition(state) if state.pid else Condition.DEAD
+        if condition is Condition.ALIVE:
             running[state.name] = state
             continue
-        verdict = not_running(settings, state, condition) if state.pid else {"status": NOT_RUNNING,
-                                                                               "note": "not running"}
+        verdict = not_running(settings, state, condition) if state.pid else None
+        stale = verdict is not None and verdict.status is NodeStatus.STALE
         removed = clean_up(settings, state)
-        results[state.name] = {"name": state.name, "hostname": state.hostname, "pid": state.pid,
-                               "outcome": verdict["status"], "note": verdict["note"], "removed_stale": removed}
+        results[state.name] = StopResult(name=state.name, hostname=state.hostname, pid=state.pid,
+                                         outcome=StopOutcome.STALE if stale else StopOutcome.NOT_RUNNING,
+                                         note=verdict.note if verdict else "not running", removed_stale=tuple(removed))
     workers = [s.hostname for s in running.values() if s.kind == "worker"]
     details = _active_tasks(app_loader, workers) if workers else {}
     targets = [supervise.StopTarget(s.hostname, s.pid or 0, details.get(s.hostname, "")) for s in running.values()]
@@ -225,24 +237,9 @@ def stop_nodes(settings: Settings, states: Sequence[NodeState], *, timeout: floa
     outcomes = supervise.stop_processes(targets, timeout=timeout, cold_timeout=cold_timeout, force=force,
                                         progress=progress)
     for name, state in running.items():
-        outcome = outcomes[state.hostname]
-        if outcome != supervise.STILL_RUNNING:
+        outcome = StopOutcome(outcomes[state.hostname])
+        if outcome is not StopOutcome.STILL_RUNNING:
             clean_up(settings, state)
-        results[name] = {"name": name, "hostname": state.hostname, "pid": state.pid, "outcome": outcome,
-                         "seconds": round(time.monotonic() - began, 3)}
-    for result in results.values():
-        result["exit_code"] = STOP_EXIT[result["outcome"]]
+        results[name] = StopResult(name=name, hostname=state.hostname, pid=state.pid, outcome=outcome,
+                                   seconds=round(time.monotonic() - began, 3))
     return [results[s.name] for s in states]
-
-
-def _uptime(state: NodeState) -> float | None:
-    if not state.started_at:
-        return None
-    return round((datetime.now(UTC) - datetime.fromisoformat(state.started_at)).total_seconds(), 1)
-
-
-def status_row(state: NodeState, status: str, note: str = "") -> dict[str, Any]:
-    row = {k: v for k, v in asdict(state).items() if k not in ("extra", "cmdline", "create_time", "kind")}
-    row.update(status=status, exit_code=STATUS_EXIT[status], note=note,
-               uptime_seconds=_uptime(state) if status in (RUNNING, NOT_RESPONDING) else None)
-    return row

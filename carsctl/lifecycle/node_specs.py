@@ -1,27 +1,11 @@
-"""What each node of the stack runs with: worker and beat specs, their Celery command lines, the
-`--node` layout, and the status/stop states with their exit codes.
+"""What each node of the stack runs with: worker and beat specs, their Celery command lines and the
+`--node` layout.
 
 Every process is the real Celery command line, run as a direct child in its own session:
 `sys.executable -m celery -A cars_bot.celery_app worker -n NAME@HOST ... --pidfile ... --logfile ...`,
 with the CLI's own environment (REDIS_URL, DATABASE_URL, ... are inherited, never put on the command
-line where `ps` would show them).
-
-Status states and their exit codes (usable as a systemd/Kubernetes probe; the command exits with the
-highest code among the nodes it reports):
-
-| state            | exit | meaning                                                              |
-|------------------|------|----------------------------------------------------------------------|
-| running          | 0    | our process is alive and answers (worker: a ping addressed to its    |
-|                  |      | node name; beat: its heartbeat in Redis is recent and is its own)    |
-| not-running      | 3    | nothing runs (never started, stopped, or exited cleanly)             |
-| not-responding   | 4    | our process is alive but does not answer / beat stopped ticking      |
-| stale            | 5    | a pidfile whose pid is dead (a crash) or is not our process (reused) |
-| (broker down)    | 69   | the broker cannot be reached, so the answer is unknown               |
-
-Stop outcomes and their exit codes: 0 stopped gracefully (warm), or was not running / only a stale
-pidfile was removed; 10 the warm shutdown timed out and a cold shutdown (SIGQUIT) ended it, running
-tasks were cancelled and re-queued (acks_late); 11 it had to be killed (SIGKILL, only with --force);
-1 still running after the cold shutdown and --force was not given (nothing was killed).
+line where `ps` would show them). What starting, stopping and checking them returns is in
+:mod:`carsctl.lifecycle.node_results`.
 """
 
 from __future__ import annotations
@@ -30,11 +14,11 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from carsctl.errors import UsageError
-from carsctl.process import supervise
 from carsctl.process.nodes import (
     RESERVED_NAMES,
     NodeState,
@@ -63,10 +47,6 @@ COLD_TIMEOUT = 10.0
 PING_TIMEOUT = 1.0
 APP = "cars_bot.celery_app"
 
-RUNNING, NOT_RUNNING, NOT_RESPONDING, STALE = "running", "not-running", "not-responding", "stale"
-STATUS_EXIT = {RUNNING: 0, NOT_RUNNING: 3, NOT_RESPONDING: 4, STALE: 5}
-STOP_EXIT = {supervise.WARM: 0, NOT_RUNNING: 0, STALE: 0, supervise.STILL_RUNNING: 1,
-             supervise.COLD: 10, supervise.KILLED: 11}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 AppLoader = Callable[[], Any]
@@ -160,21 +140,29 @@ def worker_spec(settings: Settings, name: str, *, queues: Sequence[str] | None =
     )
 
 
-def parse_node_layout(specs: Sequence[str]) -> list[dict[str, Any]]:
-    """`--node NAME[:QUEUES[:CONCURRENCY]]` values (e.g. `ai:ai_processing:2`) as worker_spec kwargs."""
+@dataclass(frozen=True, slots=True)
+class NodeLayout:
+    """One `--node NAME[:QUEUES[:CONCURRENCY]]`: what it sets (None: not given, worker_spec decides)."""
+
+    name: str
+    queues: tuple[str, ...] | None = None  # worker_spec checks the names
+    concurrency: int | None = None
+
+
+def parse_node_layout(specs: Sequence[str]) -> list[NodeLayout]:
+    """`--node NAME[:QUEUES[:CONCURRENCY]]` values (e.g. `ai:ai_processing:2`), syntax checked."""
     layout = []
     for spec in specs:
         parts = spec.split(":")
         if len(parts) > 3 or not parts[0]:
             raise UsageError(f"--node {spec!r} must be NAME[:QUEUES[:CONCURRENCY]], e.g. ai:ai_processing:2")
-        entry: dict[str, Any] = {"name": parts[0]}
-        if len(parts) > 1 and parts[1]:
-            entry["queues"] = [parts[1]]
+        concurrency = None
         if len(parts) > 2 and parts[2]:
             if not parts[2].isdigit() or int(parts[2]) < 1:
                 raise UsageError(f"--node {spec!r}: the concurrency must be a positive integer")
-            entry["concurrency"] = int(parts[2])
-        layout.append(entry)
+            concurrency = int(parts[2])
+        queues = tuple(q.strip() for q in parts[1].split(",") if q.strip()) if len(parts) > 1 and parts[1] else None
+        layout.append(NodeLayout(parts[0], queues, concurrency))
     return layout
 
 
@@ -221,6 +209,6 @@ def stack_layout(settings: Settings, node_specs: Sequence[str], *, pool: str | N
         layout = parse_node_layout(node_specs)
     else:
         known = {s.name for s in [*list_nodes(settings), *remembered_nodes(settings)]}
-        layout = [{"name": name} for name in sorted(known)] or [{"name": DEFAULT_NODE}]
-    return [worker_spec(settings, entry.pop("name"), pool=pool, loglevel=loglevel,
-                        concurrency=entry.pop("concurrency", concurrency), **entry) for entry in layout]
+        layout = [NodeLayout(name) for name in sorted(known)] or [NodeLayout(DEFAULT_NODE)]
+    return [worker_spec(settings, entry.name, queues=entry.queues, pool=pool,
+                        loglevel=loglevel, concurrency=entry.concurrency or concurrency) for entry in layout]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from carsctl.errors import OperationFailed, UsageError
 from carsctl.lifecycle.node_control import (
@@ -19,16 +20,20 @@ from carsctl.lifecycle.node_control import (
     ping_nodes,
     prepare,
     spawn,
-    status_row,
     stop_nodes,
     wait_ready,
 )
+from carsctl.lifecycle.node_results import (
+    NodeStatus,
+    NodeStatusRow,
+    StartResult,
+    StartState,
+    StopOutcome,
+    StopResult,
+)
 from carsctl.lifecycle.node_specs import (
     COLD_TIMEOUT,
-    NOT_RESPONDING,
-    NOT_RUNNING,
     PING_TIMEOUT,
-    RUNNING,
     START_TIMEOUT,
     STOP_TIMEOUT,
     AppLoader,
@@ -54,18 +59,27 @@ from carsctl.process.nodes import (
     save_node,
     worker_logfile,
 )
+from carsctl.process.supervise import Condition
 
 if TYPE_CHECKING:
     from cars_bot.config import Settings
 
 
+@dataclass(frozen=True, slots=True)
+class RestartResult:
+    """A restart: how each node stopped, then how those that stopped started again."""
+
+    stopped: tuple[StopResult, ...]
+    started: tuple[StartResult, ...]
+
+
 def start_workers(settings: Settings, specs: Sequence[NodeState], *, timeout: float = START_TIMEOUT,
-                  app_loader: AppLoader = default_app, progress: Progress | None = None) -> list[dict[str, Any]]:
+                  app_loader: AppLoader = default_app, progress: Progress | None = None) -> list[StartResult]:
     """Start the nodes not yet running, together; return one result per node, in order.
 
-    A result's "state" is "started" (with pid, seconds until it answered a ping), "already-running"
-    (nothing changed) or "failed" (with "error" and the "log_tail" of this start). Stale pidfiles of
-    the nodes are removed first and listed in "removed_stale".
+    A result's state is STARTED (with pid, seconds until it answered a ping), ALREADY_RUNNING (nothing
+    changed) or FAILED (with the error and the log tail of this start). Stale pidfiles of the nodes are
+    removed first and listed in `removed_stale`.
     """
     with ExitStack() as locks:
         for name in sorted({spec.name for spec in specs}):
@@ -74,10 +88,10 @@ def start_workers(settings: Settings, specs: Sequence[NodeState], *, timeout: fl
 
 
 def _start_workers_locked(settings: Settings, specs: Sequence[NodeState], timeout: float, app_loader: AppLoader,
-                          progress: Progress | None) -> list[dict[str, Any]]:
+                          progress: Progress | None) -> list[StartResult]:
     from carsctl.health.connectivity import check_broker
 
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, StartResult] = {}
     to_start: list[tuple[NodeState, list[str]]] = []
     for spec in specs:
         result, removed = prepare(settings, spec)
@@ -93,8 +107,8 @@ def _start_workers_locked(settings: Settings, specs: Sequence[NodeState], timeou
         say(progress, f"waiting for {', '.join(s.hostname for s, _ in spawned.values())} to answer a ping")
         results.update(wait_ready(settings, spawned, timeout, app_loader))
         for spec, removed in to_start:
-            results[spec.name]["removed_stale"] = removed
-            if results[spec.name]["state"] == "failed":
+            results[spec.name] = replace(results[spec.name], removed_stale=tuple(removed))
+            if results[spec.name].state is StartState.FAILED:
                 clean_up(settings, spec)
     return [results[spec.name] for spec in specs]
 
@@ -113,7 +127,7 @@ def start_foreground(settings: Settings, spec: NodeState) -> None:
 
     result, _removed = prepare(settings, spec)
     if result is not None:
-        raise OperationFailed(f"{spec.hostname} is already running (pid {result['pid']})")
+        raise OperationFailed(f"{spec.hostname} is already running (pid {result.pid})")
     check_broker(settings)
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     command = worker_command(spec, detached=False)
@@ -144,7 +158,7 @@ def worker_targets(settings: Settings, names: Sequence[str]) -> list[NodeState]:
 
 def restart_workers(settings: Settings, names: Sequence[str], *, timeout: float = STOP_TIMEOUT,
                     cold_timeout: float = COLD_TIMEOUT, force: bool = False, start_timeout: float = START_TIMEOUT,
-                    app_loader: AppLoader = default_app, progress: Progress | None = None) -> dict[str, Any]:
+                    app_loader: AppLoader = default_app, progress: Progress | None = None) -> RestartResult:
     """Stop the nodes, then start them again with the options they ran with (nothing to repeat)."""
     states = worker_targets(settings, names) or remembered_nodes(settings)
     if not states:
@@ -155,14 +169,14 @@ def restart_workers(settings: Settings, names: Sequence[str], *, timeout: float 
     specs = [worker_spec(settings, s.name) for s in states]  # read before the stop moves the state files
     stopped = stop_nodes(settings, states, timeout=timeout, cold_timeout=cold_timeout, force=force,
                          app_loader=app_loader, progress=progress)
-    blocked = {r["name"] for r in stopped if r["outcome"] == supervise.STILL_RUNNING}
+    blocked = {r.name for r in stopped if r.outcome is StopOutcome.STILL_RUNNING}
     started = start_workers(settings, [s for s in specs if s.name not in blocked], timeout=start_timeout,
                             app_loader=app_loader, progress=progress)
-    return {"stopped": stopped, "started": started}
+    return RestartResult(tuple(stopped), tuple(started))
 
 
 def worker_status(settings: Settings, names: Sequence[str] = (), *, timeout: float = PING_TIMEOUT,
-                  app_loader: AppLoader = default_app) -> list[dict[str, Any]]:
+                  app_loader: AppLoader = default_app) -> list[NodeStatusRow]:
     """Each node's status (see the module docstring), combining its process with a ping addressed to it.
 
     Read-only: stale pidfiles are reported here and removed by start/stop.
@@ -175,21 +189,22 @@ def worker_status(settings: Settings, names: Sequence[str] = (), *, timeout: flo
         for pidfile in sorted(run_dir(settings).glob("*.pid")) if run_dir(settings).is_dir() else []:
             if pidfile.stem not in known and pidfile.stem not in RESERVED_NAMES:
                 states.append(worker_targets(settings, [pidfile.stem])[0])
-    conditions = {s.name: node_condition(s) if s.pid else supervise.DEAD for s in states}
-    alive = [s.hostname for s in states if conditions[s.name] == supervise.ALIVE]
+    conditions = {s.name: node_condition(s) if s.pid else Condition.DEAD for s in states}
+    alive = [s.hostname for s in states if conditions[s.name] is Condition.ALIVE]
     answered: set[str] = set()
     if alive:
         check_broker(settings)
         answered = ping_nodes(app_loader(), alive, timeout)
     rows = []
     for state in states:
-        if conditions[state.name] == supervise.ALIVE:
+        if conditions[state.name] is Condition.ALIVE:
             ok = state.hostname in answered
-            rows.append(status_row(state, RUNNING if ok else NOT_RESPONDING,
-                                    "" if ok else f"no reply to a ping within {timeout:g}s"))
+            rows.append(NodeStatusRow.of(state, NodeStatus.RUNNING if ok else NodeStatus.NOT_RESPONDING,
+                                         "" if ok else f"no reply to a ping within {timeout:g}s"))
         elif state.pid and not state.stopped_at:
             verdict = not_running(settings, state, conditions[state.name])
-            rows.append(status_row(state, verdict["status"], verdict["note"]))
+            rows.append(NodeStatusRow.of(state, verdict.status, verdict.note))
         else:
-            rows.append(status_row(state, NOT_RUNNING, "stopped" if state.stopped_at else "never started"))
+            rows.append(NodeStatusRow.of(state, NodeStatus.NOT_RUNNING,
+                                         "stopped" if state.stopped_at else "never started"))
     return rows

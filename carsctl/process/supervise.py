@@ -26,13 +26,28 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-#: Process conditions returned by :func:`process_condition`.
-ALIVE, DEAD, FOREIGN = "alive", "dead", "foreign"
-#: Outcomes of :func:`stop_processes`, from best to worst.
-WARM, COLD, KILLED, STILL_RUNNING = "warm", "cold", "killed", "still-running"
+
+class Condition(StrEnum):
+    """What runs at a recorded pid (see :func:`process_condition`): ours, nothing, or someone else's."""
+
+    ALIVE = "alive"
+    DEAD = "dead"
+    FOREIGN = "foreign"
+
+
+class Shutdown(StrEnum):
+    """How :func:`stop_processes` ended one process, from best to worst."""
+
+    WARM = "warm"                    # exited on SIGTERM: running tasks finished
+    COLD = "cold"                    # needed the cold signal (SIGQUIT): running tasks cancelled
+    KILLED = "killed"                # needed SIGKILL (only with force)
+    STILL_RUNNING = "still-running"  # survived the cold signal and force was not given
+
+
 #: Two start times closer than this are the same process (psutil derives them from clock ticks).
 CREATE_TIME_TOLERANCE = 0.5
 POLL_INTERVAL = 0.03
@@ -50,6 +65,18 @@ class Spawned:
     process: subprocess.Popen[bytes] = field(repr=False)
 
 
+#: Signals a shell may leave ignored for its children (a background job ignores INT and QUIT; nohup
+#: ignores HUP). An ignored signal stays ignored across fork and exec, so a node started from such a
+#: shell would shrug off the very signal carsctl stops it with.
+INHERITABLE_IGNORES = (signal.SIGQUIT, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def default_signals() -> None:
+    """`preexec_fn` of every process carsctl spawns: the default dispositions, whatever we inherited."""
+    for signum in INHERITABLE_IGNORES:
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def spawn_detached(command: Sequence[str], logfile: Path, env: Mapping[str, str] | None = None,
                    cwd: Path | None = None) -> Spawned:
     """Start `command` in its own session with output appended to `logfile`; return its pid at once."""
@@ -61,7 +88,7 @@ def spawn_detached(command: Sequence[str], logfile: Path, env: Mapping[str, str]
         process = subprocess.Popen(
             list(command), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             env=dict(env if env is not None else os.environ), cwd=cwd, start_new_session=True,
-            close_fds=True,
+            close_fds=True, preexec_fn=default_signals,
         )
     try:
         create_time = psutil.Process(process.pid).create_time()
@@ -70,7 +97,7 @@ def spawn_detached(command: Sequence[str], logfile: Path, env: Mapping[str, str]
     return Spawned(process.pid, create_time, offset, process)
 
 
-def process_condition(pid: int | None, create_time: float | None, markers: Sequence[str]) -> str:
+def process_condition(pid: int | None, create_time: float | None, markers: Sequence[str]) -> Condition:
     """ALIVE when `pid` is our process, DEAD when nothing (or a zombie) runs there, FOREIGN otherwise.
 
     Ours means: the start time equals `create_time` (when one was recorded) and every marker (e.g.
@@ -79,20 +106,20 @@ def process_condition(pid: int | None, create_time: float | None, markers: Seque
     import psutil
 
     if not pid or pid <= 0:
-        return DEAD
+        return Condition.DEAD
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             _reap(pid)
-            return DEAD
+            return Condition.DEAD
         if create_time is not None and abs(process.create_time() - create_time) > CREATE_TIME_TOLERANCE:
-            return FOREIGN
+            return Condition.FOREIGN
         cmdline = " ".join(process.cmdline())
     except psutil.NoSuchProcess:
-        return DEAD
+        return Condition.DEAD
     except psutil.AccessDenied:  # another user's process: certainly not one we started
-        return FOREIGN
-    return ALIVE if all(marker in cmdline for marker in markers) else FOREIGN
+        return Condition.FOREIGN
+    return Condition.ALIVE if all(marker in cmdline for marker in markers) else Condition.FOREIGN
 
 
 def describe_process(pid: int) -> str:
@@ -230,8 +257,8 @@ def _wait(processes: dict[str, Any], seconds: float, phase: str, progress: Progr
 
 
 def stop_processes(targets: Sequence[StopTarget], *, timeout: float, cold_timeout: float, force: bool,
-                   progress: ProgressFn | None = None, cold_signal: int = signal.SIGQUIT) -> dict[str, str]:
-    """Stop the targets together; return each one's outcome (WARM, COLD, KILLED or STILL_RUNNING).
+                   progress: ProgressFn | None = None, cold_signal: int = signal.SIGQUIT) -> dict[str, Shutdown]:
+    """Stop the targets together; return each one's outcome (by key), from Shutdown.WARM to STILL_RUNNING.
 
     1. SIGTERM to each main pid (warm shutdown: running tasks finish), wait up to `timeout`;
     2. `cold_signal` (SIGQUIT: cold shutdown, running tasks are cancelled and, with acks_late,
@@ -250,7 +277,7 @@ def stop_processes(targets: Sequence[StopTarget], *, timeout: float, cold_timeou
             processes[target.key] = process
         except psutil.NoSuchProcess:
             continue
-    outcome = dict.fromkeys((t.key for t in targets), WARM)
+    outcome = dict.fromkeys((t.key for t in targets), Shutdown.WARM)
     details = {t.key: t.detail for t in targets}
     for process in processes.values():
         _signal(process, signal.SIGTERM)
@@ -260,17 +287,17 @@ def stop_processes(targets: Sequence[StopTarget], *, timeout: float, cold_timeou
             progress(f"timeout after {timeout:.0f}s: cold shutdown (SIG{signal.Signals(cold_signal).name[3:]}) of "
                      + ", ".join(processes))
         for key, process in processes.items():
-            outcome[key] = COLD
+            outcome[key] = Shutdown.COLD
             _signal(process, cold_signal)
         _wait(processes, cold_timeout, "cold shutdown", progress, details)
     for key, process in list(processes.items()):
         if not force:
-            outcome[key] = STILL_RUNNING
+            outcome[key] = Shutdown.STILL_RUNNING
             continue
         if progress:
             progress(f"{key} (pid {process.pid}) still running after the cold shutdown: SIGKILL")
-        outcome[key] = KILLED
+        outcome[key] = Shutdown.KILLED
         for victim in [process, *children.get(key, [])]:
             _signal(victim, signal.SIGKILL)
-    _wait({k: p for k, p in processes.items() if outcome[k] == KILLED}, KILL_WAIT, "kill", progress, details)
+    _wait({k: p for k, p in processes.items() if outcome[k] is Shutdown.KILLED}, KILL_WAIT, "kill", progress, details)
     return outcome

@@ -76,10 +76,16 @@ def test_every_scheduled_task_is_registered() -> None:
 
 
 def test_seed_import_style() -> None:
-    from cars_bot.tasks import (  # noqa: F401 - the import itself is the test
+    from cars_bot.tasks import (
         check_subscriptions_task,
         cleanup_old_results_task,
         collect_stats_task,
         process_post_task,
         publish_post_task,
     )
+
+    # the seed's names are the registered tasks of the project's app, not look-alikes
+    for task in (check_subscriptions_task, cleanup_old_results_task, collect_stats_task, process_post_task,
+                 publish_post_task):
+        assert task.app is app and task.name in app.tasks
+        assert task.name.rsplit(".", 1)[1] == task.__name__

@@ -1,4 +1,5 @@
-"""Tasks retry transient errors with backoff and land in the failed-task registry when they give up."""
+"""Tasks retry transient errors with backoff and land in the failed-task registry when they give up; the
+registry is read, and its records are sent again, as typed records."""
 
 import pytest
 from sqlalchemy import select
@@ -103,3 +104,78 @@ def test_registry_falls_back_to_a_file_when_the_database_is_down(tmp_path, monke
         reset_settings()
     line = json.loads((tmp_path / "failed_tasks.jsonl").read_text().splitlines()[0])
     assert line["task_id"] == "t-1" and line["args"] == [1] and "boom" in line["exception"]
+
+
+def _add_failed(db, *task_ids: str) -> list[int]:
+    with db() as session:
+        rows = [FailedTask(task_id=task_id, task_name="cars_bot.tasks.ai_tasks.process_post_task", args=[n],
+                           kwargs={}, queue="ai_processing", exception="E") for n, task_id in enumerate(task_ids)]
+        session.add_all(rows)
+        session.commit()
+        return [row.id for row in rows]
+
+
+def test_records_are_read_as_typed_values(db) -> None:
+    from cars_bot.db.models import FailedTaskStatus
+    from cars_bot.failed_tasks import failed_records, pending_count
+
+    first, _second = _add_failed(db, "t-1", "t-2")
+    records = failed_records()
+    assert [r.task_id for r in records] == ["t-2", "t-1"]  # newest first
+    record = records[1]
+    assert (record.id, record.task, record.alias, record.args, record.queue) == \
+        (first, "cars_bot.tasks.ai_tasks.process_post_task", "process-post", [0], "ai_processing")
+    assert record.status == FailedTaskStatus.FAILED and record.failed_at.tzinfo is not None
+    assert pending_count() == 2 and len(failed_records(limit=1)) == 1
+
+
+def test_retry_marks_what_was_sent_and_keeps_the_marks_when_a_send_fails(db) -> None:
+    from cars_bot.db.models import FailedTaskStatus
+    from cars_bot.failed_tasks import AlreadyRetried, NoSuchFailedTask, failed_records, pending_count, retry_failed
+
+    _add_failed(db, "t-1", "t-2", "t-3")
+    [one] = retry_failed(lambda record: f"new-{record.task_id}", "t-2")
+    assert (one.status, one.retry_task_id) == (FailedTaskStatus.RETRIED, "new-t-2") and one.retried_at
+    with pytest.raises(AlreadyRetried, match="already retried as new-t-2"):
+        retry_failed(lambda record: "never", "t-2")
+    with pytest.raises(NoSuchFailedTask):
+        retry_failed(lambda record: "never", "9999")
+
+    sent: list[str] = []
+
+    def send_one_then_fail(record) -> str:
+        if sent:
+            raise ConnectionError("broker went away")
+        sent.append(record.task_id)
+        return "new-" + record.task_id
+
+    with pytest.raises(ConnectionError):
+        retry_failed(send_one_then_fail, every=True)
+    assert sent == ["t-1"]  # oldest first
+    assert pending_count() == 1
+    assert {r.task_id: r.retry_task_id for r in failed_records(include_retried=True)} == \
+        {"t-1": "new-t-1", "t-2": "new-t-2", "t-3": None}
+
+
+def test_an_unreachable_registry_is_one_error(monkeypatch) -> None:
+    from cars_bot.config import reset_settings
+    from cars_bot.failed_tasks import RegistryUnavailable, failed_records
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    reset_settings()
+    try:
+        with pytest.raises(RegistryUnavailable, match=r"127\.0\.0\.1"):
+            failed_records()
+    finally:
+        reset_settings()
+
+
+def test_one_jsonable_for_stored_arguments_and_shown_results() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from cars_bot.json_data import jsonable
+
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert jsonable({"at": moment, "price": Decimal("1.5"), "ids": (1, 2)}) == \
+        {"at": str(moment), "price": "1.5", "ids": [1, 2]}

@@ -39,8 +39,8 @@ def test_expire_subscriptions_is_idempotent(db) -> None:
         first = expire_subscriptions(session, now)
     with db.begin() as session:
         second = expire_subscriptions(session, now)
-    assert first["expired"] == 2 and first["still_active"] == 1
-    assert second["expired"] == 0
+    assert (first.expired, first.still_active, first.checked_at) == (2, 1, now)
+    assert second.expired == 0
     with db() as session:
         rows = {s.user.telegram_id: s for s in session.scalars(select(Subscription))}
         assert rows[1].is_active is False and rows[1].expired_at is not None
@@ -57,7 +57,7 @@ def test_check_subscriptions_task_enqueues_subscriber_sync(db, celery_app_real, 
     result = check_subscriptions_task.apply().get()
     assert result["expired"] == 1 and result["sync_enqueued"] is True
     # the sync task waits (countdown 10 s) in the sheets_sync queue
-    assert queue_depths(celery_app_real, ["sheets_sync"])["sheets_sync"]["ready"] == 1
+    assert queue_depths(celery_app_real, ["sheets_sync"])["sheets_sync"].ready == 1
     again = check_subscriptions_task.apply().get()
     assert again["expired"] == 0 and "sync_enqueued" not in again
 
@@ -122,7 +122,7 @@ def test_delete_old_results_scans_in_batches(redis_client) -> None:
     old = json.dumps({"date_done": "2020-01-01T00:00:00+00:00"})
     for i in range(1200):
         redis_client.set(f"celery-task-meta-{i}", old)
-    assert delete_old_results(redis_client, 7)["results_removed"] == 1200
+    assert delete_old_results(redis_client, 7).results_removed == 1200
     assert expire_stale_reply_keys(redis_client) == 0
 
 
@@ -157,7 +157,7 @@ def test_stuck_posts_are_requeued_by_collect_stats(db, celery_app_real, redis_cl
     assert len(data["stuck_posts_requeued"]["process"]) == 1
     assert len(data["stuck_posts_requeued"]["publish"]) == 1
     depths = queue_depths(celery_app_real, ["ai_processing", "publishing"])
-    assert depths["ai_processing"]["ready"] == 1 and depths["publishing"]["ready"] == 1
+    assert depths["ai_processing"].ready == 1 and depths["publishing"].ready == 1
     with db() as session:
         statuses = dict(session.execute(select(Post.message_id, Post.status)).all())
     assert statuses[1] == PostStatus.NEW and statuses[3] == PostStatus.PROCESSING

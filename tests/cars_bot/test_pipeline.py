@@ -51,10 +51,10 @@ def _run(db, post_id: int, backend=None, task_id: str = "task-1", filters: Filte
 def test_sale_ad_is_extracted_stored_and_handed_to_publishing(db) -> None:
     post_id = _post(db, SALE)
     result, enqueued = _run(db, post_id)
-    assert result["status"] == "ready" and result["publish_enqueued"] and enqueued == [post_id]
+    assert result.status is PostStatus.READY and result.publish_enqueued and enqueued == [post_id]
     with db() as session:
         post = session.get(Post, post_id)
-        assert post.status == PostStatus.READY and post.is_sale and post.summary
+        assert post.status is PostStatus.READY and post.is_sale and post.summary
         car = post.car
         assert (car.brand, car.model, car.year, car.price, car.mileage) == ("Toyota", "Camry", 2018, 2150000, 87000)
         assert car.transmission.value == "automatic"
@@ -63,10 +63,10 @@ def test_sale_ad_is_extracted_stored_and_handed_to_publishing(db) -> None:
 def test_buyer_request_is_rejected_with_a_reason(db) -> None:
     post_id = _post(db, BUYER)
     result, enqueued = _run(db, post_id)
-    assert result["status"] == "rejected" and enqueued == []
+    assert result.status is PostStatus.REJECTED and enqueued == []
     with db() as session:
         post = session.get(Post, post_id)
-        assert post.status == PostStatus.REJECTED and post.status_reason.startswith("not a sale ad")
+        assert post.status is PostStatus.REJECTED and post.status_reason.startswith("not a sale ad")
         assert post.car is None
 
 
@@ -79,14 +79,14 @@ def test_buyer_request_is_rejected_with_a_reason(db) -> None:
 def test_filters_reject_and_record_why(db, filters: Filters, fragment: str) -> None:
     post_id = _post(db, SALE)
     result, enqueued = _run(db, post_id, filters=filters)
-    assert result["status"] == "rejected" and fragment in result["reason"] and enqueued == []
+    assert result.status is PostStatus.REJECTED and fragment in result.reason and enqueued == []
 
 
 def test_missing_post_and_empty_text_are_clear_outcomes(db) -> None:
-    assert _run(db, 999_999)[0]["status"] == "missing"
+    assert _run(db, 999_999)[0].status == "missing"
     post_id = _post(db, "   ")
     result, _ = _run(db, post_id)
-    assert result["status"] == "rejected" and result["reason"] == "the post has no text"
+    assert result.status is PostStatus.REJECTED and result.reason == "the post has no text"
 
 
 def test_running_twice_gives_one_car_row_and_one_enqueue(db) -> None:
@@ -94,7 +94,7 @@ def test_running_twice_gives_one_car_row_and_one_enqueue(db) -> None:
     enqueued: list[int] = []
     _run(db, post_id, task_id="a", enqueued=enqueued)
     second, _ = _run(db, post_id, task_id="b", enqueued=enqueued)
-    assert second["status"] == "ready" and second["publish_enqueued"] is False
+    assert second.status is PostStatus.READY and second.publish_enqueued is False
     assert enqueued == [post_id]
     with db() as session:
         assert session.scalar(select(func.count()).select_from(CarData)) == 1
@@ -112,7 +112,7 @@ def test_concurrent_duplicates_process_once(db) -> None:
     for thread in threads:
         thread.join()
     assert enqueued == [post_id] and backend.calls == 1
-    assert sum(1 for r in results if r.get("publish_enqueued")) == 1
+    assert sum(1 for r in results if r.publish_enqueued) == 1
     with db() as session:
         assert session.scalar(select(func.count()).select_from(CarData)) == 1
 
@@ -124,9 +124,9 @@ def test_redelivery_after_a_crash_resumes_the_claim(db) -> None:
         post.status, post.claimed_by = PostStatus.PROCESSING, "crashed-task"
         session.add(CarData(post_id=post_id, brand="Toyota"))  # partial work of the first run
     other, _ = _run(db, post_id, task_id="someone-else")
-    assert other["status"] == "processing" and other["publish_enqueued"] is False
+    assert other.status is PostStatus.PROCESSING and other.publish_enqueued is False
     resumed, enqueued = _run(db, post_id, task_id="crashed-task")
-    assert resumed["status"] == "ready" and enqueued == [post_id]
+    assert resumed.status is PostStatus.READY and enqueued == [post_id]
     with db() as session:
         assert session.scalar(select(func.count()).select_from(CarData)) == 1
         assert session.scalar(select(CarData.model)) == "Camry"
@@ -137,7 +137,7 @@ def test_repost_in_three_channels_costs_one_analysis(db) -> None:
     ids = [_post(db, SALE.replace("Продам", prefix), channel=ch) for prefix, ch in
            (("Продам", "@a"), ("🔥 ПРОДАМ", "@b"), ("продам!!", "@c"))]
     for post_id in ids:
-        assert _run(db, post_id, backend=backend)[0]["status"] == "ready"
+        assert _run(db, post_id, backend=backend)[0].status is PostStatus.READY
     assert backend.calls == 1
     with db() as session:
         assert session.scalar(select(func.count()).select_from(AIUsage)) == 1
@@ -156,9 +156,9 @@ def test_permanent_backend_failure_is_recorded_on_the_post(db) -> None:
         _run(db, post_id, backend=Refusing())
     with db() as session:
         post = session.get(Post, post_id)
-        assert post.status == PostStatus.FAILED and "refused" in post.status_reason
+        assert post.status is PostStatus.FAILED and "refused" in post.status_reason
     # a failed post can be re-run (carsctl task retry) and then succeeds
-    assert _run(db, post_id, task_id="retry")[0]["status"] == "ready"
+    assert _run(db, post_id, task_id="retry")[0].status is PostStatus.READY
 
 
 def test_values_outside_the_enums_never_reach_the_database(db) -> None:
@@ -172,7 +172,7 @@ def test_values_outside_the_enums_never_reach_the_database(db) -> None:
                                             "car": car, "summary": "ok", "backend": "odd"}), None
 
     post_id = _post(db, SALE)
-    assert _run(db, post_id, backend=Odd())[0]["status"] == "ready"
+    assert _run(db, post_id, backend=Odd())[0].status is PostStatus.READY
     with db() as session:
         car = session.scalar(select(CarData))
         assert car.brand == "BMW" and car.transmission is None and car.fuel is None

@@ -4,7 +4,7 @@ fallback and refusal."""
 import pytest
 from sqlalchemy import select
 
-from cars_bot.ai.pipeline import Filters, backend_for, process_post
+from cars_bot.ai.pipeline import Filters, ProcessResult, backend_for, process_post
 from cars_bot.config import load_settings
 from cars_bot.db.models import AIUsage, Post, PostStatus
 from cars_bot.errors import PermanentError
@@ -32,12 +32,10 @@ def server():
 def backend(server, tmp_path):
     settings = load_settings({"OPENAI_API_KEY": "sk-test-0123456789", "OPENAI_BASE_URL": server.base_url,
                               "OPENAI_TIMEOUT": "5"}, cwd=tmp_path)
-    chosen = backend_for(settings)
-    chosen.client._sleep = lambda _s: None  # no real back-off waits in tests
-    return chosen
+    return backend_for(settings)
 
 
-def _process(db, backend, text: str, channel: str = "@cars") -> dict:
+def _process(db, backend, text: str, channel: str = "@cars") -> ProcessResult:
     with db.begin() as session:
         post, _ = store_post(session, channel=channel, text=text)
         session.flush()
@@ -50,13 +48,13 @@ def test_one_request_per_sale_zero_for_non_sales_and_duplicates(db, server, back
     assert backend.name == "openai"
     server.queue_completion(REPLY, prompt_tokens=400, completion_tokens=150)
     sale = _process(db, backend, SALE)
-    assert sale["status"] == "ready" and sale["backend"] == "openai"
+    assert sale.status is PostStatus.READY and sale.backend == "openai"
     assert len(server.requests) == 1
     body = server.requests[0].json
     assert body["model"] == "gpt-4o-mini" and "response_format" in body
 
-    assert _process(db, backend, BUYER)["status"] == "rejected"
-    assert _process(db, backend, "🔥 " + SALE.upper(), channel="@other")["status"] == "ready"  # a repost
+    assert _process(db, backend, BUYER).status is PostStatus.REJECTED
+    assert _process(db, backend, "🔥 " + SALE.upper(), channel="@other").status is PostStatus.READY  # a repost
     assert len(server.requests) == 1  # neither cost a request
 
     with db() as session:
@@ -67,9 +65,9 @@ def test_one_request_per_sale_zero_for_non_sales_and_duplicates(db, server, back
 
 def test_openai_down_falls_back_to_rules(db, server, backend) -> None:
     for _ in range(3):
-        server.queue_error(500, "upstream down")
+        server.queue_error(500, "upstream down", headers={"retry-after-ms": "10"})  # the SDK retries at once
     result = _process(db, backend, SALE)
-    assert result["status"] == "ready" and result["backend"] == "rules-fallback"
+    assert result.status is PostStatus.READY and result.backend == "rules-fallback"
     assert len(server.requests) == 3
 
 

@@ -45,6 +45,7 @@ def test_task_objects_get_their_routes_default_priority(celery_app_real) -> None
     send_contact_info_task.apply_async(args=[1, 2])
     process_post_task.apply_async(args=[2], priority=2)  # an explicit priority still wins
     depths = queue_depths(celery_app_real)
-    assert depths["monitoring"]["by_priority"] == {3: 1}
-    assert depths["ai_processing"]["by_priority"] == {9: 1, 2: 1}
-    assert depths["publishing"]["by_priority"] == {9: 1}
+    assert depths["monitoring"].by_priority == {3: 1}
+    assert list(depths["ai_processing"].by_priority.items()) == [(9, 1), (2, 1)]  # most urgent first
+    assert depths["ai_processing"].ready == 2 and depths["ai_processing"].unacked == 0
+    assert depths["publishing"].by_priority == {9: 1}

@@ -4,7 +4,6 @@ machine's/REDIS_URL broker and with carsctl's embedded broker."""
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,8 +27,8 @@ def test_inspect_active_answers_with_redis_url(celery_app_real, db, tmp_path) ->
         assert stats.returncode == 0 and "1 node online." in stats.stdout
 
 
-def test_inspect_active_answers_with_the_embedded_broker(db) -> None:
-    home = Path(tempfile.mkdtemp(prefix="cbs-"))
+def test_inspect_active_answers_with_the_embedded_broker(db, short_tmp: Path) -> None:
+    home = short_tmp
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL",
                                                            "CELERY_RESULT_BACKEND")}
     env.update({"CARSCTL_HOME": str(home), "LOG_DIR": str(home / "logs")})

@@ -12,13 +12,19 @@ from typer.testing import CliRunner
 from carsctl.app import app
 
 
-def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Any:
-    """Run carsctl in-process; asserts that no traceback was printed."""
+def run_in_process(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Any:
+    """Run carsctl in-process with fresh settings; the result of Typer's CliRunner."""
     from cars_bot.config import reset_settings
 
     reset_settings()
     result = CliRunner().invoke(app, list(args), input=input, env=env, catch_exceptions=False)
     reset_settings()
+    return result
+
+
+def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Any:
+    """Run carsctl in-process; asserts that no traceback was printed."""
+    result = run_in_process(*args, input=input, env=env)
     assert "Traceback" not in result.output, result.output
     return result
 

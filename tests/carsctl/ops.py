@@ -1,11 +1,16 @@
-"""Test support for the operations commands: messages as the broker holds them, and carsctl's node state."""
+"""Test support for the operations commands: messages as the broker holds them, carsctl's node state,
+and waiting for processes (by polling a condition, never by sleeping a guessed time)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import subprocess
+import time
+from collections.abc import Callable
 from typing import Any
+
+from carsctl.process import supervise
 
 QUEUE_SEP = ":"
 
@@ -48,3 +53,35 @@ def save_worker_state(settings: Any, process: subprocess.Popen[bytes], node: str
 
     save_node(settings, NodeState(name=name or node.split("@", 1)[0], hostname=node, pid=process.pid,
                                   create_time=psutil.Process(process.pid).create_time(), queues=["monitoring"]))
+
+
+#: The task module the lifecycle tests' workers import (`-I`), written by the `lifecycle` fixture.
+TASKS_MODULE = "carsctl_lifecycle_tasks"
+#: Its task: sleeps, leaving `<marker>.started` and `<marker>.done` files.
+SLEEP_TASK = "carsctl_test.sleep"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+#: `preexec_fn` for the processes tests spawn: the default signal dispositions, whatever pytest inherited
+#: (`trap '' QUIT`); the same function carsctl uses for the nodes it starts.
+default_signals = supervise.default_signals

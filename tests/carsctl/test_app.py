@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests.carsctl.cli import invoke, run_carsctl
+from tests.carsctl.cli import invoke, run_carsctl, run_in_process
 
 HEAVY = ("celery", "kombu", "sqlalchemy", "telethon", "gspread", "openai", "redis")
 
@@ -28,16 +28,24 @@ def test_unknown_command_is_usage_error() -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
-def test_internal_errors_are_one_line_without_debug(monkeypatch, settings) -> None:
+def test_internal_errors_are_one_line_without_debug_and_masked(monkeypatch, settings) -> None:
+    """The error boundary masks configured secrets and URL passwords in what it prints (and --debug too)."""
     import carsctl.commands.config as config_cmd
 
+    key = "sk-abcdefghijklmnop1234"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+
     def explode(*_a, **_k):
-        raise RuntimeError("boom with sk-abcdefghijklmnop")
+        raise RuntimeError(f"boom with {key} at redis://:hunter2pass@10.0.0.1:6379/0")
 
     monkeypatch.setattr(config_cmd, "_masked", explode)
     result = invoke("config", "show")
     assert result.exit_code == 1
     assert "internal error: RuntimeError: boom" in result.output and "--debug" in result.output
+    assert key not in result.output and "hunter2pass" not in result.output
+    assert "****1234" in result.output and "redis://:****@10.0.0.1" in result.output
+    debug = run_in_process("--debug", "config", "show")  # the traceback is masked too
+    assert "Traceback" in debug.output and key not in debug.output and "hunter2pass" not in debug.output
 
 
 def test_db_upgrade_and_status(migrated_database) -> None:

@@ -20,26 +20,27 @@ from carsctl.generated.completion_cache import (
     tasks_file,
 )
 from carsctl.generated.completion_scripts import (
+    SCRIPT_NAMES,
+    generate,
+    generate_all,
+    install_script,
+    project_completions_dir,
+    stale_scripts,
+)
+from carsctl.generated.completion_specs import (
     FILES,
     LOG_LEVELS,
     LOG_TARGETS,
     NODES,
     POOLS,
-    SCRIPT_NAMES,
     SHELL_VALUES,
     TASKS,
     CommandSpec,
     Values,
     command_specs,
-    generate,
-    generate_all,
-    install_script,
-    project_completions_dir,
-    stale_files,
-    write_all,
 )
 from tests.carsctl.cli import invoke
-from tests.carsctl.test_completion_shells import demo_app
+from tests.carsctl.completion_demo import demo_app
 
 HEAVY = ("celery", "kombu", "redis", "sqlalchemy", "telethon", "gspread", "openai")
 
@@ -61,7 +62,7 @@ def test_committed_scripts_match_a_fresh_generation() -> None:
     """completions/ must be regenerated after any change to the command tree."""
     directory = project_completions_dir()
     assert directory is not None
-    stale = stale_files(directory)
+    stale = [path.name for path in stale_scripts(directory)]
     assert not stale, (f"stale completion scripts in {directory}: {', '.join(stale)}; "
                        "run `carsctl completion generate` and commit completions/")
 
@@ -76,8 +77,10 @@ def test_generate_check_names_the_stale_file(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "_carsctl" in result.stderr and "carsctl.fish" in result.stderr and "carsctl.bash" not in result.stderr
     assert "carsctl completion generate" in result.stderr
-    assert write_all(tmp_path) == [tmp_path / "_carsctl", tmp_path / "carsctl.fish"]
-    assert stale_files(tmp_path) == []
+    assert stale_scripts(tmp_path) == [tmp_path / "_carsctl", tmp_path / "carsctl.fish"]  # --check writes nothing
+    assert not (tmp_path / "carsctl.fish").exists()
+    assert stale_scripts(tmp_path, rewrite=True) == [tmp_path / "_carsctl", tmp_path / "carsctl.fish"]
+    assert stale_scripts(tmp_path) == []
 
 
 def test_generation_is_deterministic_across_processes() -> None:
@@ -100,6 +103,7 @@ def test_scripts_hold_the_tree_as_data() -> None:
             assert all(name in content for option in spec.options for name in option.names)
     for content in scripts.values():
         assert "carsctl completion refresh --quiet" in content  # the only program a TAB may start
+        assert "#%" not in content and "# @" not in content  # template notes dropped, every slot filled
 
 
 # --- the value table -------------------------------------------------------------------------------
@@ -126,8 +130,7 @@ def test_choices_come_from_the_parameter_type() -> None:
     assert specs["completion show"].arguments == (SHELL_VALUES,)
     assert specs["completion install"].arguments == (SHELL_VALUES,)
     assert _option(specs["completion install"], "--dir") == Values(source="dirs")
-    if "post import" in specs:
-        assert specs["post import"].arguments == (FILES,)
+    assert specs["post import"].arguments == (FILES,)
 
 
 @pytest.mark.parametrize(("path", "where", "expected"), [
@@ -174,27 +177,26 @@ def test_show_rejects_an_unknown_shell() -> None:
 def test_install_paths_and_rc_lines(tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path)}
     bash = install_script("bash", environ=env)
-    assert bash["path"] == str(tmp_path / ".local/share/bash-completion/completions/carsctl")
+    assert bash.path == str(tmp_path / ".local/share/bash-completion/completions/carsctl")
     zsh = install_script("zsh", environ=env)
-    assert zsh["path"] == str(tmp_path / ".zfunc/_carsctl")
-    assert zsh["rc_lines"] == ["fpath=(~/.zfunc $fpath)", "autoload -Uz compinit && compinit"]
+    assert zsh.path == str(tmp_path / ".zfunc/_carsctl")
+    assert zsh.rc_lines == ("fpath=(~/.zfunc $fpath)", "autoload -Uz compinit && compinit")
     (tmp_path / ".zshrc").write_text("fpath+=~/.zfunc\nautoload -Uz compinit\ncompinit\n")
-    assert install_script("zsh", environ=env)["rc_lines"] == []
+    assert install_script("zsh", environ=env).rc_lines == ()
     fish = install_script("fish", environ=env)
-    assert fish["path"] == str(tmp_path / ".config/fish/completions/carsctl.fish") and fish["rc_lines"] == []
+    assert fish.path == str(tmp_path / ".config/fish/completions/carsctl.fish") and fish.rc_lines == ()
     xdg = install_script("bash", environ={**env, "XDG_DATA_HOME": str(tmp_path / "xdg")})
-    assert xdg["path"] == str(tmp_path / "xdg/bash-completion/completions/carsctl")
+    assert xdg.path == str(tmp_path / "xdg/bash-completion/completions/carsctl")
     for shell in ("bash", "zsh", "fish"):
-        assert Path(install_script(shell, environ=env)["path"]).read_text() == generate(shell)
+        assert Path(install_script(shell, environ=env).path).read_text() == generate(shell)
 
 
 def test_install_into_another_directory_says_what_to_add(tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path)}
     elsewhere = tmp_path / "elsewhere"
-    assert install_script("bash", elsewhere, environ=env)["rc_lines"] == ["source ~/elsewhere/carsctl"]
-    assert install_script("fish", elsewhere, environ=env)["rc_lines"] == [
-        "set -p fish_complete_path ~/elsewhere"]
-    assert install_script("zsh", elsewhere, environ=env)["rc_lines"][0] == "fpath=(~/elsewhere $fpath)"
+    assert install_script("bash", elsewhere, environ=env).rc_lines == ("source ~/elsewhere/carsctl",)
+    assert install_script("fish", elsewhere, environ=env).rc_lines == ("set -p fish_complete_path ~/elsewhere",)
+    assert install_script("zsh", elsewhere, environ=env).rc_lines[0] == "fpath=(~/elsewhere $fpath)"
 
 
 def test_install_command(tmp_path: Path) -> None:
@@ -204,8 +206,12 @@ def test_install_command(tmp_path: Path) -> None:
     # the rc lines are data on stdout (`... >> ~/.zshrc`), the rest goes to stderr
     assert result.stdout.splitlines() == ["fpath=(~/.zfunc $fpath)", "autoload -Uz compinit && compinit"]
     assert "installed zsh completion" in result.stderr
-    result = invoke("completion", "install", "fish", "--dir", str(tmp_path / "d"), "--json")
-    assert json.loads(result.stdout)["path"] == str(tmp_path / "d" / "carsctl.fish")
+    result = invoke("completion", "install", "fish", "--dir", str(tmp_path / "d"), "--json",
+                    env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": None})
+    assert json.loads(result.stdout) == {"shell": "fish", "path": str(tmp_path / "d" / "carsctl.fish"),
+                                         "rc_file": "~/.config/fish/config.fish",
+                                         "rc_lines": ["set -p fish_complete_path ~/d"],
+                                         "note": "fish does not look there by itself"}
 
 
 def test_refresh_command_writes_the_task_cache(settings: object) -> None:
@@ -215,6 +221,10 @@ def test_refresh_command_writes_the_task_cache(settings: object) -> None:
     assert lines == task_lines(static_task_names()) and lines
     assert "(unchanged)" in invoke("completion", "refresh").stderr
     assert invoke("completion", "refresh", "--quiet").stderr == ""
+    names = static_task_names()
+    assert json.loads(invoke("completion", "refresh", "--json").stdout) == {
+        "tasks_file": str(tasks_file(settings)), "tasks": len(names), "aliases": len(lines) - len(names),
+        "changed": False, "written": True}
 
 
 def test_refresh_imports_no_celery_and_opens_no_socket(tmp_path: Path) -> None:

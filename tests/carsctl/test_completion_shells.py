@@ -4,11 +4,16 @@
   as readline sets them (`--opt=value` split at `=`), printing COMPREPLY;
 - zsh: an interactive zsh in a `zpty`, the script autoloaded from `$fpath` by compinit (or sourced),
   a real TAB (`complete-word`), the matches captured by wrapping `compadd`;
-- fish: `complete -C"carsctl ..."`, the script autoloaded from `$fish_complete_path`.
+- fish: `complete -C"carsctl ..."`, the script autoloaded from `$fish_complete_path`;
+- shellcheck: the bash template, the fragment bash shares with zsh, and the bash scripts made from them.
+
+Each test skips on its own when its shell (or shellcheck) is missing, so bash, always there, always runs;
+CI (CI=true) installs them all, and there nothing skips.
 
 The dynamic points (task aliases, nodes, queues, log targets, pools, log levels) are checked on a
-stand-in app with the shapes of those commands, so they are tested whatever the real tree holds
-today; the real app's scripts are checked for its top-level commands and nested options.
+stand-in app with the shapes of those commands (tests/carsctl/completion_demo.py), so they are tested
+whatever the real tree holds today; the real app's scripts are checked for its top-level commands and
+nested options.
 """
 
 from __future__ import annotations
@@ -21,99 +26,36 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated
 
 import pytest
 import typer
 
 from cars_bot.config import QUEUES
 from carsctl.generated.completion_cache import static_task_names, task_lines
-from carsctl.generated.completion_scripts import INSTALLED_NAMES, SHELLS, command_specs, generate
-
-# A developer's machine may lack zsh or fish; CI (CI=true) installs them, so there they must run.
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(shell) is None for shell in SHELLS) and not os.environ.get("CI"),
-    reason="needs bash, zsh and fish (Debian packages: bash zsh fish)",
+from carsctl.generated.completion_scripts import (
+    INSTALLED_NAMES,
+    SHARED_TEMPLATE,
+    TEMPLATE_NAMES,
+    generate,
+    templates_dir,
 )
+from carsctl.generated.completion_specs import SHELLS, command_specs
+from tests.carsctl.completion_demo import demo_app
+
+
+def needs(program: str) -> pytest.MarkDecorator:
+    """Skip when `program` is missing, except in CI (CI=true), which installs it: there the test must run."""
+    return pytest.mark.skipif(shutil.which(program) is None and not os.environ.get("CI"),
+                              reason=f"needs {program} (Debian package: {program})")
+
+
+#: The three shells as test parameters, each skipped on its own when missing.
+EACH_SHELL = [pytest.param(shell, marks=needs(shell), id=shell) for shell in SHELLS]
 
 END = "<<END>>"
 TASK_NAMES = ("cars_bot.tasks.ai_tasks.process_post_task", "cars_bot.tasks.publishing_tasks.publish_post_task",
               "cars_bot.tasks.sheets_tasks.sync_channels_task")
 ALIASES = ("process-post", "publish-post", "sync-channels")
-
-
-# --- a stand-in app with the shapes of the commands being written ------------------------------------
-
-def demo_app() -> typer.Typer:
-    """worker start/stop, task run, purge, logs and inspect, with plain-str parameters."""
-    app = typer.Typer(name="carsctl", add_completion=False, no_args_is_help=True,
-                      context_settings={"help_option_names": ["-h", "--help"]})
-
-    @app.callback()
-    def root(json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Root."""
-
-    worker = typer.Typer(help="Worker nodes.")
-
-    @worker.command("start")
-    def worker_start(
-        name: Annotated[str, typer.Argument(help="Node name.")] = "worker",
-        queues: Annotated[str | None, typer.Option("-Q", "--queues", help="Queues.")] = None,
-        pool: Annotated[str, typer.Option("-P", "--pool", help="Pool.")] = "prefork",
-        loglevel: Annotated[str, typer.Option("-l", "--loglevel", help="Log level.")] = "info",
-        concurrency: Annotated[int | None, typer.Option("-c", "--concurrency", help="Processes.")] = None,
-        detach: Annotated[bool, typer.Option("--detach/--foreground", help="Detach.")] = True,
-    ) -> None:
-        """Start a worker node."""
-
-    @worker.command("stop")
-    def worker_stop(
-        names: Annotated[list[str] | None, typer.Argument(help="Nodes.")] = None,
-        timeout: Annotated[float, typer.Option("--timeout", help="Seconds.")] = 10.0,
-        force: Annotated[bool, typer.Option("--force", help="KILL after the timeout.")] = False,
-    ) -> None:
-        """Stop worker nodes."""
-
-    task = typer.Typer(help="Tasks.")
-
-    @task.command("run")
-    def task_run(
-        name: Annotated[str, typer.Argument(help="Alias or full name.")],
-        args: Annotated[list[str] | None, typer.Argument(help="Arguments.")] = None,
-        queue: Annotated[str | None, typer.Option("-Q", "--queue", help="Queue.")] = None,
-        wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
-    ) -> None:
-        """Send a task."""
-
-    inspect = typer.Typer(help="Ask the workers.")
-    for sub in ("active", "reserved", "scheduled", "ping"):
-        def command(
-            destination: Annotated[list[str] | None, typer.Option("-d", "--destination", help="Node.")] = None,
-            timeout: Annotated[float, typer.Option("--timeout", help="Seconds.")] = 1.0,
-        ) -> None:
-            """Inspect."""
-
-        inspect.command(sub)(command)
-
-    @app.command("purge")
-    def purge(
-        queues: Annotated[list[str] | None, typer.Option("-Q", "--queues", help="Queues.")] = None,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="No confirmation.")] = False,
-    ) -> None:
-        """Purge queues."""
-
-    @app.command("logs")
-    def logs(
-        target: Annotated[str | None, typer.Argument(help="worker, beat, monitor or a node.")] = None,
-        lines: Annotated[int, typer.Option("-n", "--lines", help="Lines.")] = 50,
-        follow: Annotated[bool, typer.Option("-f", "--follow", help="Follow.")] = False,
-    ) -> None:
-        """Show logs."""
-
-    app.add_typer(worker, name="worker")
-    app.add_typer(task, name="task")
-    app.add_typer(inspect, name="inspect")
-    return app
 
 
 # --- driving the shells ----------------------------------------------------------------------------
@@ -159,12 +101,11 @@ else
     fpath=($CC_FPATH $fpath)
     autoload -Uz compinit && compinit -u -D
 fi
-zmodload zsh/datetime
 bindkey '^I' complete-word
 # compprefuncs/comppostfuncs are emptied on each use: each hook re-arms the other.
-_cc_pre() { typeset -g _cc_t0=$EPOCHREALTIME; comppostfuncs=(_cc_post); print -r -- '<<BEGIN>>'; }
+_cc_pre() { comppostfuncs=(_cc_post); }
 _cc_post() {
-    print -r -- "<<END>> $(( (EPOCHREALTIME - _cc_t0) * 1000.0 ))"
+    print -r -- '<<END>>'
     compstate[insert]='' compstate[list]=''
     compprefuncs=(_cc_pre)
 }
@@ -198,7 +139,7 @@ for q in "$@"; do
         line=${line%$'\n'}
         [[ $line == *'<<M>>'* ]] && print -r -- "${line#*<<M>>}"
         if [[ $line == *'<<END>>'* ]]; then
-            print -r -- "<<END>> ${line#*<<END>> }"
+            print -r -- '<<END>>'
             break
         fi
     done
@@ -309,7 +250,7 @@ def home_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 # --- the real app ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_top_level_commands_and_nested_options(shell: str, real_scripts: Path, home_env: dict[str, str]) -> None:
     root = command_specs()[0]
     top, options, shells, root_opts, prefixed = complete(shell, real_scripts, [
@@ -323,7 +264,7 @@ def test_top_level_commands_and_nested_options(shell: str, real_scripts: Path, h
     assert prefixed == ["completion"]
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_option_values_are_skipped_when_walking(shell: str, real_scripts: Path, home_env: dict[str, str]) -> None:
     # `--dir DIR` consumes DIR: the next word is an option again, not a subcommand.
     after_value, leaf_options = complete(shell, real_scripts, [
@@ -339,14 +280,14 @@ def test_option_values_are_skipped_when_walking(shell: str, real_scripts: Path, 
 
 # --- dynamic values, on the stand-in app -----------------------------------------------------------
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_task_aliases_and_names(shell: str, demo_scripts: Path, home_env: dict[str, str]) -> None:
     everything, prefixed = complete(shell, demo_scripts, ["carsctl task run ", "carsctl task run pub"], env=home_env)
     assert set(everything) == set(ALIASES) | set(TASK_NAMES)
     assert prefixed == ["publish-post"]
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_node_names(shell: str, demo_scripts: Path, home_env: dict[str, str]) -> None:
     first, second, destination = complete(shell, demo_scripts, [
         "carsctl worker stop ", "carsctl worker stop ai ", "carsctl inspect active -d "], env=home_env)
@@ -355,7 +296,7 @@ def test_node_names(shell: str, demo_scripts: Path, home_env: dict[str, str]) ->
     assert set(destination) == {"ai", "worker", "bare"}
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_queue_names(shell: str, demo_scripts: Path, home_env: dict[str, str]) -> None:
     short, long_eq, task_queue = complete(shell, demo_scripts, [
         "carsctl purge -Q ", "carsctl purge --queues=", "carsctl task run process-post --queue "], env=home_env)
@@ -364,7 +305,7 @@ def test_queue_names(shell: str, demo_scripts: Path, home_env: dict[str, str]) -
     assert set(task_queue) == set(QUEUES)
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_logs_inspect_pools_levels(shell: str, demo_scripts: Path, home_env: dict[str, str]) -> None:
     logs, inspect, pools, levels, after = complete(shell, demo_scripts, [
         "carsctl logs ", "carsctl inspect ", "carsctl worker start --pool ", "carsctl worker start -l ",
@@ -376,7 +317,7 @@ def test_logs_inspect_pools_levels(shell: str, demo_scripts: Path, home_env: dic
     assert {"-Q", "--queues", "--concurrency", "--detach", "--foreground"} <= set(after)
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_home_from_dotenv_and_default(shell: str, demo_scripts: Path, tmp_path: Path) -> None:
     env: dict[str, str | None] = {"CARSCTL_HOME": None}
     with_dotenv = tmp_path / "project"
@@ -390,7 +331,7 @@ def test_home_from_dotenv_and_default(shell: str, demo_scripts: Path, tmp_path: 
     assert default_nodes == ["from-default"]
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_missing_task_cache_runs_carsctl_refresh(shell: str, demo_scripts: Path, tmp_path: Path) -> None:
     """The fallback writes the cache from the task modules' source; carsctl is the real one."""
     bin_dir = tmp_path / "bin"
@@ -407,7 +348,7 @@ def test_missing_task_cache_runs_carsctl_refresh(shell: str, demo_scripts: Path,
     assert (tmp_path / "calls").read_text().splitlines() == ["completion refresh --quiet"]
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_failed_refresh_is_tried_once_per_shell(shell: str, demo_scripts: Path, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -420,7 +361,7 @@ def test_failed_refresh_is_tried_once_per_shell(shell: str, demo_scripts: Path, 
     assert len((tmp_path / "calls").read_text().splitlines()) == 1
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_real_dynamic_points(shell: str, real_scripts: Path, home_env: dict[str, str]) -> None:
     """The same points on the real tree."""
     paths = {spec.path for spec in command_specs()}
@@ -445,26 +386,49 @@ def test_real_dynamic_points(shell: str, real_scripts: Path, home_env: dict[str,
 
 # --- shell specifics -------------------------------------------------------------------------------
 
+@needs("bash")
 def test_bash_file_and_directory_values_use_readline(real_scripts: Path) -> None:
     [dirs] = complete("bash", real_scripts, ["carsctl completion install --dir "])
     assert dirs == ["COMPOPT -o dirnames"]
 
 
+@needs("zsh")
 def test_zsh_sourced_after_compinit(real_scripts: Path, home_env: dict[str, str]) -> None:
     [top] = complete("zsh", real_scripts, ["carsctl co"], env=home_env, zsh_source=True)
     assert set(top) == {"config", "completion"}
 
 
-def test_zsh_and_fish_complete_directories(real_scripts: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shell", [p for p in EACH_SHELL if p.values[0] in ("zsh", "fish")])
+def test_zsh_and_fish_complete_directories(shell: str, real_scripts: Path, tmp_path: Path) -> None:
     (tmp_path / "somedir").mkdir()
-    for shell in ("zsh", "fish"):
-        [dirs] = complete(shell, real_scripts, ["carsctl completion install --dir som"], cwd=tmp_path)
-        assert any(d.rstrip("/").endswith("somedir") for d in dirs), (shell, dirs)
+    [dirs] = complete(shell, real_scripts, ["carsctl completion install --dir som"], cwd=tmp_path)
+    assert any(d.rstrip("/").endswith("somedir") for d in dirs), dirs
 
 
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", EACH_SHELL)
 def test_generated_scripts_pass_the_shells_syntax_check(shell: str, real_scripts: Path, demo_scripts: Path) -> None:
-    for directory in (real_scripts, demo_scripts):
-        path = directory / INSTALLED_NAMES[shell]
+    """The scripts, and their template too (its slots are comments, so it parses on its own)."""
+    paths = [real_scripts / INSTALLED_NAMES[shell], demo_scripts / INSTALLED_NAMES[shell],
+             _template_path(TEMPLATE_NAMES[shell])]
+    if shell != "fish":
+        paths.append(_template_path(SHARED_TEMPLATE))
+    for path in paths:
         result = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 0, (path, result.stderr)
+
+
+def _template_path(name: str) -> Path:
+    path = Path(str(templates_dir() / name))
+    assert path.is_file(), path  # package data of a checkout or an installed wheel: a real file
+    return path
+
+
+@needs("shellcheck")
+def test_bash_passes_shellcheck(real_scripts: Path, demo_scripts: Path) -> None:
+    """shellcheck, all severities, on the bash template, the fragment bash shares with zsh (shellcheck
+    reads no zsh: it is linted as bash) and the bash scripts made from them (no shebang: --shell)."""
+    paths = [_template_path(TEMPLATE_NAMES["bash"]), _template_path(SHARED_TEMPLATE),
+             real_scripts / INSTALLED_NAMES["bash"], demo_scripts / INSTALLED_NAMES["bash"]]
+    result = subprocess.run(["shellcheck", "--shell=bash", "--severity=style", *map(str, paths)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -5,9 +5,9 @@ Queue the answers a test needs, point the client at :attr:`FakeOpenAI.base_url`,
 client sent in :attr:`FakeOpenAI.requests`::
 
     with FakeOpenAI() as server:
-        server.queue_error(429, headers={"Retry-After": "2"})
+        server.queue_error(429, headers={"retry-after-ms": "10"})
         server.queue_completion({"is_sale": False, "confidence": 0.9, "reason": "news"})
-        backend = OpenAIBackend("sk-test", "gpt-4o-mini", base_url=server.base_url, sleep=sleeps.append)
+        backend = OpenAIBackend("sk-test", "gpt-4o-mini", base_url=server.base_url)
         ...
         assert len(server.requests) == 2
 
@@ -18,6 +18,7 @@ than it expects fails loudly.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -90,6 +91,20 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a client drops its connection.
+
+    Clients close connections mid-exchange on purpose in these tests (a timeout, or a long
+    Retry-After handed to the task layer); that is not an error of the fake.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeOpenAI:
     """The server; use it as a context manager (or call :meth:`start` and :meth:`stop`)."""
 
@@ -97,8 +112,7 @@ class FakeOpenAI:
         self.requests: list[RecordedRequest] = []
         self._responses: deque[FakeResponse] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="fake-openai", daemon=True)
 
@@ -141,8 +155,16 @@ class FakeOpenAI:
         self.queue(FakeResponse(status, error_body(status, message), dict(headers or {}), delay))
 
     def pending(self) -> int:
+        """How many queued answers no request has taken yet."""
         with self._lock:
             return len(self._responses)
+
+    def clear(self) -> int:
+        """Drop the queued answers no request took; returns how many were dropped."""
+        with self._lock:
+            dropped = len(self._responses)
+            self._responses.clear()
+        return dropped
 
     # -- serving ---------------------------------------------------------------------------------
 

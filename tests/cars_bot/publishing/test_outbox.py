@@ -13,7 +13,8 @@ from cars_bot.db.models import OutboxMessage
 from cars_bot.errors import NotConfigured
 from cars_bot.publishing.outbox import OutboxPublisher, publisher_for
 from cars_bot.publishing.telegram import TelegramPublisher
-from tests.cars_bot.publishing.conftest import make_post, telegram_settings
+from tests.cars_bot.publishing.fake_telegram import telegram_settings
+from tests.cars_bot.publishing.post_rows import make_post
 
 HTML = '🚗 <b>BMW &amp; Co</b>\n📞 <a href="https://t.me/bot?start=contact_1">Получить контакты</a>'
 
@@ -45,7 +46,7 @@ def test_send_message_logs_a_contact(factory: sessionmaker[Session], tmp_path: P
 
 
 def test_an_unwritable_outbox_rolls_the_row_back(factory: sessionmaker[Session], tmp_path: Path) -> None:
-    from cars_bot.publishing.service import NotSent
+    from cars_bot.publishing.delivery import NotSent
 
     blocker = tmp_path / "file"
     blocker.write_text("x")

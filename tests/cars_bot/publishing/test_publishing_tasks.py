@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from cars_bot.tasks import publishing_tasks
-from tests.cars_bot.publishing.conftest import make_post, make_subscriber
+from tests.cars_bot.publishing.post_rows import make_post, make_subscriber
 
 
 @pytest.fixture

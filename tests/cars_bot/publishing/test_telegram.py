@@ -11,9 +11,9 @@ from telethon import errors
 
 from cars_bot.errors import PermanentError, TransientError
 from cars_bot.publishing import telegram
-from cars_bot.publishing.service import NotSent
+from cars_bot.publishing.delivery import NotSent
 from cars_bot.publishing.telegram import TelegramPublisher, map_telegram_error, telegram_peer
-from tests.cars_bot.publishing.conftest import FakeMessage, FakeTelegramClient, photo, telegram_settings
+from tests.cars_bot.publishing.fake_telegram import FakeMessage, FakeTelegramClient, photo, telegram_settings
 
 HTML = '🚗 <b>BMW</b>\n📞 <a href="https://t.me/cars_bot?start=contact_7">Получить контакты</a>'
 

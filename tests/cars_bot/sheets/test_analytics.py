@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from cars_bot.db.models import Channel, ContactRequest, Post, PostStatus, Subscription, SubscriptionType, User
+from cars_bot.sheets.analytics import AnalyticsAction, AnalyticsUpdate, update_analytics
 from cars_bot.sheets.local import LocalWorkbook
-from cars_bot.sheets.sync import update_analytics
 from cars_bot.sheets.workbook import (
     AN_ACTIVE_SUBS,
     AN_CONTACTS,
@@ -54,35 +54,36 @@ def seed(session: Session) -> None:
 def test_one_row_per_day(session: Session, workbook: LocalWorkbook) -> None:
     seed(session)
     result = update_analytics(session, workbook, now=NOW)
-    assert result == {"date": "2025-03-04", "action": "appended", "posts_processed": 2, "posts_published": 1,
-                      "new_users": 1, "active_subscriptions": 1, "contact_requests": 1, "revenue": 0}
+    assert result == AnalyticsUpdate(date="2025-03-04", action=AnalyticsAction.APPENDED, posts_processed=2,
+                                     posts_published=1, new_users=1, active_subscriptions=1, contact_requests=1,
+                                     revenue=0)
     [row] = workbook.read(ANALYTICS)
     assert (row[AN_DATE], row[AN_PROCESSED], row[AN_PUBLISHED], row[AN_NEW_USERS], row[AN_ACTIVE_SUBS],
             row[AN_CONTACTS], row[AN_REVENUE]) == ("2025-03-04", "2", "1", "1", "1", "1", "0")
 
     # an hour later, unchanged: nothing written
     writes = workbook.writes
-    assert update_analytics(session, workbook, now=NOW + timedelta(hours=1))["action"] == "unchanged"
+    assert update_analytics(session, workbook, now=NOW + timedelta(hours=1)).action is AnalyticsAction.UNCHANGED
     assert workbook.writes == writes
 
     # more work the same day: the same row is updated
     session.add(Post(channel_id=1, message_id=5, processed_at=NOW + timedelta(hours=1)))
     session.commit()
     result = update_analytics(session, workbook, now=NOW + timedelta(hours=2))
-    assert result["action"] == "updated" and result["posts_processed"] == 3
+    assert result.action is AnalyticsAction.UPDATED and result.posts_processed == 3
     rows = workbook.read(ANALYTICS)
     assert len(rows) == 1 and rows[0][AN_PROCESSED] == "3"
 
     # the next UTC day gets its own row
     result = update_analytics(session, workbook, now=NOW + timedelta(days=1))
-    assert result["action"] == "appended" and result["posts_processed"] == 0
+    assert result.action is AnalyticsAction.APPENDED and result.posts_processed == 0
     assert [r[AN_DATE] for r in workbook.read(ANALYTICS)] == ["2025-03-04", "2025-03-05"]
 
 
 def test_existing_row_in_another_date_format_is_found(session: Session, workbook: LocalWorkbook) -> None:
     workbook.append(ANALYTICS, [{AN_DATE: "03.03.2025", AN_PROCESSED: 7}, {AN_DATE: "04.03.2025", AN_PROCESSED: 9}])
     result = update_analytics(session, workbook, now=NOW)
-    assert result["action"] == "updated"
+    assert result.action is AnalyticsAction.UPDATED
     rows = workbook.read(ANALYTICS)
     assert len(rows) == 2 and rows[0][AN_PROCESSED] == "7" and rows[1][AN_PROCESSED] == "0"
     assert rows[1][AN_DATE] == "04.03.2025"
@@ -96,4 +97,4 @@ def test_day_boundary_is_utc_midnight(session: Session, workbook: LocalWorkbook)
     session.add_all([Post(channel_id=channel.id, message_id=1, processed_at=midnight),
                      Post(channel_id=channel.id, message_id=2, processed_at=midnight - timedelta(seconds=1))])
     session.commit()
-    assert update_analytics(session, workbook, now=NOW)["posts_processed"] == 1
+    assert update_analytics(session, workbook, now=NOW).posts_processed == 1

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from cars_bot.db.models import Channel, Subscription, SubscriptionType, User
 from cars_bot.errors import NotConfigured, PermanentError, TransientError
+from cars_bot.sheets.analytics import AnalyticsAction, update_analytics
+from cars_bot.sheets.channel_sync import sync_channels
 from cars_bot.sheets.google import GoogleWorkbook, get_client, reset_clients
-from cars_bot.sheets.sync import sync_channels, sync_subscribers, update_analytics
+from cars_bot.sheets.subscriber_sync import sync_subscribers
 from cars_bot.sheets.workbook import (
     ANALYTICS,
     CH_ADDED,
@@ -192,7 +194,7 @@ def test_one_client_per_process(tmp_path: Path) -> None:
 
 def test_channel_sync_through_google(session: Session, fake_sheets: FakeSheetsServer, book: FakeSpreadsheet) -> None:
     result = sync_channels(session, workbook_for(fake_sheets), now=NOW)
-    assert (result["added"], result["total"], result["cells_written"]) == (2, 2, 2)
+    assert (result.added, result.total, result.cells_written) == (2, 2, 2)
     names = {c.username: c for c in session.scalars(select(Channel))}
     assert set(names) == {"cars_msk", "https://t.me/+Invite_Hash"}
     assert names["cars_msk"].seller_phone == "79991234567" and names["https://t.me/+Invite_Hash"].is_active is False
@@ -200,7 +202,7 @@ def test_channel_sync_through_google(session: Session, fake_sheets: FakeSheetsSe
     assert len(fake_sheets.requests) == 3 and fake_sheets.count("POST") == 1
     fake_sheets.requests.clear()
     second = workbook_for(fake_sheets)
-    assert sync_channels(session, second, now=NOW)["cells_written"] == 0
+    assert sync_channels(session, second, now=NOW).cells_written == 0
     assert fake_sheets.count("POST") == 0 and second.writes == 0
 
 
@@ -212,7 +214,7 @@ def test_subscriber_sync_through_google(session: Session, fake_sheets: FakeSheet
     session.add_all([known, fresh])
     session.commit()
     result = sync_subscribers(session, workbook_for(fake_sheets), now=NOW)
-    assert (result["applied"], result["appended"], result["rows_updated"]) == (1, 1, 1)
+    assert (result.applied, result.appended, result.rows_updated) == (1, 1, 1)
     [sub] = session.scalars(select(Subscription))
     assert sub.type is SubscriptionType.MONTHLY and sub.ends_at == NOW + timedelta(days=30)
     wb = workbook_for(fake_sheets)
@@ -221,11 +223,12 @@ def test_subscriber_sync_through_google(session: Session, fake_sheets: FakeSheet
     assert rows["222"][SUB_TYPE] == "FREE" and rows["222"][SUB_ACTIVE] == "FALSE"
     fake_sheets.requests.clear()
     again = sync_subscribers(session, workbook_for(fake_sheets), now=NOW + timedelta(minutes=5))
-    assert (again["applied"], again["appended"], again["rows_updated"]) == (0, 0, 0)
+    assert (again.applied, again.appended, again.rows_updated) == (0, 0, 0)
     assert fake_sheets.count("POST") == 0
 
 
 def test_analytics_through_google(session: Session, fake_sheets: FakeSheetsServer, book: FakeSpreadsheet) -> None:
-    assert update_analytics(session, workbook_for(fake_sheets), now=NOW)["action"] == "appended"
-    assert update_analytics(session, workbook_for(fake_sheets), now=NOW + timedelta(hours=1))["action"] == "unchanged"
+    assert update_analytics(session, workbook_for(fake_sheets), now=NOW).action is AnalyticsAction.APPENDED
+    later = NOW + timedelta(hours=1)
+    assert update_analytics(session, workbook_for(fake_sheets), now=later).action is AnalyticsAction.UNCHANGED
     assert len(book.values(ANALYTICS)) == 2  # header + today's row (its date stored as a serial date)

@@ -10,6 +10,7 @@ import pytest
 
 from cars_bot.config import load_settings
 from cars_bot.errors import PermanentError
+from cars_bot.sheets.backends import open_workbook
 from cars_bot.sheets.local import LocalWorkbook
 from cars_bot.sheets.workbook import (
     ANALYTICS,
@@ -23,7 +24,6 @@ from cars_bot.sheets.workbook import (
     SUBSCRIBERS,
     Row,
     Workbook,
-    open_workbook,
 )
 
 
@@ -123,15 +123,26 @@ def _writer(path: str, worker: int, count: int) -> None:
         book.flush()
 
 
+@pytest.mark.timeout(120)
 def test_concurrent_writers_do_not_lose_rows(workbook: LocalWorkbook) -> None:
+    # "spawn", not "fork": a forked child runs the after-fork hooks of everything the test process
+    # holds, and kombu's hook closes the Redis connections inherited from earlier tests (a pooled
+    # channel waiting in BRPOP then blocks forever reading the parent's socket). A spawned child is a
+    # fresh interpreter that inherits neither the hooks nor the sockets, like a real worker process.
     workbook.read(SUBSCRIBERS)
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_writer, args=(str(workbook.path), w, 15)) for w in range(4)]
-    for process in workers:
-        process.start()
-    for process in workers:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    try:
+        for process in workers:
+            process.start()
+        for process in workers:
+            process.join(timeout=90)
+            assert process.exitcode == 0
+    finally:
+        for process in workers:
+            if process.is_alive():
+                process.kill()
+                process.join()
     ids = [r[SUB_USER_ID] for r in workbook.read(SUBSCRIBERS)]
     assert len(ids) == 4 * 15 + 1
     assert ids.count("999999") == 1

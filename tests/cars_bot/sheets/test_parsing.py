@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cars_bot.db.models import SubscriptionType
-from cars_bot.sheets.sync import (
+from cars_bot.sheets.cells import (
     format_sheet_datetime,
     is_invite_link,
     normalize_channel_username,

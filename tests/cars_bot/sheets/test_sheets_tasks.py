@@ -55,6 +55,9 @@ def test_sync_channels_task(home: Path) -> None:
     (home / "workbook.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     result = sync_channels_task.apply().get()
     assert result["added"] == 1
+    assert json.loads(json.dumps(result))["problems"] == []  # the result backend stores JSON
+    assert list(result) == ["added", "updated", "deactivated", "total", "skipped", "invalid", "duplicates",
+                            "cells_written", "problems", "synced_at"]
     with session_scope() as session:
         assert [c.username for c in session.scalars(select(Channel))] == ["cars_msk"]
 
@@ -72,4 +75,5 @@ def test_sync_subscribers_task(home: Path) -> None:
 def test_update_analytics_task(home: Path) -> None:
     result = update_analytics_task.apply().get()
     assert result["action"] == "appended" and result["revenue"] == 0
+    assert json.loads(json.dumps(result))["action"] == "appended"  # the outcome is stored as its plain value
     assert update_analytics_task.run()["action"] == "unchanged"

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from cars_bot.db.models import Channel
 from cars_bot.errors import PermanentError
+from cars_bot.sheets.channel_sync import sync_channels
 from cars_bot.sheets.local import LocalWorkbook
-from cars_bot.sheets.sync import sync_channels
 from cars_bot.sheets.workbook import (
     CH_ACTIVE,
     CH_ADDED,
@@ -44,8 +44,8 @@ def sheet(workbook: LocalWorkbook) -> LocalWorkbook:
 
 def test_adds_channels_and_writes_the_date_added(session: Session, sheet: LocalWorkbook) -> None:
     result = sync_channels(session, sheet, now=NOW)
-    assert result["added"] == 3 and result["updated"] == 0 and result["deactivated"] == 0
-    assert result["total"] == 3 and result["skipped"] == 1 and result["invalid"] == 0
+    assert result.added == 3 and result.updated == 0 and result.deactivated == 0
+    assert result.total == 3 and result.skipped == 1 and result.invalid == 0
     db = channels(session)
     assert set(db) == {"cars_msk", "autospb", "https://t.me/+AbCdEf_123"}
     msk = db["cars_msk"]
@@ -69,7 +69,7 @@ def test_second_run_writes_nothing(session: Session, sheet: LocalWorkbook) -> No
     sync_channels(session, sheet, now=NOW)
     content, writes = sheet.path.read_bytes(), sheet.writes
     result = sync_channels(session, sheet, now=NOW + timedelta(minutes=1))
-    assert (result["added"], result["updated"], result["deactivated"], result["cells_written"]) == (0, 0, 0, 0)
+    assert (result.added, result.updated, result.deactivated, result.cells_written) == (0, 0, 0, 0)
     assert sheet.writes == writes and sheet.path.read_bytes() == content
 
 
@@ -80,7 +80,7 @@ def test_updates_from_the_sheet(session: Session, sheet: LocalWorkbook) -> None:
     sheet.update(CHANNELS, 3, {CH_ACTIVE: "TRUE"})
     sheet.flush()
     result = sync_channels(session, sheet, now=NOW)
-    assert result["updated"] == 2 and result["added"] == 0
+    assert result.updated == 2 and result.added == 0
     db = channels(session)
     msk = db["cars_msk"]
     assert (msk.title, msk.seller_phone, msk.seller_username, msk.is_active) == ("Новое имя", None, "Seller2", False)
@@ -93,7 +93,7 @@ def test_blank_title_keeps_the_database_title_and_fills_the_sheet(session: Sessi
     channel.title = "Авто СПб"  # e.g. learnt by the monitor
     session.commit()
     result = sync_channels(session, sheet, now=NOW)
-    assert result["updated"] == 0 and result["cells_written"] == 1
+    assert result.updated == 0 and result.cells_written == 1
     assert channels(session)["autospb"].title == "Авто СПб"
     assert sheet.read(CHANNELS)[1][CH_TITLE] == "Авто СПб"
 
@@ -104,11 +104,11 @@ def test_removed_rows_are_deactivated_and_come_back(session: Session, sheet: Loc
                                CH_ADDED: ""})
     sheet.flush()
     result = sync_channels(session, sheet, now=NOW)
-    assert result["deactivated"] == 1 and result["total"] == 2
+    assert result.deactivated == 1 and result.total == 2
     assert channels(session)["cars_msk"].is_active is False  # kept, not deleted
     sheet.append(CHANNELS, [{CH_USERNAME: "t.me/cars_msk"}])
     result = sync_channels(session, sheet, now=NOW)
-    assert result["updated"] == 1 and result["added"] == 0
+    assert result.updated == 1 and result.added == 0
     assert channels(session)["cars_msk"].is_active is True
 
 
@@ -116,7 +116,7 @@ def test_existing_database_spellings_are_matched(session: Session, sheet: LocalW
     session.add(Channel(username="Cars_Msk", title="old", created_at=NOW - timedelta(days=3)))
     session.commit()
     result = sync_channels(session, sheet, now=NOW)
-    assert result["added"] == 2 and result["updated"] == 1
+    assert result.added == 2 and result.updated == 1
     assert channels(session)["cars_msk"].title == "Авто Москва"
     assert sheet.read(CHANNELS)[0][CH_ADDED] == "2025-03-01 10:00:00"  # when it reached the database
 
@@ -125,8 +125,8 @@ def test_invalid_and_duplicate_rows_are_reported(session: Session, workbook: Loc
     workbook.append(CHANNELS, [{CH_USERNAME: "@good_one"}, {CH_USERNAME: "not a channel"},
                                {CH_USERNAME: "https://t.me/Good_One"}, {CH_USERNAME: "@other", CH_ACTIVE: "perhaps"}])
     result = sync_channels(session, workbook, now=NOW)
-    assert result["added"] == 1 and result["invalid"] == 2 and result["duplicates"] == 1
-    assert any("row 3" in p for p in result["problems"]) and any("row 4" in p for p in result["problems"])
+    assert result.added == 1 and result.invalid == 2 and result.duplicates == 1
+    assert any("row 3" in p for p in result.problems) and any("row 4" in p for p in result.problems)
     assert set(channels(session)) == {"good_one"}
 
 
@@ -144,4 +144,4 @@ def test_an_empty_sheet_deactivates_all(session: Session, sheet: LocalWorkbook, 
     sync_channels(session, sheet, now=NOW)
     empty = LocalWorkbook(workbook.path.with_name("empty.json"))
     result = sync_channels(session, empty, now=NOW)
-    assert result["deactivated"] == 2 and result["total"] == 0
+    assert result.deactivated == 2 and result.total == 0

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from cars_bot.db.models import ContactRequest, Post, Subscription, SubscriptionType, User
 from cars_bot.maintenance import expire_subscriptions
 from cars_bot.sheets.local import LocalWorkbook
-from cars_bot.sheets.sync import STAMP_PREFIX, sync_subscribers
+from cars_bot.sheets.subscriber_sync import STAMP_PREFIX, sync_subscribers
 from cars_bot.sheets.workbook import (
     SUB_ACTIVE,
     SUB_CONTACTS,
@@ -69,7 +69,7 @@ def test_new_users_get_a_row_with_the_database_state(session: Session, workbook:
     add_user(session, 222)
     session.commit()
     result = sync_subscribers(session, workbook, now=NOW)
-    assert result["appended"] == 2 and result["users"] == 2 and result["applied"] == 0
+    assert result.appended == 2 and result.users == 2 and result.applied == 0
     row = row_of(workbook, 111)
     assert (row[SUB_USERNAME], row[SUB_NAME], row[SUB_TYPE], row[SUB_ACTIVE]) == ("paid_user", "Пётр Иванов",
                                                                                   "MONTHLY", "TRUE")
@@ -87,7 +87,7 @@ def test_rerun_is_idempotent_no_duplicates_no_writes(session: Session, workbook:
     sync_subscribers(session, workbook, now=NOW)
     content, writes = workbook.path.read_bytes(), workbook.writes
     result = sync_subscribers(session, workbook, now=NOW + timedelta(minutes=5))
-    assert (result["appended"], result["rows_updated"], result["applied"]) == (0, 0, 0)
+    assert (result.appended, result.rows_updated, result.applied) == (0, 0, 0)
     assert workbook.writes == writes and workbook.path.read_bytes() == content
     assert len(workbook.read(SUBSCRIBERS)) == 2
 
@@ -99,14 +99,14 @@ def test_database_expiry_reaches_the_sheet(session: Session, workbook: LocalWork
     sync_subscribers(session, workbook, now=NOW)
     assert row_of(workbook, 111)[SUB_ACTIVE] == "TRUE"
     later = NOW + timedelta(days=2)
-    assert expire_subscriptions(session, now=later)["expired"] == 1  # the daily job
+    assert expire_subscriptions(session, now=later).expired == 1  # the daily job
     session.commit()
     result = sync_subscribers(session, workbook, now=later)
-    assert result["applied"] == 0 and result["rows_updated"] == 1
+    assert result.applied == 0 and result.rows_updated == 1
     row = row_of(workbook, 111)
     assert (row[SUB_TYPE], row[SUB_ACTIVE], row[SUB_END]) == ("MONTHLY", "FALSE", "2025-03-05 10:00:00")
     assert [s.is_active for s in subs_of(session, user)] == [False]  # the sheet's old TRUE did not win
-    assert sync_subscribers(session, workbook, now=later)["rows_updated"] == 0
+    assert sync_subscribers(session, workbook, now=later).rows_updated == 0
 
 
 def test_end_date_passing_shows_inactive_even_before_the_daily_job(session: Session, workbook: LocalWorkbook) -> None:
@@ -124,14 +124,14 @@ def test_admin_edit_reaches_the_database_once(session: Session, workbook: LocalW
     sync_subscribers(session, workbook, now=NOW)
     admin_edit(workbook, 111, {SUB_END: "2025-06-30"})
     result = sync_subscribers(session, workbook, now=NOW)
-    assert result["applied"] == 1
+    assert result.applied == 1
     [sub] = subs_of(session, user)
     assert sub.ends_at == datetime.fromisoformat("2025-06-30T00:00:00+00:00") and sub.is_active
     row = row_of(workbook, 111)
     assert row[SUB_END] == "2025-06-30"  # equal to the database: the admin's spelling is kept
     # the next run sees no edit and changes nothing
     result = sync_subscribers(session, workbook, now=NOW + timedelta(minutes=5))
-    assert (result["applied"], result["rows_updated"]) == (0, 0)
+    assert (result.applied, result.rows_updated) == (0, 0)
 
 
 def test_admin_edit_with_russian_date_and_lowercase_type(session: Session, workbook: LocalWorkbook) -> None:
@@ -140,11 +140,11 @@ def test_admin_edit_with_russian_date_and_lowercase_type(session: Session, workb
     sync_subscribers(session, workbook, now=NOW)
     admin_edit(workbook, 111, {SUB_TYPE: "yearly", SUB_ACTIVE: "TRUE", SUB_START: "01.03.2025",
                                SUB_END: "01.03.2026"})
-    assert sync_subscribers(session, workbook, now=NOW)["applied"] == 1
+    assert sync_subscribers(session, workbook, now=NOW).applied == 1
     [sub] = subs_of(session, user)
     assert sub.type is SubscriptionType.YEARLY and sub.is_active
     assert sub.ends_at.year == 2026
-    assert sync_subscribers(session, workbook, now=NOW)["applied"] == 0
+    assert sync_subscribers(session, workbook, now=NOW).applied == 0
 
 
 def test_uppercase_types_map_to_the_enum(session: Session, workbook: LocalWorkbook) -> None:
@@ -153,13 +153,13 @@ def test_uppercase_types_map_to_the_enum(session: Session, workbook: LocalWorkbo
     workbook.append(SUBSCRIBERS, [{SUB_USER_ID: "111", SUB_TYPE: "YEARLY", SUB_ACTIVE: "TRUE",
                                    SUB_START: "2025-03-01 00:00:00", SUB_END: "2026-03-01 00:00:00"}])
     result = sync_subscribers(session, workbook, now=NOW)
-    assert result["applied"] == 1 and result["appended"] == 0
+    assert result.applied == 1 and result.appended == 0
     [sub] = subs_of(session, user)
     assert sub.type is SubscriptionType.YEARLY
     assert row_of(workbook, 111)[SUB_TYPE] == "YEARLY"
     # unchanged uppercase values are not mistaken for an edit on the next run (prior defect 6)
     second = sync_subscribers(session, workbook, now=NOW + timedelta(minutes=5))
-    assert (second["applied"], second["rows_updated"]) == (0, 0)
+    assert (second.applied, second.rows_updated) == (0, 0)
 
 
 def test_blank_dates_are_filled_once_and_never_slide(session: Session, workbook: LocalWorkbook) -> None:
@@ -190,11 +190,11 @@ def test_free_means_inactive(session: Session, workbook: LocalWorkbook) -> None:
     sync_subscribers(session, workbook, now=NOW)
     admin_edit(workbook, 111, {SUB_TYPE: "FREE", SUB_ACTIVE: "TRUE"})  # the prior system made this a 30-day grant
     result = sync_subscribers(session, workbook, now=NOW)
-    assert result["applied"] == 1
+    assert result.applied == 1
     assert [s.is_active for s in subs_of(session, user)] == [False]
     row = row_of(workbook, 111)
     assert (row[SUB_TYPE], row[SUB_ACTIVE]) == ("FREE", "FALSE")
-    assert sync_subscribers(session, workbook, now=NOW)["rows_updated"] == 0
+    assert sync_subscribers(session, workbook, now=NOW).rows_updated == 0
 
 
 def test_free_row_for_a_user_without_subscription_creates_nothing(session: Session, workbook: LocalWorkbook) -> None:
@@ -223,7 +223,7 @@ def test_at_most_one_active_subscription(session: Session, workbook: LocalWorkbo
     add_sub(session, user, SubscriptionType.YEARLY, days=365)
     session.commit()
     result = sync_subscribers(session, workbook, now=NOW)
-    assert result["deactivated_duplicates"] == 1
+    assert result.deactivated_duplicates == 1
     assert [(s.type, s.is_active) for s in subs_of(session, user)] == [
         (SubscriptionType.MONTHLY, False), (SubscriptionType.YEARLY, True)]
     assert row_of(workbook, 111)[SUB_TYPE] == "YEARLY"
@@ -243,7 +243,7 @@ def test_invalid_rows_are_reported_and_left_alone(session: Session, workbook: Lo
     admin_edit(workbook, 111, {SUB_TYPE: "MONTLY"})
     before = row_of(workbook, 111)
     result = sync_subscribers(session, workbook, now=NOW)
-    assert result["invalid"] == 1 and "MONTLY" in result["problems"][0]
+    assert result.invalid == 1 and "MONTLY" in result.problems[0]
     assert row_of(workbook, 111) == before
     assert [s.is_active for s in subs_of(session, user)] == [True]
 
@@ -259,7 +259,7 @@ def test_rows_match_by_column_a_only(session: Session, workbook: LocalWorkbook) 
         {SUB_USER_ID: "abc"},
     ])
     result = sync_subscribers(session, workbook, now=NOW)
-    assert (result["unknown_users"], result["duplicates"], result["invalid"], result["appended"]) == (1, 1, 1, 1)
+    assert (result.unknown_users, result.duplicates, result.invalid, result.appended) == (1, 1, 1, 1)
     rows = workbook.read(SUBSCRIBERS)
     assert rows[0][SUB_USERNAME] == "111" and rows[0][SUB_TYPE] == ""  # unknown user's row untouched
     assert rows[2][SUB_NAME] == "duplicate" and rows[2][SUB_TYPE] == ""
@@ -275,7 +275,7 @@ def test_bot_columns_follow_the_database(session: Session, workbook: LocalWorkbo
     user.contact_requests_count = 3
     session.commit()
     result = sync_subscribers(session, workbook, now=NOW)
-    assert result["rows_updated"] == 1
+    assert result.rows_updated == 1
     row = row_of(workbook, 111)
     assert (row[SUB_USERNAME], row[SUB_CONTACTS]) == ("new", "3")
 
@@ -303,5 +303,5 @@ def test_unstamped_or_stale_rows_count_as_admin_edits(session: Session, workbook
     session.commit()
     workbook.append(SUBSCRIBERS, [{SUB_USER_ID: 111, SUB_TYPE: "MONTHLY", SUB_ACTIVE: "TRUE",
                                    SUB_START: "2025-03-01", SUB_END: "2025-03-31", SUB_SYNCED: stamp}])
-    assert sync_subscribers(session, workbook, now=NOW)["applied"] == 1
+    assert sync_subscribers(session, workbook, now=NOW).applied == 1
     assert subs_of(session, user)[0].ends_at.day == 31

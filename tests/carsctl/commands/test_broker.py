@@ -2,9 +2,6 @@
 
 import json
 import os
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +9,10 @@ from tests.carsctl.cli import invoke, run_carsctl
 
 
 @pytest.fixture
-def embedded_home(monkeypatch):
-    home = Path(tempfile.mkdtemp(prefix="cbe-"))  # short: unix socket paths are limited
+def embedded_home(monkeypatch, short_home):
+    """CARSCTL_HOME for the embedded Redis (a short path: its unix socket lives there); Redis is
+    stopped at the end (before the directory is removed)."""
+    home = short_home
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CARSCTL_HOME", str(home))
@@ -69,13 +68,11 @@ def test_status_of_a_configured_redis(redis_url, monkeypatch) -> None:
     assert data["mode"] == "external" and data["reachable"] and data["version"]
 
 
-def test_unreachable_broker_is_one_line_exit_69_within_seconds(tmp_path) -> None:
-    began = time.monotonic()
+@pytest.mark.timeout(60)  # a hang guard only; how fast it answers is measured by bench/bench_lifecycle.py
+def test_unreachable_broker_is_one_line_exit_69(tmp_path) -> None:
     result = run_carsctl("broker", "status", env={"REDIS_URL": "redis://:s3cretpass@127.0.0.1:1/0",
                                                   "CARSCTL_HOME": str(tmp_path)})
-    elapsed = time.monotonic() - began
     assert result.returncode == 69
-    assert elapsed < 5
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "broker unreachable at redis://:****@127.0.0.1:1/0" in result.stderr
     assert "s3cretpass" not in result.stderr

@@ -11,10 +11,7 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.carsctl.test_lifecycle_fixtures import (
-    lifecycle_fixture,  # noqa: F401 - the fixture
-    pid_alive,
-)
+from tests.carsctl.ops import pid_alive
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

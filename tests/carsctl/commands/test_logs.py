@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -104,26 +100,35 @@ def test_follower_reads_across_rotation_by_rename_and_truncation(tmp_path) -> No
     follower.close()
 
 
-def test_follow_in_a_real_process_across_a_rename_and_ctrl_c(settings) -> None:
+def test_follow_in_a_real_process_across_a_rename_and_ctrl_c(settings, carsctl_process) -> None:
     path = write_log(settings, text="[2026-05-01 10:00:00,000: INFO/MainProcess] before\n")
-    env = {**os.environ, "LOG_DIR": str(settings.log_dir), "CARSCTL_HOME": str(settings.home)}
-    process = subprocess.Popen([sys.executable, "-m", "carsctl", "logs", "-f", "-n", "1", "--level", "info"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        time.sleep(1.5)  # start-up, then the follower is at the end of the file
-        with open(path, "a") as handle:
-            handle.write("[2026-05-01 10:00:01,000: INFO/MainProcess] appended\n")
-        time.sleep(0.6)
-        path.rename(path.with_suffix(".log.1"))
-        path.write_text("[2026-05-01 10:00:02,000: DEBUG/MainProcess] hidden by --level\n"
-                        "[2026-05-01 10:00:02,000: ERROR/MainProcess] in the new file\n")
-        time.sleep(0.8)
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode in (0, 130), stderr
+    watched = carsctl_process("logs", "-f", "-n", "1", "--level", "info")
+    # The last line is read up to where the follower starts, so once it is printed, whatever is
+    # appended from now on is followed.
+    watched.wait_for(lambda lines: any(line.endswith("] before") for line in lines))
+    with open(path, "a") as handle:
+        handle.write("[2026-05-01 10:00:01,000: INFO/MainProcess] appended\n")
+    watched.wait_for(lambda lines: any(line.endswith("] appended") for line in lines))
+    path.rename(path.with_suffix(".log.1"))
+    path.write_text("[2026-05-01 10:00:02,000: DEBUG/MainProcess] hidden by --level\n"
+                    "[2026-05-01 10:00:02,000: ERROR/MainProcess] in the new file\n")
+    watched.wait_for(lambda lines: any(line.endswith("] in the new file") for line in lines))
+    code, stdout, stderr = watched.interrupt()
+    assert code == 0, stderr
     assert "Traceback" not in stderr
-    lines = [line.split("] ", 1)[1] for line in stdout.splitlines()]
-    assert lines == ["before", "appended", "in the new file"]
+    assert [line.split("] ", 1)[1] for line in stdout] == ["before", "appended", "in the new file"]
+
+
+def test_a_line_written_between_the_tail_and_the_follow_is_shown_once(tmp_path) -> None:
+    from carsctl.process.logtail import LogSource, log_lines
+
+    path = tmp_path / "worker.log"
+    path.write_text("one\ntwo\n")
+    deadline = time.monotonic() + 10  # a lost line would otherwise be waited for forever
+    stream = log_lines([LogSource("worker", path)], lines=5, follow_on=True, stop=lambda: time.monotonic() > deadline)
+    assert next(stream).line == "one"  # the follower is open at the end of "two" from here on
+    with open(path, "a") as handle:
+        handle.write("three\n")  # written while the last lines are still being shown
+    rest = [next(stream, None) for _ in range(2)]
+    stream.close()
+    assert [item.line if item else None for item in rest] == ["two", "three"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -43,9 +42,10 @@ def test_unknown_queue_is_a_usage_error_with_the_closest_name(celery_app_real, s
 @pytest.mark.parametrize("command", [("queues",), ("purge", "--yes"), ("inspect", "active"), ("schedule",),
                                      ("task", "run", "process-post", "1"), ("task", "revoke", "x"),
                                      ("task", "result", "x")], ids=" ".join)
+@pytest.mark.timeout(30)  # a hang guard: kombu's own retries against a dead broker last minutes
 def test_broker_down_is_one_line_and_exit_69(command) -> None:
-    began = time.monotonic()
     result = run_carsctl(*command, env={"REDIS_URL": "redis://127.0.0.1:1/0"})
     assert result.returncode == 69, result.stderr
-    assert time.monotonic() - began < 3
-    assert result.stderr.count("\n") == 1 and "unreachable" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("carsctl: error: broker unreachable at redis://127.0.0.1:1/0: ")
+    assert "carsctl broker status" in result.stderr  # the hint

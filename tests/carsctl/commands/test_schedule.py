@@ -7,7 +7,6 @@ import json
 import pytest
 
 from tests.carsctl.cli import invoke
-from tests.carsctl.commands.test_status import heartbeat
 
 pytestmark = pytest.mark.redis
 
@@ -26,9 +25,10 @@ def test_schedule_without_beat_computes_crontab_runs(celery_app_real, redis_clie
     assert "cleanup-old-results-daily" in table.stdout and "after beat starts" in table.stdout
 
 
-def test_schedule_takes_times_from_beat_heartbeat(celery_app_real, redis_client, settings) -> None:
-    heartbeat(redis_client, age_s=1)
+def test_schedule_takes_times_from_beat_heartbeat(celery_app_real, redis_client, settings, beat_heartbeat) -> None:
+    beat_heartbeat(1)
     report = json.loads(invoke("schedule", "--json").stdout)
     entry = next(e for e in report["entries"] if e["name"] == "collect-stats-every-15-minutes")
     assert entry["last_run_at"] and entry["next_run_at"] and entry["next_from"] == "beat"
-    assert report["beat"]["state"] == "alive"
+    assert report["beat"]["state"] == "alive" and report["beat"]["host"] == "beat-host"
+    assert report["beat"]["heartbeat"] is None  # its entries are the rows above, not repeated

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.carsctl.test_lifecycle_fixtures import (
-    lifecycle_fixture,  # noqa: F401 - the fixture
-    pid_alive,
-)
+from tests.carsctl.ops import pid_alive
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 HOST = socket.gethostname()
@@ -32,12 +27,12 @@ def test_up_and_down_with_a_dedicated_ai_node(lifecycle, redis_client) -> None:
                        "ai:ai_processing:1", "--pool", "solo", "--json")
     assert up.returncode == 0, up.stderr
     steps = json.loads(up.stdout)
-    assert steps["ok"] and "broker" not in steps  # REDIS_URL is set: carsctl runs no Redis
+    assert steps["ok"] and steps["broker"] is None  # REDIS_URL is set: carsctl runs no Redis
     assert steps["database"]["to"] == steps["database"]["head"]
     assert [w["state"] for w in steps["workers"]] == ["started", "started"]
     assert steps["beat"]["state"] == "started"
     assert _ping(app, f"main@{HOST}", f"ai@{HOST}") == {f"main@{HOST}", f"ai@{HOST}"}
-    assert read_heartbeat(redis_client)["pid"] == steps["beat"]["pid"]
+    assert read_heartbeat(redis_client).pid == steps["beat"]["pid"]
     assert lifecycle.state("ai")["queues"] == ["ai_processing"] and lifecycle.state("ai")["concurrency"] == 1
     assert (lifecycle.logs / "celery_worker-ai.log").exists() and (lifecycle.logs / "celery_beat.log").exists()
 
@@ -62,8 +57,8 @@ def test_up_and_down_with_a_dedicated_ai_node(lifecycle, redis_client) -> None:
     assert lifecycle.run("down").returncode == 0
 
 
-def test_up_starts_the_embedded_broker_when_no_redis_url_is_set(lifecycle, monkeypatch) -> None:
-    home = Path(tempfile.mkdtemp(prefix="cbu-"))  # short: unix socket paths are limited
+def test_up_starts_the_embedded_broker_when_no_redis_url_is_set(lifecycle, short_home) -> None:
+    home = short_home  # the embedded Redis's socket lives here
     env = {"CARSCTL_HOME": str(home), "LOG_DIR": str(home / "logs")}
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         lifecycle.env.pop(name, None)

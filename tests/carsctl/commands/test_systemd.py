@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
-from pathlib import Path
-
-from tests.carsctl.test_lifecycle_fixtures import lifecycle_fixture  # noqa: F401 - the fixture
 
 
 def _units(text: str) -> dict[str, str]:
@@ -22,8 +18,10 @@ def test_units_for_the_default_layout(lifecycle) -> None:
     assert set(units) == {"cars-bot-worker.service", "cars-bot-beat.service", "cars-bot.target"}
     worker = units["cars-bot-worker.service"]
     assert "KillMode=mixed" in worker and "KillSignal=SIGTERM" in worker
+    from cars_bot.celery_app import HARD_TIME_LIMIT, SOFT_TIME_LIMIT
+
     stop = int(re.search(r"^TimeoutStopSec=(\d+)$", worker, re.M).group(1))
-    assert stop > 30 * 60 > 25 * 60  # longer than the hard (and so the soft) time limit
+    assert stop > HARD_TIME_LIMIT > SOFT_TIME_LIMIT  # a warm shutdown may last as long as any task may run
     exec_start = re.search(r"^ExecStart=(.+)$", worker, re.M).group(1)
     assert " -m celery -A cars_bot.celery_app worker -n worker@%%h " in exec_start  # %h escaped for systemd
     assert "--pidfile" not in exec_start and "--detach" not in exec_start  # foreground under systemd
@@ -50,11 +48,24 @@ def test_user_units_with_a_dedicated_node_written_to_a_directory(lifecycle) -> N
     assert "systemctl --user daemon-reload" in result.stderr
 
 
-def test_embedded_broker_gets_its_own_unit(lifecycle, monkeypatch) -> None:
+def test_embedded_broker_gets_its_own_unit(lifecycle, monkeypatch, tmp_path) -> None:
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CARSCTL_HOME", tempfile.mkdtemp(prefix="cbs-"))
-    units = _units(lifecycle.invoke("systemd").stdout)
-    assert "ExecStart=" in units["cars-bot-broker.service"] and "broker start" in units["cars-bot-broker.service"]
-    assert "Requires=cars-bot-broker.service" in units["cars-bot-worker.service"]
-    assert Path(tempfile.gettempdir()).exists()
+    home = tmp_path / "embedded-home"
+    monkeypatch.setenv("CARSCTL_HOME", str(home))
+    result = lifecycle.invoke("systemd")
+    assert result.exit_code == 0, result.output
+    units = _units(result.stdout)
+    assert set(units) == {"cars-bot-broker.service", "cars-bot-worker.service", "cars-bot-beat.service",
+                          "cars-bot.target"}
+    broker = units["cars-bot-broker.service"]
+    # a oneshot that stays "active": `carsctl broker start` returns once the daemonized Redis answers
+    assert "Type=oneshot" in broker and "RemainAfterExit=yes" in broker
+    assert re.search(r"^ExecStart=.+ -m carsctl broker start$", broker, re.M), broker
+    assert re.search(r"^ExecStop=.+ -m carsctl broker stop$", broker, re.M), broker
+    assert f"Environment=CARSCTL_HOME={home} " in broker  # the socket the workers will look for
+    for unit in ("cars-bot-worker.service", "cars-bot-beat.service"):  # started after it, stopped with it
+        assert "Requires=cars-bot-broker.service" in units[unit]
+        assert re.search(r"^After=.*\bcars-bot-broker\.service\b", units[unit], re.M), units[unit]
+    assert "Wants=cars-bot-broker.service" in units["cars-bot.target"]
+    assert not home.exists()  # printing the units starts nothing and creates nothing

@@ -11,20 +11,14 @@ import os
 import signal
 import socket
 import subprocess
-import time
+import sys
 import uuid
 
 import psutil
 import pytest
 
 from carsctl.process.nodes import NodeState, pidfile_path, save_node
-from tests.carsctl.test_lifecycle_fixtures import (
-    SLEEP_TASK,
-    TASKS_MODULE,
-    lifecycle_fixture,  # noqa: F401 - the fixture
-    pid_alive,
-    wait_for,
-)
+from tests.carsctl.ops import SLEEP_TASK, TASKS_MODULE, default_signals, pid_alive, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 HOST = socket.gethostname()
@@ -53,7 +47,7 @@ def _depth(queue: str = "default") -> int:
     from cars_bot.broker import queue_depths
 
     depth = queue_depths(_app(), [queue])[queue]
-    return depth["ready"] + depth["unacked"]
+    return depth.ready + depth.unacked
 
 
 def _send_sleep(lifecycle, seconds: float, **options):
@@ -137,10 +131,9 @@ def test_cold_stop_requeues_the_running_task(lifecycle) -> None:
     pid = lifecycle.state(node)["pid"]
     _result, marker = _send_sleep(lifecycle, 60)
     wait_for(lambda: os.path.exists(marker + ".started"), 30, "the task to start")
-    began = time.monotonic()
     stop = lifecycle.run("worker", "stop", node, "--timeout", "1", "--cold-timeout", "20")
-    assert stop.returncode == 10, stop.stderr  # cold shutdown
-    assert "cold shutdown" in stop.stderr and time.monotonic() - began < 20
+    assert stop.returncode == 10, stop.stderr  # the cold shutdown ended it: not still running after 20 s
+    assert "cold shutdown (SIGQUIT)" in stop.stderr and "stopped by a cold shutdown" in stop.stderr
     assert f"1 task running: {SLEEP_TASK}" in stop.stderr  # what the stop waits for is shown
     assert not pid_alive(pid)
     assert not os.path.exists(marker + ".done")
@@ -153,10 +146,10 @@ def test_a_stuck_node_is_killed_only_with_force_and_its_task_is_not_lost(lifecyc
     pid = lifecycle.state(node)["pid"]
     _result, marker = _send_sleep(lifecycle, 60, block_signals=True)
     wait_for(lambda: os.path.exists(marker + ".started"), 30, "the task to start")
-    began = time.monotonic()
-    refused = lifecycle.run("worker", "stop", node, "--timeout", "0.5", "--cold-timeout", "0.5")
+    # bounded (celery#1770): gives up after the cold timeout; `run` fails the test if it hangs instead
+    refused = lifecycle.run("worker", "stop", node, "--timeout", "0.5", "--cold-timeout", "0.5", timeout=30)
     assert refused.returncode == 1 and "STILL RUNNING" in refused.stderr, refused.stderr
-    assert time.monotonic() - began < 15  # bounded: never hangs (celery#1770)
+    assert "cold shutdown (SIGQUIT)" in refused.stderr  # it escalated before giving up
     assert pid_alive(pid) and lifecycle.state(node)["pid"] == pid
     forced = lifecycle.run("worker", "stop", node, "--timeout", "0.5", "--cold-timeout", "0.5", "--force")
     assert forced.returncode == 11 and "SIGKILL" in forced.stderr, forced.stderr
@@ -197,12 +190,11 @@ def test_stale_pidfile_of_a_reused_pid_is_reported_and_never_signalled(lifecycle
 
 def test_start_with_a_broken_config_exits_nonzero_with_the_log_tail(lifecycle) -> None:
     node = _name("broken")
-    began = time.monotonic()
-    start = lifecycle.run("worker", "start", node, *LIGHT, "-I", "no_such_module_xyz")
+    # a start timeout longer than the subprocess's: only noticing the death (not the timeout) ends it in time
+    start = lifecycle.run("worker", "start", node, *LIGHT, "-I", "no_such_module_xyz", "--timeout", "600")
     assert start.returncode == 1
     assert "failed to start: exited with status" in start.stderr
     assert "No module named 'no_such_module_xyz'" in start.stderr  # the log's last lines
-    assert time.monotonic() - began < 30
     assert lifecycle.state(node) is None
     assert lifecycle.run("worker", "status", node).returncode == 3
 
@@ -275,3 +267,25 @@ def test_foreground_runs_celery_in_place(lifecycle) -> None:
         process.communicate(timeout=30)
     assert process.returncode == 0
     assert lifecycle.run("worker", "status", node).returncode == 3
+
+
+def test_start_refuses_to_take_over_a_live_worker_it_has_no_state_for(lifecycle) -> None:
+    """A worker of this node runs (its pidfile says so) but carsctl kept no state file for it: start
+    must refuse and leave it alone, not remove its pidfile and spawn a second node under the same name."""
+    node = _name("orphan")
+    settings = lifecycle.settings()
+    pidfile = pidfile_path(settings, node)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    # what `ps` shows of a worker carsctl would have started: "celery", "worker" and this node's pidfile
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "celery", "worker",
+                               "--pidfile", str(pidfile)], preexec_fn=default_signals)
+    lifecycle.extra_pids.append(orphan.pid)
+    pidfile.write_text(f"{orphan.pid}\n")
+
+    start = lifecycle.invoke("worker", "start", node, *LIGHT)
+    assert start.exit_code == 1, start.output
+    assert f"{node}@{HOST} runs (pid {orphan.pid}) but carsctl has no state for it" in start.stderr
+    assert f"kill -TERM {orphan.pid}" in start.stderr  # the way out
+    assert orphan.poll() is None  # untouched
+    assert pidfile.read_text().strip() == str(orphan.pid)
+    assert lifecycle.state(node) is None and not (lifecycle.logs / f"celery_worker-{node}.log").exists()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cars_bot.db.models import AutotekaStatus, Transmission
-from cars_bot.publishing.render import (
+from cars_bot.publishing.post_template import (
     CAPTION_LIMIT,
     TEXT_LIMIT,
     format_rub,

@@ -1,19 +1,21 @@
-"""Fixtures and helpers shared by the lifecycle tests (imported by them; this module holds no tests).
+"""Fixtures of the lifecycle tests (worker, beat, flower, up/down, systemd, the embedded broker).
 
 `lifecycle` gives each test its own CARSCTL_HOME and LOG_DIR, a task module with a sleeping task the
 workers import (`--include carsctl_lifecycle_tasks`), and a finalizer that stops, by pid, every process
-the test's state files point at, even when the test failed.
+the test's state files point at, even when the test failed. `short_home` is a CARSCTL_HOME short enough
+for the embedded Redis's unix socket, removed afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.carsctl.ops import TASKS_MODULE, default_signals
+
 ROOT = Path(__file__).resolve().parents[2]
-TASKS_MODULE = "carsctl_lifecycle_tasks"
-SLEEP_TASK = "carsctl_test.sleep"
 TASKS_SOURCE = '''
 """A task for lifecycle tests: sleeps, leaving marker files when it starts and when it finishes."""
 import signal
@@ -60,11 +62,14 @@ class Lifecycle:
             timeout: float = 90) -> subprocess.CompletedProcess[str]:
         """`python -m carsctl ARGS` as a real subprocess (process management is tested this way)."""
         return subprocess.run([sys.executable, "-m", "carsctl", *args], env={**self.env, **(env or {})},
-                              cwd=self.tmp, capture_output=True, text=True, timeout=timeout)
+                              cwd=self.tmp, capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=default_signals)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
+        """`python -m carsctl ARGS` started in the background (output piped)."""
         return subprocess.Popen([sys.executable, "-m", "carsctl", *args], env=self.env, cwd=self.tmp,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=default_signals)
 
     def invoke(self, *args: str) -> Any:
         """carsctl in-process (light commands); asserts that no traceback was printed."""
@@ -78,6 +83,7 @@ class Lifecycle:
         return result
 
     def state(self, name: str) -> dict[str, Any] | None:
+        """A node's state file as JSON (None when carsctl keeps none for it)."""
         path = self.home / "nodes" / f"{name}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
@@ -86,26 +92,6 @@ class Lifecycle:
 
         reset_settings()
         return get_settings()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def pid_alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _stop_by_pid(pid: int, create_time: float | None) -> None:
@@ -129,8 +115,8 @@ def _stop_by_pid(pid: int, create_time: float | None) -> None:
         pass
 
 
-@pytest.fixture(name="lifecycle")
-def lifecycle_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_client: Any,
+@pytest.fixture
+def lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_client: Any,
               migrated_database: str) -> Iterator[Lifecycle]:
     """A private CARSCTL_HOME/LOG_DIR on the session Redis (flushed) and database (migrated)."""
     from cars_bot.config import reset_settings
@@ -154,3 +140,14 @@ def lifecycle_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_cli
         for pid in state.extra_pids:
             _stop_by_pid(pid, None)
         reset_settings()
+
+
+@pytest.fixture
+def short_home() -> Iterator[Path]:
+    """A fresh directory with a short path (a unix socket path must stay under 104 characters, which
+    pytest's tmp_path may exceed), removed at the end."""
+    home = Path(tempfile.mkdtemp(prefix="cb-"))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""What publishing a post and sending a contact share: the transport interface, the media references a
+post re-sends, the "nothing was sent" errors, and the lease arithmetic of an unfinished delivery.
+
+The transports (:mod:`cars_bot.publishing.telegram`, :mod:`cars_bot.publishing.outbox`) import from here
+and never from the services, so the services can import the transports' vocabulary without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol, TypedDict
+
+from sqlalchemy.orm import Session
+
+from cars_bot.db.models import PublicationStatus
+from cars_bot.errors import TransientError
+
+SessionFactory = Callable[[], Session]
+
+
+class MediaRef(TypedDict):
+    """One source message whose media a post re-sends (JSON-shaped: stored as is in ``outbox.media``)."""
+
+    channel: str
+    message_id: int
+
+
+class NotSent(TransientError):
+    """The send was refused or never attempted (FloodWait, failure before sending): nothing was posted."""
+
+
+class RateLimited(NotSent):
+    """The cluster-wide publishing rate is used up: wait `retry_after` seconds (not a failure)."""
+
+
+class Publisher(Protocol):
+    """What the services need from a transport: the Telegram adapter and the outbox both provide it."""
+
+    kind: str  # "telegram" | "outbox"
+    channel: str  # the target of channel posts
+    bot_username: str | None
+    publication_status: PublicationStatus
+
+    def send_post(self, channel: str, html: str, media_refs: list[MediaRef], *,
+                  post_id: int | None = None) -> list[int]:
+        """Post `html` (with the referenced source media as an album) and return the message ids."""
+        ...
+
+    def send_message(self, recipient: str | int, html: str) -> int:
+        """Send a private message and return its id."""
+        ...
+
+    def find_published(self, channel: str, post_id: int, *, after_id: int | None = None,
+                       since: datetime | None = None) -> list[int] | None:
+        """Ids of an already-sent post for `post_id`, [] when certainly absent, None when unknown."""
+        ...
+
+
+def lease_remaining(taken_at: datetime, cutoff: datetime) -> float:
+    """Seconds until a lease taken at `taken_at` expires, given that leases taken before `cutoff` have
+    (at least 1 s, so a retry never spins)."""
+    return max(1.0, (taken_at - cutoff).total_seconds())
