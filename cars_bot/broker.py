@@ -192,17 +192,21 @@ def _sub_lists(channel: Any, queue: str) -> list[str]:
     return [channel._q_for_pri(queue, level) for level in channel.priority_steps]
 
 
-def find_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
-    """The queue whose ready messages hold `task_id` (any priority sub-list), or None."""
+def _queued_with(channel: Any, queues: Iterable[str], task_id: str) -> Iterator[tuple[str, str, bytes]]:
+    """(queue, sub-list key, raw message) of every ready message that holds `task_id`."""
     if not has_redis_layout(channel):
-        return None
+        return
     needle = task_id.encode()
-    client = channel.client
     for queue in queues:
         for key in _sub_lists(channel, queue):
-            if any(needle in raw for raw in client.lrange(key, 0, -1)):
-                return queue
-    return None
+            for raw in channel.client.lrange(key, 0, -1):
+                if needle in raw:
+                    yield queue, key, raw
+
+
+def find_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
+    """The queue whose ready messages hold `task_id` (any priority sub-list), or None."""
+    return next((queue for queue, _key, _raw in _queued_with(channel, queues, task_id)), None)
 
 
 def is_unacked(channel: Any, task_id: str) -> bool:
@@ -215,15 +219,9 @@ def is_unacked(channel: Any, task_id: str) -> bool:
 
 def remove_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
     """Take the ready message of `task_id` out of its queue; return that queue (None if not found)."""
-    if not has_redis_layout(channel):
-        return None
-    needle = task_id.encode()
-    client = channel.client
-    for queue in queues:
-        for key in _sub_lists(channel, queue):
-            for raw in client.lrange(key, 0, -1):
-                if needle in raw and client.lrem(key, 1, raw):
-                    return queue
+    for queue, key, raw in _queued_with(channel, queues, task_id):
+        if channel.client.lrem(key, 1, raw):
+            return queue
     return None
 
 

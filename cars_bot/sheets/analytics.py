@@ -64,17 +64,11 @@ class DailyFigures:
 
 
 @dataclass(frozen=True, slots=True)
-class AnalyticsUpdate:
-    """The day (ISO date), what was done to its row, and the figures the row now holds."""
+class AnalyticsUpdate(DailyFigures):
+    """The figures today's row now holds, the day (ISO date) and what was done to its row."""
 
     date: str
     action: AnalyticsAction
-    posts_processed: int
-    posts_published: int
-    new_users: int
-    active_subscriptions: int
-    contact_requests: int
-    revenue: int
 
 
 def daily_analytics(session: Session, now: datetime | None = None) -> DailyFigures:

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.carsctl.ops import TASKS_MODULE, default_signals
+from carsctl.process.supervise import default_signals
+from tests.carsctl.ops import TASKS_MODULE
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS_SOURCE = '''

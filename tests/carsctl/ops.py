@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from carsctl.process import supervise
-
 QUEUE_SEP = ":"
 
 
@@ -82,6 +80,3 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-#: `preexec_fn` for the processes tests spawn: the default signal dispositions, whatever pytest inherited
-#: (`trap '' QUIT`); the same function carsctl uses for the nodes it starts.
-default_signals = supervise.default_signals

@@ -13,8 +13,8 @@ import pytest
 
 from carsctl.errors import UsageError
 from carsctl.process import supervise
-from carsctl.process.supervise import Condition, Shutdown
-from tests.carsctl.ops import default_signals, pid_alive, wait_for
+from carsctl.process.supervise import Condition, Shutdown, default_signals
+from tests.carsctl.ops import pid_alive, wait_for
 
 # A process that reports its readiness, then handles signals as told: "ignore" TERM (exit on QUIT),
 # "stuck" (ignores TERM and QUIT), or "child" (spawns a child in its own process group, exits on TERM).

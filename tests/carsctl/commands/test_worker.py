@@ -18,7 +18,8 @@ import psutil
 import pytest
 
 from carsctl.process.nodes import NodeState, pidfile_path, save_node
-from tests.carsctl.ops import SLEEP_TASK, TASKS_MODULE, default_signals, pid_alive, wait_for
+from carsctl.process.supervise import default_signals
+from tests.carsctl.ops import SLEEP_TASK, TASKS_MODULE, pid_alive, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 HOST = socket.gethostname()
