@@ -197,6 +197,10 @@ class Post(TimestampMixin, Base):
     found_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The last dispatch of process_post_task (its task id and when it was sent): a recovery tells
+    # "never sent" (None) from "sent but lost" and "still running" by these.
+    dispatch_task_id: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     channel: Mapped[Channel] = relationship(back_populates="posts")
     car: Mapped[CarData | None] = relationship(back_populates="post", cascade="all, delete-orphan")

@@ -1,0 +1,27 @@
+"""posts record their dispatch (task id and time), so a recovery can tell never-sent from lost
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-30 06:15:00
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0002'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('posts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('dispatch_task_id', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('posts', schema=None) as batch_op:
+        batch_op.drop_column('dispatched_at')
+        batch_op.drop_column('dispatch_task_id')
