@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cars_bot.config import get_settings, mask_secrets_in
+from cars_bot.config import get_settings
 from cars_bot.errors import CarsBotError
 from cars_bot.json_data import jsonable
+from cars_bot.secret_masking import mask_secrets_in
 from cars_bot.task_names import task_alias
 
 if TYPE_CHECKING:

@@ -97,7 +97,7 @@ def ping_nodes(app: Any, hostnames: Sequence[str], timeout: float) -> set[str]:
 
 def failure(settings: Settings, state: NodeState, spawned: supervise.Spawned, reason: str) -> StartResult:
     """A failed start: the reason and the lines this start wrote to the log (secrets masked)."""
-    from cars_bot.config import mask_secrets_in
+    from cars_bot.secret_masking import mask_secrets_in
 
     tail = supervise.log_tail(Path(state.logfile), spawned.log_offset)
     return StartResult(name=state.name, hostname=state.hostname, state=StartState.FAILED, pid=spawned.pid,
