@@ -93,7 +93,9 @@ def start_flower(settings: Settings, *, port: int = 5555, address: str = "127.0.
     if basic_auth:
         env["FLOWER_BASIC_AUTH"] = basic_auth
     command = celery_command("flower", f"--port={port}", f"--address={address}")
-    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    from cars_bot.private_files import private_dir
+
+    private_dir(run_dir(settings))  # and the state directory, 0700
     spawned = supervise.spawn_detached(command, Path(state.logfile), env=env)
     state.pid, state.create_time, state.started_at, state.cmdline = (spawned.pid, spawned.create_time, now_iso(),
                                                                      command)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cars_bot.private_files import PRIVATE_UMASK
 from carsctl.errors import DependencyUnavailable, OperationFailed, UsageError
 
 if TYPE_CHECKING:
@@ -157,6 +158,16 @@ def status(settings: Settings) -> BrokerStatus:
     return BrokerStatus(**common, running=False, stale=tuple(stale))
 
 
+def _private_data(p: BrokerPaths) -> None:
+    """The state directory 0700, and the append-only files an older version left 0644 tightened to 0600."""
+    from cars_bot.private_files import PRIVATE_FILE, private_dir, tighten
+
+    private_dir(p.dir)
+    private_dir(p.logfile.parent, tighten_existing=False)
+    for path in [p.dir / "appendonly.aof", *sorted((p.dir / "appendonlydir").glob("*")), p.logfile]:
+        tighten(path, PRIVATE_FILE)
+
+
 def _clean_stale(p: BrokerPaths) -> list[str]:
     removed = []
     pid = _read_pid(p.pidfile)
@@ -182,8 +193,7 @@ def start(settings: Settings, timeout: float = START_TIMEOUT) -> BrokerStart:
     if current.running:
         return BrokerStart(**asdict(current), started=False)
     binary, origin = redis_server_binary()
-    p.dir.mkdir(parents=True, exist_ok=True)
-    p.logfile.parent.mkdir(parents=True, exist_ok=True)
+    _private_data(p)
     stale = _clean_stale(p)
     began = time.monotonic()
     command = [
@@ -192,7 +202,8 @@ def start(settings: Settings, timeout: float = START_TIMEOUT) -> BrokerStart:
         "--logfile", str(p.logfile), "--appendonly", "yes", "--appendfsync", "everysec",
         "--save", "", "--protected-mode", "no",
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    # umask 077: the append-only file is a full copy of the queue (task arguments), the log and pidfile too.
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, umask=PRIVATE_UMASK)
     if completed.returncode != 0:
         raise OperationFailed(f"redis-server failed to start: {completed.stderr.strip() or completed.stdout.strip()}"
                               f" (log: {p.logfile})")
