@@ -145,6 +145,33 @@ def mask_secrets_in(text: str, settings: Settings | None = None) -> str:
     return text
 
 
+def mask_exception(exc: BaseException, settings: Settings | None = None) -> BaseException:
+    """Mask the message of `exc` and of every exception it was raised from or during, in place.
+
+    A task's exception is stored in the result backend with its traceback, which prints each chained
+    exception's message: an API client's error may quote the key it was given. The arguments of each
+    (what `str()` shows for ordinary exceptions) and a `message` attribute are masked; an attribute that
+    cannot be set is left as it is.
+    """
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        try:
+            current.args = tuple(mask_secrets_in(a, settings) if isinstance(a, str) else a for a in current.args)
+            message = getattr(current, "message", None)
+            if isinstance(message, str):
+                current.message = mask_secrets_in(message, settings)  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):
+            pass
+        wrapped = getattr(current, "exc", None)  # celery's Retry carries the error it retries
+        pending += [current.__cause__, current.__context__, wrapped if isinstance(wrapped, BaseException) else None]
+    return exc
+
+
 def mask_argv(argv: Iterable[str], settings: Settings | None = None) -> list[str]:
     """A command line as it may be shown or stored: each argument masked like text."""
     return [mask_secrets_in(arg, settings) for arg in argv]
