@@ -76,3 +76,43 @@ def test_masking_is_linear_on_adversarial_text(unit: str, tmp_path: Path) -> Non
     reference = _best(_REFERENCE.findall, text)
     for mask in (mask_text, mask_url, lambda t: mask_secrets_in(t, settings)):
         assert _best(mask, text) < 20 * reference + 0.002
+
+
+def test_errors_mask_secrets_when_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote service's answer quoted in an error is stored (post status, result backend)."""
+    from cars_bot.config import reset_settings
+    from cars_bot.errors import PermanentError, TransientError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-quoted-key-0123456789")
+    reset_settings()
+    try:
+        error = PermanentError("401: Incorrect API key provided: Bearer sk-proj-quoted-key-0123456789")
+        assert "quoted-key" not in str(error)
+        assert "hunter2" not in str(TransientError("lost redis://:hunter2@h/0", retry_after=1.0))
+    finally:
+        reset_settings()
+
+
+def test_mask_exception_masks_the_whole_chain(tmp_path: Path) -> None:
+    settings = load_settings({"OPENAI_API_KEY": "sk-proj-chained-key-0123456789"}, cwd=tmp_path)
+
+    class ApiError(Exception):
+        def __init__(self, message: str) -> None:
+            super().__init__(message)
+            self.message = message
+
+    key, url = "sk-proj-" + "chained-key-0123456789", "postgresql://u:" + "pw-in-url@h/db"  # not in source lines
+    try:
+        try:
+            raise ApiError(f"key {key} rejected")
+        except ApiError as cause:
+            raise RuntimeError(f"db at {url} failed") from cause
+    except RuntimeError as error:
+        from cars_bot.secret_masking import mask_exception
+
+        mask_exception(error, settings)
+        import traceback
+
+        text = "".join(traceback.format_exception(error))
+        assert "chained-key" not in text and "pw-in-url" not in text
+        assert error.__cause__ is not None and "chained-key" not in error.__cause__.message  # type: ignore[attr-defined]
