@@ -20,10 +20,8 @@ import json
 import re
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,7 +39,7 @@ SECRETS = {
     "TELEGRAM_BOT_TOKEN": "7012345678:FAKESCANbotTOKENabcdefghijklmnopq",
     "TELEGRAM_SESSION_STRING": "1FAKESCANpublishSESSION" + "Aa0" * 20,
     "TELEGRAM_MONITOR_SESSION_STRING": "1FAKESCANmonitorSESSION" + "Bb1" * 20,
-    "TELEGRAM_CHANNEL": "@scan_target",
+    # No TELEGRAM_CHANNEL: Telegram is not configured, so the published post goes to the outbox (searched).
     "GOOGLE_SPREADSHEET_ID": "1scanSpreadsheetId0123456789",
 }
 GOOGLE_CREDENTIALS = {
@@ -66,6 +64,13 @@ URL_VARIANTS = {
 }
 LIGHT_COMMANDS = [("config", "show"), ("config", "show", "--json"), ("status",), ("status", "--json"),
                   ("doctor",), ("broker", "status"), ("queues",), ("db", "status")]
+SALE = ("Продам Toyota Camry 2018 г.в., 2.5 АКПП, пробег 87 000 км, 1 владелец. Москва. Цена 2 150 000 ₽")
+REPLY = {"is_sale": True, "confidence": 0.97, "reason": "продажа автомобиля с ценой",
+         "car": {"brand": "Toyota", "model": "Camry", "year": 2018, "price": 2150000, "mileage": 87000,
+                 "engine_volume": "2.5", "transmission": "automatic", "fuel": None, "owners": 1, "city": "Москва",
+                 "equipment": None, "condition": None, "autoteka_status": "unknown", "market_price": None,
+                 "price_justification": None},
+         "summary": "Один владелец."}
 TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -75,33 +80,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-class _RejectingOpenAI(BaseHTTPRequestHandler):
-    """An OpenAI that rejects the key and, worse than the real one, echoes it whole in the error."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}",
-                                     "type": "invalid_request_error", "code": "invalid_api_key"}}).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def fake_openai() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _RejectingOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+def fake_openai() -> Iterator[Any]:
+    from tests.cars_bot.ai.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -222,12 +206,12 @@ def test_every_url_form_is_masked_by_config_show_and_db_status(variant: str, tmp
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_no_secret_appears_anywhere(lifecycle, tmp_path: Path, fake_openai: str, password_redis) -> None:
+def test_no_secret_appears_anywhere(lifecycle, tmp_path: Path, fake_openai: Any, password_redis) -> None:
     redis_url, redis_client = password_redis
     credentials = tmp_path / "secrets" / "service_account.json"
     credentials.parent.mkdir()
     credentials.write_text(json.dumps(GOOGLE_CREDENTIALS))
-    dotenv = {**SECRETS, "REDIS_URL": redis_url, "OPENAI_BASE_URL": fake_openai, "OPENAI_TIMEOUT": "5",
+    dotenv = {**SECRETS, "REDIS_URL": redis_url, "OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_TIMEOUT": "5",
               "GOOGLE_CREDENTIALS_FILE": str(credentials), "BROKER_CONNECT_TIMEOUT": "1"}
     (tmp_path / ".env").write_text("".join(f"{name}={value}\n" for name, value in dotenv.items()))
     (tmp_path / ".env").chmod(0o600)
@@ -244,10 +228,15 @@ def test_no_secret_appears_anywhere(lifecycle, tmp_path: Path, fake_openai: str,
     try:
         scan.command(lifecycle, "flower", "--port", str(_free_port()),
                      env={"FLOWER_BASIC_AUTH": f"ops:{FLOWER_PASSWORD}"}, ok=(0,))
+        # OpenAI rejects the key and, worse than the real one, quotes it whole: a permanent failure.
+        fake_openai.queue_error(401, f"Incorrect API key provided: {SECRETS['OPENAI_API_KEY']}")
         failing = scan.command(lifecycle, "post", "add", "--channel", "@scan_source", "--message-id", "1",
-                               "--text", "Продам Toyota Camry 2018, 1 500 000 руб, тел +7 900 000-00-00",
-                               "--wait", "--timeout", "60", "--json", ok=(0, 1))
-        assert "failed" in failing.stdout, failing.stdout  # OpenAI rejected the key: a permanent failure
+                               "--text", SALE, "--wait", "--timeout", "60", "--json", ok=(0, 1))
+        assert "failed" in failing.stdout, failing.stdout
+        fake_openai.queue_completion(REPLY)  # then a post that is classified, described and published
+        published = scan.command(lifecycle, "post", "add", "--channel", "@scan_source", "--message-id", "2",
+                                 "--text", SALE, "--wait", "--timeout", "60", "--json", ok=(0,))
+        assert "published" in published.stdout, published.stdout
         succeeding = scan.command(lifecycle, "task", "run", "collect-stats", "--wait", "--timeout", "60", "--json",
                                   ok=(0,))
         task_id = TASK_ID.search(succeeding.stdout)
@@ -269,6 +258,7 @@ def test_no_secret_appears_anywhere(lifecycle, tmp_path: Path, fake_openai: str,
     # The places that would hold a leak were really searched, with the failure in them.
     assert any(p.endswith("cars_bot.sqlite3") for p in scan.places) and any("celery_worker" in p for p in scan.places)
     assert any(p.startswith("redis key b'celery-task-meta-") for p in scan.places)
+    assert any(p.startswith("CARSCTL_HOME outbox/") for p in scan.places)
     worker_log = (lifecycle.logs / "celery_worker.log").read_text()
     assert "invalid_api_key" in worker_log or "Incorrect API key" in worker_log
     assert not scan.leaks, "\n".join(scan.leaks[:20])
