@@ -1,4 +1,4 @@
-"""Secret masking for everything the project shows or logs: URLs, error messages, log lines, argv.
+"""Secret masking for everything the project shows, logs or stores: URLs, errors (and their chains), logs.
 
 Three forms of credential are recognised in any text:
 
@@ -20,7 +20,6 @@ Standard library only, so the CLI's error boundary can use it without importing 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
@@ -170,8 +169,3 @@ def mask_exception(exc: BaseException, settings: Settings | None = None) -> Base
         wrapped = getattr(current, "exc", None)  # celery's Retry carries the error it retries
         pending += [current.__cause__, current.__context__, wrapped if isinstance(wrapped, BaseException) else None]
     return exc
-
-
-def mask_argv(argv: Iterable[str], settings: Settings | None = None) -> list[str]:
-    """A command line as it may be shown or stored: each argument masked like text."""
-    return [mask_secrets_in(arg, settings) for arg in argv]
