@@ -136,3 +136,14 @@ def test_a_dotenv_readable_by_others_is_warned_about(settings, tmp_path: Path, m
     dotenv.chmod(0o600)
     assert "readable by other users" not in invoke("config", "show").stderr
     assert [f.level for f in check_private_files(load_settings(cwd=tmp_path))] == [Level.OK]
+
+
+def test_a_read_command_that_creates_the_state_directory_creates_it_private(settings, tmp_path: Path,
+                                                                            umask_022: None) -> None:
+    """`carsctl doctor` on a fresh directory made CARSCTL_HOME 0755 through the completion cache."""
+    from types import SimpleNamespace
+
+    from carsctl.generated.completion_cache import remember_app
+
+    remember_app(settings, SimpleNamespace(tasks={"cars_bot.tasks.ai_tasks.process_post_task": object()}))
+    assert settings.home.is_dir() and _mode(settings.home) == 0o700
