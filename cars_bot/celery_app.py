@@ -193,7 +193,7 @@ class SecretMaskingFilter(logging.Filter):
     """Masks configured secrets and URL passwords in every record a worker or beat logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from cars_bot.config import mask_secrets_in
+        from cars_bot.secret_masking import mask_secrets_in
 
         message = record.getMessage()
         masked = mask_secrets_in(message, get_settings())

@@ -2,7 +2,7 @@
 
 Values come from the process environment, then from a `.env` file in the working directory (the
 environment wins), then from the defaults below. A malformed value raises :class:`ConfigError`, whose
-message is one line naming the variable. Secrets are masked by :func:`mask` wherever they are shown.
+message is one line naming the variable. Secrets are masked by `cars_bot.secret_masking` wherever they are shown.
 
 This module imports only the standard library (python-dotenv lazily), so the CLI can read settings
 without paying for Celery, SQLAlchemy or the API clients.
@@ -11,12 +11,12 @@ without paying for Celery, SQLAlchemy or the API clients.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from cars_bot.secret_masking import mask, mask_url
 
 QUEUES: tuple[str, ...] = ("default", "ai_processing", "publishing", "sheets_sync", "monitoring")
 
@@ -301,40 +301,6 @@ def display_value(var: Var, value: Any) -> Any:
     if isinstance(value, str) and "://" in value:
         return mask_url(value)
     return value
-
-
-def mask(secret: str) -> str:
-    """Mask a secret, keeping at most its last 4 characters for long values."""
-    if len(secret) < 12:
-        return "****"
-    return "****" + secret[-4:]
-
-
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+]+://)(?P<user>[^:/@]*):(?P<pw>[^@/]*)@", re.I)
-
-
-def mask_url(url: str) -> str:
-    """Hide the password inside a URL (`redis://:secret@host` -> `redis://:****@host`)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:****@", url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0] + ":****"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
-
-
-def mask_secrets_in(text: str, settings: Settings | None = None) -> str:
-    """Replace every configured secret and URL password found in `text` (for logs and errors)."""
-    text = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:****@", text)
-    if settings is not None:
-        for var in VARS:
-            value = settings.value(var)
-            if var.secret and value and len(str(value)) >= 6:
-                text = text.replace(str(value), mask(str(value)))
-    return text
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

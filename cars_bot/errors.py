@@ -8,7 +8,29 @@ from __future__ import annotations
 
 
 class CarsBotError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    Its message often quotes a remote service's answer (which may quote a key) and is stored (a post's
+    status reason, the failed-task registry, the result backend): URL passwords and configured secrets
+    in it are masked when it is made.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*_masked(args))
+
+
+def _masked(args: tuple[object, ...]) -> tuple[object, ...]:
+    if not any(isinstance(a, str) for a in args):
+        return args
+    from cars_bot.secret_masking import mask_secrets_in
+
+    try:
+        from cars_bot.config import get_settings
+
+        settings = get_settings()
+    except Exception:  # noqa: BLE001 - an error must always be constructible; URL masking still applies
+        settings = None
+    return tuple(mask_secrets_in(a, settings) if isinstance(a, str) else a for a in args)
 
 
 class TransientError(CarsBotError):

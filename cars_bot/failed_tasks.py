@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cars_bot.config import get_settings, mask_secrets_in
+from cars_bot.config import get_settings
 from cars_bot.errors import CarsBotError
 from cars_bot.json_data import jsonable
+from cars_bot.private_files import open_private, private_dir
+from cars_bot.secret_masking import mask_secrets_in
 from cars_bot.task_names import task_alias
 
 if TYPE_CHECKING:
@@ -55,8 +57,8 @@ def record_failure(*, task_id: str, task_name: str, args: list[Any], kwargs: dic
 
 def _append_fallback(log_dir: Any, record: dict[str, Any]) -> None:
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / "failed_tasks.jsonl", "a", encoding="utf-8") as fh:
+        private_dir(log_dir, tighten_existing=False)
+        with open_private(log_dir / "failed_tasks.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
     except OSError as error:
         logger.critical("could not record failed task %s anywhere: %s", record.get("task_id"), error)

@@ -66,7 +66,7 @@ class CarsctlGroup(TyperGroup):
 
 
 def _report(ctx: Any, message: str, error: BaseException | None = None) -> None:
-    from cars_bot.config import mask_secrets_in
+    from cars_bot.secret_masking import mask_secrets_in
 
     obj = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
     settings = obj._settings

@@ -37,7 +37,17 @@ class CliContext:
                 self._settings = get_settings()
             except ConfigError as error:
                 raise UsageError(str(error), hint="fix the variable in the environment or .env") from None
+            self._warn_if_dotenv_is_open(self._settings)
         return self._settings
+
+    def _warn_if_dotenv_is_open(self, settings: Settings) -> None:
+        """One line on stderr when the `.env` just read (the secrets) is readable by other users."""
+        from cars_bot.private_files import readable_by_others
+
+        dotenv = settings.cwd / ".env"
+        if ".env" in settings.sources.values() and readable_by_others(dotenv):
+            self.err.print(f"carsctl: warning: {dotenv} is readable by other users; run `chmod 600 {dotenv}`",
+                           markup=False, soft_wrap=True)
 
     @property
     def celery_app(self) -> Celery:

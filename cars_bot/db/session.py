@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -45,6 +46,23 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite does (0644 under umask 022): its WAL and SHM files take the
+    database file's mode. An existing file (and its WAL/SHM) of ours open to others is tightened."""
+    from sqlalchemy.engine import make_url
+
+    from cars_bot.private_files import PRIVATE_FILE, private_dir, private_file, tighten
+
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_dir(path.parent, tighten_existing=False)
+    private_file(path)
+    for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        tighten(companion, PRIVATE_FILE)
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The process's engine for `url` (default: the configured DATABASE_URL)."""
     if url is None:
@@ -56,6 +74,7 @@ def get_engine(url: str | None = None) -> Engine:
     engine = _engines.get(key)
     if engine is None:
         if url.startswith("sqlite"):
+            _private_sqlite_file(url)
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _begin_immediate)

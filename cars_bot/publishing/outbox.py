@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from cars_bot.db.models import OutboxMessage, PublicationStatus, utcnow
 from cars_bot.errors import NotConfigured
+from cars_bot.private_files import open_private, private_dir
 from cars_bot.publishing.delivery import MediaRef, NotSent, Publisher
 
 logger = logging.getLogger("cars_bot.publishing.outbox")
@@ -81,15 +82,16 @@ class OutboxPublisher:
 
     def _write_files(self, kind: str, row_id: int, recipient: str, html: str, media: list[MediaRef],
                      post_id: int | None, now: datetime) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory, tighten_existing=False)  # post texts and recipients: owner only
         stamp = now.strftime("%Y-%m-%d %H:%M:%S UTC")
         subject = f"post {post_id}" if post_id is not None else f"to {recipient}"
         header = f"=== outbox #{row_id} | {stamp} | {kind} | {subject} | media: {len(media)} ==="
         if kind == "post":
             name = f"{post_id}.html" if post_id is not None else f"message-{row_id}.html"
-            (self.directory / name).write_text(_html_page(row_id, post_id, stamp, html, media), encoding="utf-8")
+            with open_private(self.directory / name, "w", encoding="utf-8") as page:
+                page.write(_html_page(row_id, post_id, stamp, html, media))
         # One write per entry: appends from several worker processes do not interleave.
-        with open(self.directory / LOG_NAME, "a", encoding="utf-8") as log:
+        with open_private(self.directory / LOG_NAME, "a", encoding="utf-8") as log:
             log.write(f"{header}\n{html}\n\n")
 
 

@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cars_bot.config import mask
 from cars_bot.errors import CarsBotError, NotConfigured, PermanentError, TransientError
 from cars_bot.retry_after import retry_after_seconds
+from cars_bot.secret_masking import mask
 from cars_bot.sheets.workbook import (
     DATE_COLUMNS,
     CellValue,

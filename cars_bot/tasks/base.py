@@ -75,6 +75,17 @@ class CarsTask(Task):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
+            return self._run_with_retries(*args, **kwargs)
+        except Exception as exc:
+            # The result backend stores the error and its traceback (every chained message): masked first.
+            from cars_bot.config import get_settings
+            from cars_bot.secret_masking import mask_exception
+
+            mask_exception(exc, get_settings())
+            raise
+
+    def _run_with_retries(self, *args: Any, **kwargs: Any) -> Any:
+        try:
             return super().__call__(*args, **kwargs)
         except self.transient_errors as exc:
             if self.request.called_directly:

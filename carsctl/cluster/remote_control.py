@@ -227,7 +227,7 @@ def connected(app: Celery, *, write: bool = False) -> Iterator[Any]:
 
 def broker_error(app: Celery, error: BaseException) -> DependencyUnavailable:
     """A kombu/redis connection error as the one-line, exit-69 error (password masked)."""
-    from cars_bot.config import mask_url
+    from cars_bot.secret_masking import mask_url
 
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return DependencyUnavailable(f"broker unreachable at {mask_url(app.conf.broker_url)}: {reason[:200]}",

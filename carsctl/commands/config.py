@@ -42,6 +42,6 @@ def show(ctx: typer.Context, json: JsonOpt = False) -> None:
 
 
 def _masked(url: str) -> str:
-    from cars_bot.config import mask_url
+    from cars_bot.secret_masking import mask_url
 
     return mask_url(url)

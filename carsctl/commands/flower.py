@@ -25,8 +25,9 @@ def flower(
 ) -> None:
     """Start Flower detached (log: logs/flower.log), or stop it with --stop.
 
-    Refuses (exit 2) to listen on a non-loopback address without --basic-auth. Exit code 0 started or
-    already running, 1 it died during start-up (log tail shown) or the port is taken.
+    Refuses (exit 2) to listen on a non-loopback address without --basic-auth, or with an empty password
+    or one shorter than 8 characters. Exit code 0 started or already running, 1 it died during start-up
+    (log tail shown) or the port is taken.
 
     Example: carsctl flower --port 5555 && carsctl flower --stop
     """

@@ -75,5 +75,5 @@ def down(ctx: typer.Context, timeout: StopTimeoutOpt = 60.0, cold_timeout: ColdT
     if steps.broker is not None and steps.broker.stopped:
         cli.info(f"embedded Redis stopped (pid {steps.broker.pid})")
     elif not stopped:
-        cli.info("nothing carsctl started is running")
+        cli.info(f"nothing carsctl started from {steps.state_dir} is running")
     raise typer.Exit(steps.exit_code)

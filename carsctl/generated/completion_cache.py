@@ -80,7 +80,9 @@ def _write_if_changed(path: Path, lines: list[str]) -> bool:
     try:
         if path.is_file() and path.read_text() == content:
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from cars_bot.private_files import private_dir
+
+        private_dir(path.parent)  # under CARSCTL_HOME: creating it here makes it 0700 too
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(content)
         tmp.replace(path)

@@ -80,6 +80,7 @@ def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> DoctorR
     if not broker_ok:
         findings.append(Finding("workers", Level.WARNING, "not checked: the broker is unreachable"))
     findings += check_log_dir(settings)
+    findings += check_private_files(settings)
     findings += check_integrations(settings)
     counts = FindingCounts(**{level.value: sum(1 for f in findings if f.level == level) for level in Level})
     return DoctorReport(findings=findings, counts=counts, healthy=counts.problem == 0)
@@ -320,6 +321,24 @@ def check_log_dir(settings: Settings) -> list[Finding]:
                         f"mkdir -p {directory} && chown $USER {directory}, or set LOG_DIR")]
     state = "writable" if existing == directory else "will be created"
     return [Finding("log directory", Level.OK, f"{directory} {state}")]
+
+
+def check_private_files(settings: Settings) -> list[Finding]:
+    """`.env` (the secrets) and the state directory (queue copy, database) are not readable by others."""
+    from cars_bot.private_files import readable_by_others
+
+    findings = []
+    dotenv = settings.cwd / ".env"
+    if readable_by_others(dotenv):
+        findings.append(Finding(".env", Level.WARNING, f"{dotenv} is readable by other users (it holds the secrets)",
+                                f"chmod 600 {dotenv}"))
+    elif dotenv.exists():
+        findings.append(Finding(".env", Level.OK, f"{dotenv} readable by its owner only"))
+    if settings.home.exists() and readable_by_others(settings.home):
+        findings.append(Finding("state directory", Level.WARNING,
+                                f"{settings.home} is readable by other users (queue copy, database, outbox)",
+                                f"chmod -R go-rwx {settings.home}"))
+    return findings
 
 
 def check_integrations(settings: Settings) -> list[Finding]:

@@ -50,7 +50,7 @@ def redis_client(url: str, timeout: float) -> Any:
 
 
 def _unreachable(what: str, url: str, settings: Settings, reason: str) -> DependencyUnavailable:
-    from cars_bot.config import mask_url
+    from cars_bot.secret_masking import mask_url
 
     if settings.uses_embedded_broker and what == "broker":
         hint = "start it with `carsctl broker start` (or `carsctl up`), or set REDIS_URL"
@@ -64,7 +64,7 @@ def _unreachable(what: str, url: str, settings: Settings, reason: str) -> Depend
 def check_broker(settings: Settings) -> BrokerInfo:
     """Ping the broker; return version and memory, or raise DependencyUnavailable."""
     from cars_bot.broker import is_redis_url
-    from cars_bot.config import mask_url
+    from cars_bot.secret_masking import mask_url
 
     url = settings.broker_url
     timeout = settings.broker_connect_timeout
@@ -94,7 +94,7 @@ def check_broker(settings: Settings) -> BrokerInfo:
 
 def check_database(settings: Settings) -> DatabaseState:
     """Connect to the database and read its migration state, or raise DependencyUnavailable."""
-    from cars_bot.config import mask_url
+    from cars_bot.secret_masking import mask_url
 
     url = settings.database_url
     try:

@@ -124,7 +124,7 @@ class StatusReport:
 
 def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusReport:
     """Everything `status` shows; the broker-side parts are skipped when the broker is unreachable."""
-    from cars_bot.config import mask_url
+    from cars_bot.secret_masking import mask_url
     from carsctl.health.connectivity import BrokerInfo, check_broker
 
     began = time.monotonic()
@@ -158,7 +158,7 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
 
 def database_status(settings: Settings) -> DatabaseHealth:
     """Reachable, and how many failed tasks wait in the registry (one COUNT query, no Alembic)."""
-    from cars_bot.config import mask_url
+    from cars_bot.secret_masking import mask_url
 
     url = settings.database_url
     query = "SELECT count(*) FROM failed_tasks WHERE status = 'failed'"

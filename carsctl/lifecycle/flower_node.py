@@ -31,6 +31,32 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+MIN_PASSWORD = 8  # off loopback: anything shorter is guessed by the first dictionary run
+
+
+def check_basic_auth(basic_auth: str | None, address: str) -> None:
+    """Refuse (UsageError, exit 2) malformed credentials, and off loopback none, an empty or a short password.
+
+    `basic_auth` is Flower's `user:password[,user2:password2...]`; the message names the user, never
+    the password.
+    """
+    public = not is_loopback(address)
+    if public and not basic_auth:
+        raise UsageError(f"refusing to serve Flower on {address} without authentication",
+                         hint="add --basic-auth user:password, or listen on 127.0.0.1")
+    for credential in (basic_auth or "").split(",") if basic_auth is not None else ():
+        user, colon, password = credential.partition(":")
+        if not colon or not user.strip():
+            raise UsageError("--basic-auth must be user:password (several: user:password,user2:password2)")
+        if public and not password:
+            raise UsageError(f"refusing to serve Flower on {address} with an empty password for user {user!r}",
+                             hint="choose a password, or listen on 127.0.0.1")
+        if public and (len(password) < MIN_PASSWORD or password == user):
+            raise UsageError(f"refusing to serve Flower on {address}: the password of user {user!r} is too weak "
+                             f"(at least {MIN_PASSWORD} characters, not the user name)",
+                             hint="choose a longer password, or listen on 127.0.0.1")
+
+
 def _port_open(address: str, port: int) -> bool:
     host = "127.0.0.1" if address in ("0.0.0.0", "") else "::1" if address == "::" else address
     try:
@@ -49,11 +75,7 @@ def start_flower(settings: Settings, *, port: int = 5555, address: str = "127.0.
     """
     import os
 
-    if not is_loopback(address) and not basic_auth:
-        raise UsageError(f"refusing to serve Flower on {address} without authentication",
-                         hint="add --basic-auth user:password, or listen on 127.0.0.1")
-    if basic_auth is not None and (":" not in basic_auth or basic_auth.startswith(":")):
-        raise UsageError("--basic-auth must be user:password")
+    check_basic_auth(basic_auth, address)
     state = NodeState(name="flower", hostname=f"flower@{socket.gethostname()}", kind="flower",
                       logfile=str(settings.log_dir / "flower.log"), pidfile=str(pidfile_path(settings, "flower")),
                       extra={"port": port, "address": address,
@@ -71,7 +93,9 @@ def start_flower(settings: Settings, *, port: int = 5555, address: str = "127.0.
     if basic_auth:
         env["FLOWER_BASIC_AUTH"] = basic_auth
     command = celery_command("flower", f"--port={port}", f"--address={address}")
-    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    from cars_bot.private_files import private_dir
+
+    private_dir(run_dir(settings))  # and the state directory, 0700
     spawned = supervise.spawn_detached(command, Path(state.logfile), env=env)
     state.pid, state.create_time, state.started_at, state.cmdline = (spawned.pid, spawned.create_time, now_iso(),
                                                                      command)

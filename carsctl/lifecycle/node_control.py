@@ -97,7 +97,7 @@ def ping_nodes(app: Any, hostnames: Sequence[str], timeout: float) -> set[str]:
 
 def failure(settings: Settings, state: NodeState, spawned: supervise.Spawned, reason: str) -> StartResult:
     """A failed start: the reason and the lines this start wrote to the log (secrets masked)."""
-    from cars_bot.config import mask_secrets_in
+    from cars_bot.secret_masking import mask_secrets_in
 
     tail = supervise.log_tail(Path(state.logfile), spawned.log_offset)
     return StartResult(name=state.name, hostname=state.hostname, state=StartState.FAILED, pid=spawned.pid,
@@ -180,7 +180,9 @@ def prepare(settings: Settings, spec: NodeState) -> tuple[StartResult | None, li
 
 def spawn(settings: Settings, spec: NodeState, command: list[str]) -> supervise.Spawned:
     """Spawn `command` for `spec` and record it in the node's state file (its remembered options go)."""
-    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    from cars_bot.private_files import private_dir
+
+    private_dir(run_dir(settings))  # and the state directory, 0700
     spawned = supervise.spawn_detached(command, Path(spec.logfile))
     spec.pid, spec.create_time, spec.started_at = spawned.pid, spawned.create_time, now_iso()
     spec.cmdline, spec.cwd = command, str(Path.cwd())

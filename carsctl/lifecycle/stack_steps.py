@@ -50,6 +50,8 @@ class DownSteps:
     workers: tuple[StopResult, ...] = ()
     broker: BrokerStop | None = None
     exit_code: int = 0
+    state_dir: str = ""  # the CARSCTL_HOME whose nodes and embedded Redis were stopped
+    note: str | None = None  # when REDIS_URL points elsewhere but this state directory runs its own Redis
 
 
 def bring_up(settings: Settings, nodes: Sequence[NodeState], *, beat: bool = True,
@@ -86,9 +88,23 @@ def bring_up(settings: Settings, nodes: Sequence[NodeState], *, beat: bool = Tru
 def bring_down(settings: Settings, *, timeout: float = STOP_TIMEOUT, cold_timeout: float = COLD_TIMEOUT,
                force: bool = False, keep_broker: bool = False, app_loader: AppLoader = default_app,
                progress: Progress | None = None) -> DownSteps:
-    """Flower, beat, worker nodes, then the embedded broker: the reverse of `bring_up`."""
+    """Flower, beat, worker nodes, then the embedded broker: the reverse of `bring_up`.
+
+    What THIS state directory started, whatever the environment says now: its recorded nodes, and its
+    embedded Redis when one answers on its socket, even with a REDIS_URL set since `up` (stopping the
+    nodes and leaving their Redis running would strand it). A broker elsewhere is never touched.
+    """
     from carsctl.process import embedded_redis
 
+    own_redis = embedded_redis.status(settings).running
+    note = None
+    if own_redis and not settings.uses_embedded_broker:
+        from cars_bot.secret_masking import mask_url
+
+        note = (f"{settings.home} runs its own embedded Redis: stopping what it started there, "
+                f"not anything on {mask_url(settings.broker_url)}")
+        say(progress, note)
+        app_loader = _embedded_app_loader(settings)
     flower = stop_flower(settings) if load_node(settings, "flower") is not None else None
     beat = None
     if load_node(settings, "beat") is not None:
@@ -97,7 +113,21 @@ def bring_down(settings: Settings, *, timeout: float = STOP_TIMEOUT, cold_timeou
                                force=force, app_loader=app_loader, progress=progress))
     left = [r for r in [beat, *workers] if r and r.outcome is StopOutcome.STILL_RUNNING]
     broker = None
-    if settings.uses_embedded_broker and not keep_broker and not left:
+    if (settings.uses_embedded_broker or own_redis) and not keep_broker and not left:
         broker = embedded_redis.stop(settings)
     codes = [r.exit_code for r in [flower, beat, *workers] if r]
-    return DownSteps(exit_code=exit_code_of(codes), workers=workers, flower=flower, beat=beat, broker=broker)
+    return DownSteps(exit_code=exit_code_of(codes), workers=workers, flower=flower, beat=beat, broker=broker,
+                     state_dir=str(settings.home), note=note)
+
+
+def _embedded_app_loader(settings: Settings) -> AppLoader:
+    """A Celery app on this state directory's embedded Redis (where its nodes listen), built on demand."""
+    import dataclasses
+
+    def load() -> Any:
+        from cars_bot.celery_app import create_app
+
+        return create_app(dataclasses.replace(settings, redis_url=None, celery_broker_url=None,
+                                              celery_result_backend=None))
+
+    return load

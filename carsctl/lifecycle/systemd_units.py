@@ -62,6 +62,8 @@ def _service(description: str, exec_start: str, settings: Settings, *, user: boo
         f"WorkingDirectory={cwd}",
         f"EnvironmentFile=-{cwd / '.env'}",
         f"Environment=CARSCTL_HOME={settings.home} LOG_DIR={settings.log_dir}",
+        "# Logs, the SQLite database and the outbox hold task arguments and post texts: owner only.",
+        "UMask=0077",
         f"ExecStart={exec_start}",
         "# SIGTERM to the main process only (warm shutdown); SIGKILL to the group only after TimeoutStopSec.",
         "KillMode=mixed", "KillSignal=SIGTERM", f"TimeoutStopSec={stop_seconds}",
@@ -85,7 +87,7 @@ def systemd_units(settings: Settings, nodes: Sequence[NodeState], *, user: bool 
             "[Unit]", "Description=cars_bot embedded Redis (broker and result backend on a unix socket)",
             f"PartOf={TARGET}", "", "[Service]", "Type=oneshot", "RemainAfterExit=yes",
             f"WorkingDirectory={Path.cwd()}", f"EnvironmentFile=-{Path.cwd() / '.env'}",
-            f"Environment=CARSCTL_HOME={settings.home} LOG_DIR={settings.log_dir}",
+            f"Environment=CARSCTL_HOME={settings.home} LOG_DIR={settings.log_dir}", "UMask=0077",
             f"ExecStart={_exec([*carsctl, 'broker', 'start'])}", f"ExecStop={_exec([*carsctl, 'broker', 'stop'])}",
             "", "[Install]", f"WantedBy={TARGET}", "",
         ])

@@ -129,7 +129,10 @@ def start_foreground(settings: Settings, spec: NodeState) -> None:
     if result is not None:
         raise OperationFailed(f"{spec.hostname} is already running (pid {result.pid})")
     check_broker(settings)
-    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    from cars_bot.private_files import PRIVATE_UMASK, private_dir
+
+    private_dir(run_dir(settings))  # and the state directory, 0700
+    os.umask(PRIVATE_UMASK)  # what the worker creates (SQLite, outbox, logs) is the owner's only
     command = worker_command(spec, detached=False)
     spec.logfile, spec.cmdline, spec.cwd = "", command, str(Path.cwd())
     spec.pid, spec.create_time, spec.started_at = os.getpid(), psutil.Process().create_time(), now_iso()

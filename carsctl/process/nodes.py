@@ -90,7 +90,9 @@ def short_name(name: str) -> str:
 
 
 def _write(path: Path, state: NodeState) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from cars_bot.private_files import private_dir
+
+    private_dir(path.parent)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(asdict(state), indent=2))
     tmp.replace(path)

@@ -82,13 +82,15 @@ def spawn_detached(command: Sequence[str], logfile: Path, env: Mapping[str, str]
     """Start `command` in its own session with output appended to `logfile`; return its pid at once."""
     import psutil
 
-    logfile.parent.mkdir(parents=True, exist_ok=True)
+    from cars_bot.private_files import PRIVATE_UMASK, open_private, private_dir
+
+    private_dir(logfile.parent, tighten_existing=False)
     offset = logfile.stat().st_size if logfile.exists() else 0
-    with open(logfile, "ab") as output:
+    with open_private(logfile, "ab") as output:  # the log and all the process creates: owner only
         process = subprocess.Popen(
             list(command), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             env=dict(env if env is not None else os.environ), cwd=cwd, start_new_session=True,
-            close_fds=True, preexec_fn=default_signals,
+            close_fds=True, preexec_fn=default_signals, umask=PRIVATE_UMASK,
         )
     try:
         create_time = psutil.Process(process.pid).create_time()

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cars_bot.config import ConfigError, load_settings, mask, mask_secrets_in, mask_url
+from cars_bot.config import ConfigError, load_settings
+from cars_bot.secret_masking import mask, mask_secrets_in, mask_url
 
 
 def test_defaults_use_embedded_broker_and_sqlite(tmp_path: Path) -> None:

@@ -60,3 +60,21 @@ def test_flower_starts_detached_with_auth_kept_out_of_argv(lifecycle) -> None:
     assert not pid_alive(result["pid"])
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+@pytest.mark.parametrize(("auth", "problem"), [
+    ("user:", "empty password for user 'user'"),
+    ("ops:short", "password of user 'ops' is too weak"),
+    ("ops:long-enough-pw,guest:", "empty password for user 'guest'"),
+    ("operator:operator", "too weak"),
+    (":password123", "must be user:password"),
+])
+def test_flower_refuses_a_weak_password_off_loopback(lifecycle, auth: str, problem: str) -> None:
+    """Issue 15 item 8: `--address 0.0.0.0 --basic-auth 'user:'` started and answered 200."""
+    refused = lifecycle.invoke("flower", "--address", "0.0.0.0", "--basic-auth", auth)
+    assert refused.exit_code == 2 and problem in refused.stderr, refused.stderr
+    user, _, password = auth.partition(":")
+    assert password in ("", user) or password not in refused.stderr  # the message names the user only
+    assert lifecycle.state("flower") is None
+    env_refused = lifecycle.run("flower", "--address", "0.0.0.0", env={"FLOWER_BASIC_AUTH": auth})
+    assert env_refused.returncode == 2 and problem in env_refused.stderr

@@ -79,3 +79,25 @@ def test_up_starts_the_embedded_broker_when_no_redis_url_is_set(lifecycle, short
     finally:
         lifecycle.run("down", "--timeout", "5", "--force")
         lifecycle.run("broker", "stop")
+
+
+def test_down_stops_this_state_directorys_redis_even_with_another_redis_url(lifecycle, short_home) -> None:
+    """Issue 15 item 10: `REDIS_URL=redis://other carsctl down` stopped the nodes and stranded their Redis."""
+    home = short_home
+    lifecycle.env.update({"CARSCTL_HOME": str(home), "LOG_DIR": str(home / "logs")})
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        lifecycle.env.pop(name, None)
+    try:
+        up = lifecycle.run("up", "--pool", "solo", "-c", "1", "--no-beat", "--json")
+        assert up.returncode == 0, up.stderr
+        worker_pid, redis_pid = json.loads(up.stdout)["workers"][0]["pid"], json.loads(up.stdout)["broker"]["pid"]
+        down = lifecycle.run("down", "--json", env={"REDIS_URL": "redis://:other-pw@127.0.0.1:1/0"})
+        assert down.returncode == 0, down.stderr
+        steps = json.loads(down.stdout)
+        assert steps["broker"]["stopped"] and steps["state_dir"] == str(home)
+        assert f"{home} runs its own embedded Redis" in down.stderr and "redis://:****@127.0.0.1:1/0" in down.stderr
+        assert "other-pw" not in down.stderr + down.stdout
+        assert not pid_alive(worker_pid) and not pid_alive(redis_pid) and not (home / "redis.sock").exists()
+    finally:
+        lifecycle.run("down", "--timeout", "5", "--force")
+        lifecycle.run("broker", "stop")
