@@ -63,7 +63,8 @@ class MonitorKit:
         options.setdefault("interval", 60.0)
         options.setdefault("album_wait", 30.0)  # albums end by the next message or the stop, not by time
         options.setdefault("reconnect_base", 0.01)
-        return Monitor(self.fake, limiter=TelegramLimiter(min_interval=0, sleep=self.sleeps, clock=self.sleeps.clock), **options)
+        limiter = TelegramLimiter(min_interval=0, sleep=self.sleeps, clock=self.sleeps.clock)
+        return Monitor(self.fake, limiter=limiter, **options)
 
     def posts(self) -> list[Any]:
         from sqlalchemy import select
