@@ -1,0 +1,62 @@
+"""`carsctl monitor` as processes: refusing honestly without credentials; with the Telegram client
+faked at the network boundary (MONITOR_CLIENT_FACTORY, tests only), start returns once it listens,
+status reads its heartbeat, stop ends it with SIGTERM and it saves its state."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.carsctl.ops import pid_alive
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+NOT_CONFIGURED = "not configured: set TELEGRAM_API_ID, TELEGRAM_API_HASH and TELEGRAM_MONITOR_SESSION_STRING"
+FAKE_TELEGRAM = {"TELEGRAM_API_ID": "12345", "TELEGRAM_API_HASH": "0123456789abcdef",
+                 "TELEGRAM_MONITOR_SESSION_STRING": "1FakeSessionString",
+                 "MONITOR_CLIENT_FACTORY": "tests.cars_bot.monitor.fake_monitor_client:make_client"}
+
+
+def test_without_credentials_status_says_so_and_start_refuses(lifecycle: Any) -> None:
+    status = lifecycle.run("monitor", "status")
+    assert status.returncode == 3 and NOT_CONFIGURED in status.stderr
+    start = lifecycle.run("monitor", "start")
+    assert start.returncode == 2 and NOT_CONFIGURED in start.stderr
+    assert "Traceback" not in start.stderr and lifecycle.state("monitor") is None
+    assert json.loads(lifecycle.run("monitor", "status", "--json").stdout)["configured"] is False
+
+
+def test_start_status_stop_with_a_faked_telegram(lifecycle: Any, db: Any) -> None:
+    from cars_bot.db.models import Channel
+
+    with db.begin() as session:
+        session.add_all([Channel(username="cars_msk", is_active=True), Channel(username="old", is_active=False)])
+    lifecycle.env.update(FAKE_TELEGRAM)
+
+    start = lifecycle.run("monitor", "start", "--json")
+    assert start.returncode == 0, start.stderr
+    (started,) = json.loads(start.stdout)
+    assert started["state"] == "started" and pid_alive(started["pid"])
+    assert "already running" in lifecycle.run("monitor", "start").stderr
+
+    status = lifecycle.run("monitor", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    row = json.loads(status.stdout)
+    assert row["status"] == "running" and row["listen_state"] == "listening"
+    assert row["channels"] == ["cars_msk"] and row["last_catch_up_at"]
+    assert "cars_msk" in lifecycle.run("monitor", "status").stdout
+    overview = json.loads(lifecycle.run("status", "--json").stdout)
+    assert overview["monitor"]["state"] == "running" and overview["monitor"]["pid"] == started["pid"]
+
+    stop = lifecycle.run("monitor", "stop")
+    assert stop.returncode == 0, stop.stderr
+    assert not pid_alive(started["pid"])
+    assert not (lifecycle.home / "run" / "monitor.pid").exists()
+    heartbeat = json.loads((lifecycle.home / "run" / "monitor.heartbeat.json").read_text())
+    assert heartbeat["state"] == "stopped"  # it shut down cleanly on SIGTERM
+    log = (lifecycle.logs / "monitor.log").read_text()
+    assert "listening to cars_msk" in log and "stopped" in log and "1FakeSessionString" not in log
+    after = lifecycle.run("monitor", "status")
+    assert after.returncode == 3 and "stopped" in after.stdout
