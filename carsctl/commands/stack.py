@@ -48,7 +48,7 @@ def up(ctx: typer.Context, node: NodeOpt = None, pool: PoolOpt = None,
                                app_loader=lambda: cli.celery_app, progress=cli.info)
     if json or cli.json:
         cli.emit_json(steps)
-    report_started(cli, [*steps.workers, *([steps.beat] if steps.beat else [])], json=False, refused_ok=True)
+    report_started(cli, [*steps.workers, *[r for r in (steps.beat, steps.monitor) if r]], json=False, refused_ok=True)
     cli.info("the stack is up: `carsctl status` shows it, `carsctl down` stops it")
 
 
@@ -70,7 +70,7 @@ def down(ctx: typer.Context, timeout: StopTimeoutOpt = 60.0, cold_timeout: ColdT
                                  keep_broker=keep_broker, app_loader=lambda: cli.celery_app, progress=cli.info)
     if json or cli.json:
         cli.emit_json(steps)
-    stopped = [r for r in (steps.flower, steps.beat, *steps.workers) if r is not None]
+    stopped = [r for r in (steps.flower, steps.monitor, steps.beat, *steps.workers) if r is not None]
     report_stopped(cli, stopped, json=False)
     if steps.broker is not None and steps.broker.stopped:
         cli.info(f"embedded Redis stopped (pid {steps.broker.pid})")

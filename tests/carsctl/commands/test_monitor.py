@@ -60,3 +60,19 @@ def test_start_status_stop_with_a_faked_telegram(lifecycle: Any, db: Any) -> Non
     assert "listening to cars_msk" in log and "stopped" in log and "1FakeSessionString" not in log
     after = lifecycle.run("monitor", "status")
     assert after.returncode == 3 and "stopped" in after.stdout
+
+
+def test_up_starts_the_monitor_last_and_down_stops_it_first(lifecycle: Any) -> None:
+    lifecycle.env.update(FAKE_TELEGRAM)
+    up = lifecycle.run("up", "--pool", "solo", "-c", "1", "--no-beat", "--json")
+    assert up.returncode == 0, up.stderr
+    steps = json.loads(up.stdout)
+    assert steps["monitor"]["state"] == "started" and "skipped" not in up.stderr
+    assert up.stderr.index("worker@") < up.stderr.index("monitor@")
+    down = lifecycle.run("down")
+    assert down.returncode == 0, down.stderr
+    lines = down.stderr.splitlines()
+    monitor_line = next(i for i, line in enumerate(lines) if line.startswith("monitor@") and "stopped" in line)
+    worker_line = next(i for i, line in enumerate(lines) if line.startswith("worker@") and "stopped" in line)
+    assert monitor_line < worker_line  # no new posts while the workers drain
+    assert not pid_alive(steps["monitor"]["pid"])
