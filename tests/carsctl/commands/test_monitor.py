@@ -76,3 +76,19 @@ def test_up_starts_the_monitor_last_and_down_stops_it_first(lifecycle: Any) -> N
     worker_line = next(i for i, line in enumerate(lines) if line.startswith("worker@") and "stopped" in line)
     assert monitor_line < worker_line  # no new posts while the workers drain
     assert not pid_alive(steps["monitor"]["pid"])
+
+
+def test_systemd_emits_the_monitor_unit_only_when_it_is_configured(lifecycle: Any, monkeypatch: Any) -> None:
+    import re
+
+    bare = lifecycle.invoke("systemd")
+    assert "cars-bot-monitor.service" not in bare.stdout
+    assert f"# No unit for the Telegram monitor service: {NOT_CONFIGURED}." in bare.stdout
+    for name, value in FAKE_TELEGRAM.items():
+        monkeypatch.setenv(name, value)
+    text = lifecycle.invoke("systemd").stdout
+    unit = text.split("# ===== cars-bot-monitor.service =====", 1)[1].split("# =====", 1)[0]
+    assert re.search(r"^ExecStart=\S+ -m cars_bot\.monitor --loglevel info$", unit, re.M), unit
+    assert "KillSignal=SIGTERM" in unit and "RestartPreventExitStatus=2" in unit
+    assert "Wants=cars-bot-monitor.service" in text and "1FakeSessionString" not in text
+    assert "No unit for the Telegram monitor" not in text
