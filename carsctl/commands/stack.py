@@ -32,7 +32,9 @@ def up(ctx: typer.Context, node: NodeOpt = None, pool: PoolOpt = None,
        loglevel: LoglevelOpt = None,
        no_beat: Annotated[bool, typer.Option("--no-beat", help="Do not start beat.")] = False,
        timeout: StartTimeoutOpt = 60.0, json: JsonOpt = False) -> None:
-    """Bring the stack up: embedded broker (no REDIS_URL), migrations, worker nodes, beat.
+    """Bring the stack up: embedded broker (no REDIS_URL), migrations, worker nodes, beat, the monitor.
+
+    The monitor is started when Telegram is configured for it, else skipped with a one-line notice.
 
     Returns once every node answers a ping and beat has ticked. Exit code 0 up, 1 a step failed (its
     log tail is shown), 69 broker or database unreachable.
@@ -56,7 +58,7 @@ def down(ctx: typer.Context, timeout: StopTimeoutOpt = 60.0, cold_timeout: ColdT
          force: ForceOpt = False,
          keep_broker: Annotated[bool, typer.Option("--keep-broker", help="Leave the embedded Redis running.")] = False,
          json: JsonOpt = False) -> None:
-    """Bring the stack down in reverse order: Flower, beat, worker nodes (gracefully), embedded broker.
+    """Bring the stack down in reverse order: Flower, the monitor, beat, worker nodes (gracefully), broker.
 
     Exit code as `carsctl worker stop`: 0 stopped, 10 cold shutdown, 11 killed, 1 still running (then
     the broker is left running so the remaining worker can still ack).
