@@ -182,17 +182,26 @@ class Monitor:
         """Refresh the channels every interval (and catch up every few) until stopped or disconnected."""
         ticks = 0
         while not stop.is_set():
-            disconnected = self.client.disconnected
+            disconnected = self.client.disconnected  # Telethon: a fresh shield of the sender's future
             await _wait_for(stop, self.sleep(self.interval), disconnected)
             if stop.is_set():
                 return
-            if disconnected.done():
-                raise ConnectionError("disconnected from Telegram")
+            if disconnected.done() and not disconnected.cancelled():  # cancelled: by _wait_for, still connected
+                error = disconnected.exception()
+                raise ConnectionError(f"disconnected from Telegram{f': {error}' if error else ''}")
             ticks += 1
-            await self.refresh()
-            if self.catch_up_every and ticks % self.catch_up_every == 0:
-                await self.catch_up_all()
-            await self._report()
+            try:
+                await self.refresh()
+                if self.catch_up_every and ticks % self.catch_up_every == 0:
+                    await self.catch_up_all()
+            except Exception as error:
+                if is_network_error(error):
+                    raise
+                # The database away for a moment must not end the monitor: the next tick tries again.
+                logger.warning("refresh failed: %s: %s", type(error).__name__, error)
+                await self._report(error=f"{type(error).__name__}: {error}")
+                continue
+            await self._report(error=None)
 
     # the channel list --------------------------------------------------------------------------
     async def refresh(self, *, catch_up_new: bool = True) -> None:
@@ -325,7 +334,14 @@ class Monitor:
     async def catch_up_all(self) -> None:
         """Catch up every listened channel (see `catch_up`)."""
         for item in list(self.listened.values()):
-            await self.catch_up(item)
+            try:
+                await self.catch_up(item)
+            except Exception as error:
+                if is_network_error(error):
+                    raise
+                # One channel that cannot be read (banned, made private) does not hold up the others.
+                logger.warning("cannot catch up %s: %s: %s", item.ref, type(error).__name__, error)
+                await self._db(store.save_error, item.channel_id, f"{type(error).__name__}: {error}")
         await self._report(last_catch_up_at=_now_iso())
 
     async def catch_up(self, item: Listened) -> None:
@@ -406,13 +422,13 @@ class Monitor:
 
 
 async def _wait_for(stop: asyncio.Event, *others: Any) -> None:
-    """Until `stop` is set or one of `others` (awaitables or futures) is done; the rest is cancelled."""
+    """Until `stop` is set or one of `others` (awaitables or futures) is done; the rest is cancelled
+    (the client's `disconnected` is a shield: cancelling it leaves the connection's own future alone)."""
     waiter = asyncio.ensure_future(stop.wait())
     futures = [asyncio.ensure_future(other) for other in others]
     try:
         await asyncio.wait([waiter, *futures], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        waiter.cancel()
-        for future, other in zip(futures, others, strict=True):
-            if future is not other:  # never cancel the client's own disconnected future
+        for future in (waiter, *futures):
+            if not future.done():
                 future.cancel()

@@ -108,10 +108,13 @@ class FakeMonitorClient:
     async def post(self, *messages: Any) -> None:
         await self.deliver(*self.arrive(*messages))
 
-    def drop(self) -> None:
-        """The connection is lost."""
+    def drop(self, error: BaseException | None = None) -> None:
+        """The connection is lost (Telethon ends `disconnected` with the error, if there was one)."""
         if self._disconnected is not None and not self._disconnected.done():
-            self._disconnected.set_result(None)
+            if error is None:
+                self._disconnected.set_result(None)
+            else:
+                self._disconnected.set_exception(error)
 
     @property
     def connected(self) -> bool:
@@ -129,8 +132,9 @@ class FakeMonitorClient:
 
     @property
     def disconnected(self) -> asyncio.Future[None]:
+        """As Telethon's: a new shield of the connection's future on every access."""
         assert self._disconnected is not None
-        return self._disconnected
+        return asyncio.shield(self._disconnected)
 
     async def is_user_authorized(self) -> bool:
         return self.authorized

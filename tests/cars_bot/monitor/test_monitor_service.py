@@ -116,6 +116,7 @@ def test_a_channel_added_while_running_is_joined_and_a_removed_one_dropped(kit: 
     assert post.message_id == 6 and post.text == AD  # the history before joining is not back-filled
     assert 202 in kit.fake.joined
     assert kit.queued() == 1
+    assert kit.fake.connects == 1  # the refreshes never mistook a quiet connection for a lost one
 
 
 def test_catch_up_after_a_disconnect_ingests_what_arrived_meanwhile_once(kit: MonitorKit) -> None:
@@ -126,7 +127,7 @@ def test_catch_up_after_a_disconnect_ingests_what_arrived_meanwhile_once(kit: Mo
     async def body(stop: asyncio.Event) -> None:
         await until(lambda: monitor.beat.state == "listening", "listening")
         await kit.fake.post(message(101, 2, AD))
-        kit.fake.drop()
+        kit.fake.drop(ConnectionResetError("connection reset by peer"))
         # while disconnected: nothing is delivered, the channel's history grows
         kit.fake.arrive(message(101, 3, "пока были offline"), message(101, 4, "", photo=True, grouped_id=9),
                         message(101, 5, "", photo=True, grouped_id=9), service_message(101, 6))
@@ -272,3 +273,31 @@ def test_invite_links_and_numeric_ids_are_resolved_once(kit: MonitorKit, ref: st
         assert kit.fake.requests[:2] == ["CheckChatInviteRequest", "ImportChatInviteRequest"] and 303 in kit.fake.joined
     else:
         assert kit.fake.requests[0] == "get_input_entity"
+
+
+def test_a_database_hiccup_during_a_refresh_does_not_end_the_monitor(kit: MonitorKit,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from cars_bot.monitor import store
+
+    kit.add_channel("cars_msk")
+    kit.fake.add_channel(101, "cars_msk")
+    real = store.active_channels
+    calls: list[int] = []
+
+    def flaky(**options: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the first refresh after the start
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return real(**options)
+
+    monkeypatch.setattr(store, "active_channels", flaky)
+
+    async def body(stop: asyncio.Event) -> None:
+        await until(lambda: len(calls) >= 3, "a refresh after the failed one")
+        await kit.fake.post(message(101, 1, AD))
+
+    monitor = kit.monitor(interval=0.02)
+    asyncio.run(running(monitor, body))
+    assert len(kit.posts()) == 1 and kit.queued() == 1 and kit.fake.connects == 1
