@@ -92,3 +92,46 @@ def test_systemd_emits_the_monitor_unit_only_when_it_is_configured(lifecycle: An
     assert "KillSignal=SIGTERM" in unit and "RestartPreventExitStatus=2" in unit
     assert "Wants=cars-bot-monitor.service" in text and "1FakeSessionString" not in text
     assert "No unit for the Telegram monitor" not in text
+
+
+@pytest.mark.parametrize(("listen_state", "age", "code", "status"), [
+    ("listening", 0, 0, "running"),
+    ("listening", 600, 4, "not-responding"),  # alive, but the heartbeat is older than 3 intervals
+    ("connecting", 0, 4, "not-responding"),
+    ("reconnecting", 0, 69, "not-responding"),  # Telegram unreachable
+])
+def test_status_exit_codes_from_the_process_and_its_heartbeat(lifecycle: Any, monkeypatch: Any, listen_state: str,
+                                                              age: int, code: int, status: str) -> None:
+    import subprocess
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    import psutil
+
+    from cars_bot.monitor.heartbeat import ListenState, MonitorHeartbeat, write_heartbeat
+    from carsctl.process.nodes import NodeState, save_node
+
+    for name, value in FAKE_TELEGRAM.items():
+        monkeypatch.setenv(name, value)
+    pidfile = lifecycle.home / "run" / "monitor.pid"
+    # a stand-in whose command line carries the markers of a monitor process (module name, pidfile)
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "cars_bot.monitor",
+                                str(pidfile)])
+    lifecycle.extra_pids.append(process.pid)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(f"{process.pid}\n")
+    save_node(lifecycle.settings(), NodeState(
+        name="monitor", hostname="monitor@test", kind="monitor", pid=process.pid,
+        create_time=psutil.Process(process.pid).create_time(), pidfile=str(pidfile),
+        logfile=str(lifecycle.logs / "monitor.log"), started_at=datetime.now(UTC).isoformat()))
+    when = (datetime.now(UTC) - timedelta(seconds=age)).isoformat(timespec="seconds")
+    write_heartbeat(lifecycle.home / "run" / "monitor.heartbeat.json", MonitorHeartbeat(
+        pid=process.pid, state=ListenState(listen_state), updated_at=when, interval=60, channels=("cars_msk",)))
+    result = lifecycle.invoke("monitor", "status", "--json")
+    assert result.exit_code == code, result.output
+    assert json.loads(result.stdout)["status"] == status
+
+    process.kill()
+    process.wait()
+    crashed = lifecycle.invoke("monitor", "status", "--json")  # dead, its pidfile left behind
+    assert crashed.exit_code == 5 and json.loads(crashed.stdout)["status"] == "stale"
