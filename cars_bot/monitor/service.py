@@ -141,7 +141,8 @@ class Monitor:
         try:
             while not stop.is_set():
                 try:
-                    await self.start()
+                    if not await _unless_stopped(stop, self.start()):
+                        break
                     attempt = 0
                     await self._listen(stop)
                 except NotAuthorized:
@@ -191,9 +192,8 @@ class Monitor:
                 raise ConnectionError(f"disconnected from Telegram{f': {error}' if error else ''}")
             ticks += 1
             try:
-                await self.refresh()
-                if self.catch_up_every and ticks % self.catch_up_every == 0:
-                    await self.catch_up_all()
+                if not await _unless_stopped(stop, self._tick(ticks)):
+                    return
             except Exception as error:
                 if is_network_error(error):
                     raise
@@ -202,6 +202,11 @@ class Monitor:
                 await self._report(error=f"{type(error).__name__}: {error}")
                 continue
             await self._report(error=None)
+
+    async def _tick(self, ticks: int) -> None:
+        await self.refresh()
+        if self.catch_up_every and ticks % self.catch_up_every == 0:
+            await self.catch_up_all()
 
     # the channel list --------------------------------------------------------------------------
     async def refresh(self, *, catch_up_new: bool = True) -> None:
@@ -241,9 +246,7 @@ class Monitor:
                 peer = await resolve_channel(self.client, ref, self.limiter)
                 peer_id, access_hash = peer.peer_id, peer.access_hash
                 await self._db(store.save_peer, row.channel_id, row.ref, peer_id, access_hash)
-        except Exception as error:
-            if isinstance(error, asyncio.CancelledError):
-                raise
+        except Exception as error:  # noqa: BLE001 - recorded; the channel is tried again later
             tries = (self.failed[row.channel_id].tries + 1) if row.channel_id in self.failed else 1
             delay = min(MAX_RETRY_SECONDS, self.interval * 2 ** (tries - 1))
             message = f"{type(error).__name__}: {error}"
@@ -419,6 +422,18 @@ class Monitor:
             if part is None or part.grouped_id != album.grouped_id:
                 break
             album.parts.append(part)
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Any) -> bool:
+    """Run `work` unless `stop` is set first, then cancel it (a FloodWait of an hour must not hold up a
+    SIGTERM; the database call in hand still finishes in its thread). True when `work` completed."""
+    task = asyncio.ensure_future(work)
+    await _wait_for(stop, task)
+    if not task.done():
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+    task.result()  # its error, if any
+    return True
 
 
 async def _wait_for(stop: asyncio.Event, *others: Any) -> None:

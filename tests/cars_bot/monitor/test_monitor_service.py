@@ -301,3 +301,20 @@ def test_a_database_hiccup_during_a_refresh_does_not_end_the_monitor(kit: Monito
     monitor = kit.monitor(interval=0.02)
     asyncio.run(running(monitor, body))
     assert len(kit.posts()) == 1 and kit.queued() == 1 and kit.fake.connects == 1
+
+
+def test_a_stop_during_a_long_floodwait_does_not_wait_it_out(kit: MonitorKit) -> None:
+    from cars_bot.monitor.limiter import TelegramLimiter
+
+    kit.add_channel("cars_msk")
+    kit.fake.add_channel(101, "cars_msk")
+    kit.fake.fail_next = [FloodWaitError(request=None, capture=3600)]
+    monitor = kit.monitor()
+    monitor.limiter = TelegramLimiter(min_interval=0)  # really sleeps
+
+    async def body(stop: asyncio.Event) -> None:
+        await until(lambda: monitor.limiter.flood_waits == 1, "the FloodWait")
+        stop.set()  # SIGTERM while waiting out the hour Telegram asked for
+
+    asyncio.run(running(monitor, body))  # fails after 20 s if the stop waited
+    assert monitor.beat.state == "stopped" and not kit.fake.connected
