@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from cars_bot.config import get_settings, mask_secrets_in
-from cars_bot.monitor.client import NOT_CONFIGURED, make_client, monitor_configured
+from cars_bot.monitor.client import make_client, session_problem
 from cars_bot.monitor.heartbeat import heartbeat_path, write_heartbeat
 from cars_bot.monitor.service import Monitor, NotAuthorized
 
@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loglevel", default="info")
     args = parser.parse_args(argv)
     settings = get_settings()
-    if not monitor_configured(settings):
-        print(NOT_CONFIGURED, file=sys.stderr)
+    problem = session_problem(settings)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     _log_to(settings.log_dir / "monitor.log", args.loglevel)
     if args.pidfile:

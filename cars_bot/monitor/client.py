@@ -21,6 +21,19 @@ def monitor_configured(settings: Settings) -> bool:
     return bool(settings.telegram_api_id and settings.telegram_api_hash and settings.telegram_monitor_session_string)
 
 
+SHARED_SESSION = ("TELEGRAM_MONITOR_SESSION_STRING is the publisher's session (TELEGRAM_SESSION_STRING): give the "
+                  "monitor a session of its own (two processes on one session conflict over its auth key)")
+
+
+def session_problem(settings: Settings) -> str | None:
+    """Why the monitor cannot start with these settings (not configured, or the publisher's session), or None."""
+    if not monitor_configured(settings):
+        return NOT_CONFIGURED
+    if settings.telegram_monitor_session_string == settings.telegram_session_string:
+        return SHARED_SESSION
+    return None
+
+
 def make_client(settings: Settings) -> Any:
     """A Telethon client on the monitor's session (not connected yet).
 

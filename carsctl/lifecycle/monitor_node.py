@@ -65,10 +65,13 @@ def start_monitor(settings: Settings, *, loglevel: str | None = None, timeout: f
                   progress: Progress | None = None) -> StartResult:
     """Start the monitor unless it runs; ready when its heartbeat (with its pid) says it listens.
 
-    UsageError (exit 2) without the three Telegram credentials.
+    UsageError (exit 2) without the three Telegram credentials, or on the publisher's session.
     """
-    if not monitor_configured(settings):
-        raise UsageError(not_configured_line())
+    from cars_bot.monitor.client import session_problem
+
+    problem = session_problem(settings)
+    if problem is not None:
+        raise UsageError(problem)
     with supervise.exclusive(run_dir(settings) / "monitor.lock"):
         spec = monitor_spec(settings, loglevel)
         result, removed = prepare(settings, spec)

@@ -135,3 +135,18 @@ def test_status_exit_codes_from_the_process_and_its_heartbeat(lifecycle: Any, mo
     process.wait()
     crashed = lifecycle.invoke("monitor", "status", "--json")  # dead, its pidfile left behind
     assert crashed.exit_code == 5 and json.loads(crashed.stdout)["status"] == "stale"
+
+
+def test_the_publishers_session_is_refused_and_doctor_says_why(lifecycle: Any, monkeypatch: Any) -> None:
+    for name, value in FAKE_TELEGRAM.items():
+        monkeypatch.setenv(name, value)
+    fine = json.loads(lifecycle.invoke("doctor", "--json").stdout)
+    assert {"check": "monitor", "level": "ok", "message": "configured (its own Telegram session)", "fix": None} \
+        in fine["findings"]
+    monkeypatch.setenv("TELEGRAM_SESSION_STRING", FAKE_TELEGRAM["TELEGRAM_MONITOR_SESSION_STRING"])
+    start = lifecycle.invoke("monitor", "start")
+    assert start.exit_code == 2 and "is the publisher's session" in start.output
+    assert lifecycle.state("monitor") is None
+    shared = json.loads(lifecycle.invoke("doctor", "--json").stdout)
+    (finding,) = [f for f in shared["findings"] if f["check"] == "monitor"]
+    assert finding["level"] == "problem" and "TELEGRAM_SESSION_STRING" in finding["message"]
