@@ -69,22 +69,21 @@ def ingest_post(*, channel: str | int, text: str, message_id: int | None = None,
     `channels` row (the monitor's channels, invite links included). Fields are taken as validated.
     """
     from sqlalchemy import update
+    from sqlalchemy.exc import IntegrityError
 
     from cars_bot.db.models import Post, utcnow
     from cars_bot.db.session import session_scope
 
-    task_id: str | None = None
-    with session_scope(database_url) as session:
-        post, created = _store(session, channel, text=text, message_id=message_id, media=media,
-                               message_ids=message_ids, media_group_id=media_group_id, link=link)
-        post_id = post.id
-        if dispatch:
-            wanted = str(uuid.uuid4())
-            claimed = session.execute(
-                update(Post).where(Post.id == post_id, Post.dispatch_task_id.is_(None),
-                                   Post.status == _new_status())
-                .values(dispatch_task_id=wanted).execution_options(synchronize_session=False))
-            task_id = wanted if claimed.rowcount == 1 else None  # type: ignore[attr-defined]
+    fields = {"text": text, "message_id": message_id, "media": media, "message_ids": message_ids,
+              "media_group_id": media_group_id, "link": link}
+    for attempt in (1, 2):
+        try:
+            post_id, created, task_id = _store_and_claim(session_scope(database_url), channel, fields, dispatch)
+            break
+        except IntegrityError:
+            # A concurrent ingest created the same channel a moment ago; the second attempt finds it.
+            if attempt == 2:
+                raise
     dispatched_at = None
     if task_id is not None:
         try:
@@ -106,10 +105,23 @@ def ingest_post(*, channel: str | int, text: str, message_id: int | None = None,
     return IngestedPost(post_id=post_id, created=created, task_id=task_id, dispatched_at=dispatched_at)
 
 
-def _new_status() -> Any:
-    from cars_bot.db.models import PostStatus
+def _store_and_claim(scope: Any, channel: str | int, fields: dict[str, Any],
+                     dispatch: bool) -> tuple[int, bool, str | None]:
+    """In one transaction: store the post and, with `dispatch`, claim its dispatch; (post id, created,
+    the claimed task id or None)."""
+    from sqlalchemy import update
 
-    return PostStatus.NEW
+    from cars_bot.db.models import Post, PostStatus
+
+    with scope as session:
+        post, created = _store(session, channel, **fields)
+        if not dispatch:
+            return post.id, created, None
+        wanted = str(uuid.uuid4())
+        claimed = session.execute(
+            update(Post).where(Post.id == post.id, Post.dispatch_task_id.is_(None), Post.status == PostStatus.NEW)
+            .values(dispatch_task_id=wanted).execution_options(synchronize_session=False))
+        return post.id, created, wanted if claimed.rowcount == 1 else None  # type: ignore[attr-defined]
 
 
 def _store(session: Session, channel: str | int, **fields: Any) -> tuple[Post, bool]:
