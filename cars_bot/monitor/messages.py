@@ -79,7 +79,7 @@ def source_post(parts: Sequence[Incoming], source: str) -> SourcePost:
     with_media = [p for p in ordered if p.media is not None]
     return SourcePost(
         message_id=first.message_id, text=captioned.text,
-        media=[{**p.media, "message_id": p.message_id, "channel": source} for p in with_media if p.media],
+        media=[{**(p.media or {}), "message_id": p.message_id, "channel": source} for p in with_media],
         message_ids=[p.message_id for p in with_media],
-        media_group_id=first.grouped_id if len(ordered) > 1 or first.grouped_id else None,
+        media_group_id=first.grouped_id,
         date=first.date, last_id=ordered[-1].message_id)

@@ -23,37 +23,30 @@ class WatchedChannel:
 
     channel_id: int  # the channels row
     ref: str  # the channel cell: a username, an invite link or a -100 id
-    public_username: bool
     peer_id: int | None
     access_hash: int | None
     last_message_id: int
 
 
 def active_channels(database_url: str | None = None) -> list[WatchedChannel]:
-    """The active channels with their stored peer and position (a peer resolved from another cell,
-    after the sheet changed, does not count)."""
+    """The active channels with their stored peer and position (a peer and position of another cell,
+    after the sheet changed, do not count)."""
     from sqlalchemy import select
 
     from cars_bot.db.models import Channel, MonitorChannel
     from cars_bot.db.session import session_scope
-    from cars_bot.monitor.channel_refs import RefKind, parse_channel_ref
-
     with session_scope(database_url) as session:
         rows = session.execute(
             select(Channel, MonitorChannel).outerjoin(MonitorChannel, MonitorChannel.channel_id == Channel.id)
             .where(Channel.is_active.is_(True)).order_by(Channel.id)).all()
         watched = []
         for channel, state in rows:
-            try:
-                public = parse_channel_ref(channel.username).kind is RefKind.USERNAME
-            except ValueError:
-                public = False
             same = state is not None and state.ref == channel.username
             watched.append(WatchedChannel(
-                channel_id=channel.id, ref=channel.username, public_username=public,
+                channel_id=channel.id, ref=channel.username,
                 peer_id=state.peer_id if same and state else None,
                 access_hash=state.access_hash if same and state else None,
-                last_message_id=state.last_message_id if state else 0))
+                last_message_id=state.last_message_id if same and state else 0))
         return watched
 
 
@@ -77,6 +70,8 @@ def save_peer(channel_id: int, ref: str, peer_id: int, access_hash: int | None,
 
     with session_scope(database_url) as session:
         row = _state(session, channel_id)
+        if row.ref != ref:  # another channel now: its position starts afresh
+            row.last_message_id, row.last_message_at = 0, None
         row.ref, row.peer_id, row.access_hash = ref, peer_id, access_hash
         row.resolved_at, row.last_error = utcnow(), None
         channel = session.get(Channel, channel_id)

@@ -318,3 +318,29 @@ def test_a_stop_during_a_long_floodwait_does_not_wait_it_out(kit: MonitorKit) ->
 
     asyncio.run(running(monitor, body))  # fails after 20 s if the stop waited
     assert monitor.beat.state == "stopped" and not kit.fake.connected
+
+
+def test_a_channel_cell_changed_in_the_sheet_is_resolved_again_from_a_fresh_position(kit: MonitorKit) -> None:
+    from cars_bot.db.models import Channel
+
+    channel_id = kit.add_channel("first_cars")
+    kit.fake.add_channel(401, "first_cars")
+    kit.fake.add_channel(402, "second_cars")
+    kit.fake.history[402] = [message(402, 3, "старое во втором канале")]
+
+    async def scenario() -> Any:
+        monitor = kit.monitor()
+        await monitor.start()
+        await kit.fake.post(message(401, 90, AD))
+        with kit.db.begin() as session:
+            session.get(Channel, channel_id).username = "second_cars"  # the same row now names another channel
+        await monitor.refresh()
+        await kit.fake.post(message(401, 91, "из прежнего канала"), message(402, 4, "из нового канала"))
+        await monitor.shutdown()
+        return monitor
+
+    monitor = asyncio.run(scenario())
+    assert [(p.message_id, p.link) for p in kit.posts()] == [(4, "https://t.me/second_cars/4"),
+                                                             (90, "https://t.me/first_cars/90")]
+    assert set(monitor.listened) == {402} and kit.position(channel_id) == 4
+    assert kit.fake.requests.count("ResolveUsernameRequest") == 2 and kit.queued() == 2
