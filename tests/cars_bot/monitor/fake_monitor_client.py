@@ -2,15 +2,18 @@
 answering with real Telethon TL objects (Channel, Message, UpdateNewChannelMessage, ResolvedPeer ...).
 
 `make_client(settings)` is the factory `MONITOR_CLIENT_FACTORY` points at in the process tests: any
-username resolves to a channel, the history is empty, and the connection stays up.
+username resolves to a channel, the connection stays up, and the messages the test writes to a file
+arrive (ScriptedClient).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import zlib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from telethon.errors import UsernameNotOccupiedError
@@ -183,13 +186,53 @@ class FakeMonitorClient:
         return [m for m in reversed(messages) if m.id > min_id][:limit]
 
 
+def peer_id_of(username: str) -> int:
+    """The channel id the process tests' fake gives a username."""
+    return zlib.crc32(username.lower().encode()) % 10**9 + 1
+
+
+class ScriptedClient(FakeMonitorClient):
+    """The process tests' Telegram: every username is a channel, and the messages the test appends to
+    `incoming.jsonl` (in CARSCTL_HOME) arrive in their channels: each line is
+    {"channel": name, "id": n, "text": ..., "photo": bool, "grouped_id": n|null, "live": bool}; a line with
+    "live": false only lands in the channel's history (it is never pushed). The ids pushed are appended
+    to `delivered.txt` once the monitor's handler has returned."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.directory = directory
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await super().connect()
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._follow())
+
+    async def _follow(self) -> None:
+        seen = 0
+        source = self.directory / "incoming.jsonl"
+        while True:
+            lines = source.read_text().splitlines() if source.exists() else []
+            for line in lines[seen:]:
+                item = json.loads(line)
+                peer = peer_id_of(item["channel"])
+                (update,) = self.arrive(message(peer, item["id"], item.get("text", ""), photo=item.get("photo", False),
+                                                grouped_id=item.get("grouped_id")))
+                if item.get("live", True) and self.handlers and self.connected:
+                    await self.deliver(update)
+                    with open(self.directory / "delivered.txt", "a") as out:
+                        out.write(f"{item['id']}\n")
+            seen = len(lines)
+            await asyncio.sleep(0.05)
+
+
 def make_client(settings: Any) -> FakeMonitorClient:
-    """The process tests' client: every username is a channel (id from its name), no history."""
-    client = FakeMonitorClient()
+    """The process tests' client (MONITOR_CLIENT_FACTORY): see ScriptedClient."""
+    client = ScriptedClient(Path(settings.home))
 
     class _AnyChannel(dict[str, Channel]):
         def get(self, key: str, default: Any = None) -> Channel:
-            return channel(zlib.crc32(key.encode()) % 10**9 + 1, key)
+            return channel(peer_id_of(key), key)
 
     client.by_username = _AnyChannel()
     return client

@@ -150,3 +150,52 @@ def test_the_publishers_session_is_refused_and_doctor_says_why(lifecycle: Any, m
     shared = json.loads(lifecycle.invoke("doctor", "--json").stdout)
     (finding,) = [f for f in shared["findings"] if f["check"] == "monitor"]
     assert finding["level"] == "problem" and "TELEGRAM_SESSION_STRING" in finding["message"]
+
+
+def test_posts_flow_in_and_a_stop_in_the_middle_of_an_album_completes_it(lifecycle: Any, db: Any) -> None:
+    """As an operator sees it: messages arrive in a channel, posts are stored and sent to processing
+    once each; `monitor stop` (SIGTERM) while an album is half delivered stores the whole album; a
+    restart catches up what arrived meanwhile and ignores the deliveries it already has."""
+    from sqlalchemy import select
+
+    from cars_bot.broker import queue_depths
+    from cars_bot.celery_app import app
+    from cars_bot.db.models import Channel, Post
+    from tests.carsctl.ops import wait_for
+
+    with db.begin() as session:
+        session.add(Channel(username="cars_msk", is_active=True, seller_phone="+79990001122"))
+    lifecycle.env.update(FAKE_TELEGRAM)
+    incoming, delivered = lifecycle.home / "incoming.jsonl", lifecycle.home / "delivered.txt"
+
+    def arrive(*lines: dict[str, Any]) -> None:
+        with open(incoming, "a") as out:
+            out.writelines(json.dumps({"channel": "cars_msk", **line}) + "\n" for line in lines)
+
+    def delivered_ids() -> list[int]:
+        return [int(x) for x in delivered.read_text().split()] if delivered.exists() else []
+
+    def posts() -> list[tuple[int, list[int]]]:
+        with db() as session:
+            return [(p.message_id, p.message_ids) for p in session.scalars(select(Post).order_by(Post.message_id))]
+
+    def queued() -> int:
+        return queue_depths(app, ["ai_processing"])["ai_processing"].ready
+
+    assert lifecycle.run("monitor", "start").returncode == 0
+    arrive({"id": 1, "text": "Продам Kia Rio 2017, 750 т.р."},
+           {"id": 2, "text": "Toyota Camry 2018, 2.1 млн", "photo": True, "grouped_id": 77},
+           {"id": 3, "photo": True, "grouped_id": 77},
+           {"id": 4, "photo": True, "grouped_id": 77, "live": False})  # posted, but not delivered before the stop
+    wait_for(lambda: delivered_ids() == [1, 2, 3], what="the deliveries")
+    assert posts() == [(1, [])]  # the album is in hand, not stored yet
+    stop = lifecycle.run("monitor", "stop")
+    assert stop.returncode == 0, stop.stderr
+    assert posts() == [(1, []), (2, [2, 3, 4])] and queued() == 2
+
+    arrive({"id": 5, "text": "Пока монитор стоял: Lada Vesta 2020", "live": False})
+    assert lifecycle.run("monitor", "start").returncode == 0  # delivers 1, 2, 3 again and catches up 5
+    wait_for(lambda: delivered_ids() == [1, 2, 3, 1, 2, 3] and len(posts()) == 3, what="the catch-up")
+    assert lifecycle.run("monitor", "stop").returncode == 0
+    assert posts() == [(1, []), (2, [2, 3, 4]), (5, [])]
+    assert queued() == 3  # one process_post_task per stored post, never one per delivery
