@@ -50,6 +50,12 @@ def test_start_status_stop_with_a_faked_telegram(lifecycle: Any, db: Any) -> Non
     overview = json.loads(lifecycle.run("status", "--json").stdout)
     assert overview["monitor"]["state"] == "running" and overview["monitor"]["pid"] == started["pid"]
 
+    restart = lifecycle.run("monitor", "restart", "--json")
+    assert restart.returncode == 0, restart.stderr
+    (restarted,) = json.loads(restart.stdout)
+    assert restarted["state"] == "started" and restarted["pid"] != started["pid"] and not pid_alive(started["pid"])
+    started = restarted
+
     stop = lifecycle.run("monitor", "stop")
     assert stop.returncode == 0, stop.stderr
     assert not pid_alive(started["pid"])
