@@ -70,6 +70,16 @@ def _fraction(name: str, raw: str) -> float:
     return value
 
 
+def _seconds_between(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        value = _int(name, raw)
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high} seconds, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in raw.split(",") if w.strip())
 
@@ -159,6 +169,13 @@ VARS: tuple[Var, ...] = (
         group="maintenance"),
     Var("FAILED_TASK_RETENTION_DAYS", "failed_task_retention_days", 30, _positive_int,
         "Days failed-task records are kept.", group="maintenance"),
+    # the monitor service
+    Var("MONITOR_UPDATE_INTERVAL", "monitor_update_interval", 60, _seconds_between(5, 3600),
+        "Seconds between the monitor's reads of the active channels (5-3600): a channel added in the sheet "
+        "is joined within one interval, a deactivated one dropped.", group="telegram"),
+    Var("MONITOR_CLIENT_FACTORY", "monitor_client_factory", None, _str,
+        "Tests only: `module:function` returning a Telethon-like client for the monitor (no network).",
+        group="telegram"),
 )
 
 _BY_ATTR = {v.attr: v for v in VARS}
@@ -199,6 +216,8 @@ class Settings:
     sheets_workbook_raw: Path | None
     stats_retention_days: int
     failed_task_retention_days: int
+    monitor_update_interval: int
+    monitor_client_factory: str | None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     cwd: Path = field(default_factory=Path.cwd, compare=False)
 

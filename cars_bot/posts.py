@@ -62,7 +62,14 @@ def store_post(session: Session, *, channel: str, text: str, message_id: int | N
     Without a message id (a post added by hand) the channel's next free id is used. `message_ids`
     lists the source messages holding media; a text-only post has none (prior defect 8).
     """
-    row = get_or_create_channel(session, channel)
+    return store_channel_post(session, get_or_create_channel(session, channel), text=text, message_id=message_id,
+                              link=link, media=media, message_ids=message_ids, media_group_id=media_group_id)
+
+
+def store_channel_post(session: Session, row: Channel, *, text: str, message_id: int | None = None,
+                       link: str | None = None, media: list[Any] | None = None, message_ids: list[int] | None = None,
+                       media_group_id: int | None = None) -> tuple[Post, bool]:
+    """`store_post` for a channel row already in hand (the monitor's channels, invite links included)."""
     if message_id is None:
         message_id = (session.scalar(select(func.max(Post.message_id)).where(Post.channel_id == row.id)) or 0) + 1
     existing = session.scalar(select(Post).where(Post.channel_id == row.id, Post.message_id == message_id))

@@ -132,6 +132,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("carsctl.commands.status", "status"),
     "worker": ("carsctl.commands.worker", "app"),
     "beat": ("carsctl.commands.beat", "app"),
+    "monitor": ("carsctl.commands.monitor", "app"),
     "broker": ("carsctl.commands.broker", "app"),
     "inspect": ("carsctl.commands.inspect", "app"),
     "queues": ("carsctl.commands.queues", "queues"),

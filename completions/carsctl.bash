@@ -9,7 +9,7 @@
 _carsctl_cmd() {
     _cc_subs=() _cc_opts=()
     case $1 in
-        '') _cc_subs=(demo up down status worker beat broker inspect queues purge task schedule logs post doctor flower systemd config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
+        '') _cc_subs=(demo up down status worker beat monitor broker inspect queues purge task schedule logs post doctor flower systemd config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
         demo) _cc_opts=(--file --timeout --json -h --help) ;;
         up) _cc_opts=(-n --node -P --pool -c --concurrency -l --loglevel --no-beat --timeout --json -h --help) ;;
         down) _cc_opts=(--timeout --cold-timeout --force --keep-broker --json -h --help) ;;
@@ -24,6 +24,11 @@ _carsctl_cmd() {
         'beat stop') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
         'beat restart') _cc_opts=(--timeout --force --json -h --help) ;;
         'beat status') _cc_opts=(--json -h --help) ;;
+        monitor) _cc_subs=(start stop restart status) _cc_opts=(-h --help) ;;
+        'monitor start') _cc_opts=(-l --loglevel --timeout --json -h --help) ;;
+        'monitor stop') _cc_opts=(--timeout --cold-timeout --force --json -h --help) ;;
+        'monitor restart') _cc_opts=(--timeout --force --json -h --help) ;;
+        'monitor status') _cc_opts=(--json -h --help) ;;
         broker) _cc_subs=(start stop status) _cc_opts=(-h --help) ;;
         'broker start') _cc_opts=(--json -h --help) ;;
         'broker stop') _cc_opts=(--json -h --help) ;;
@@ -101,6 +106,11 @@ _carsctl_optval() {
         'beat stop|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'beat stop|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
         'beat restart|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'monitor start|-l'|'monitor start|--loglevel') _cc_val=(w debug info warning error critical); _cc_nargs=1 ;;
+        'monitor start|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'monitor stop|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'monitor stop|--cold-timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'monitor restart|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'inspect active|-d'|'inspect active|--destination') _cc_val=(n); _cc_nargs=1 ;;
         'inspect active|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'inspect reserved|-d'|'inspect reserved|--destination') _cc_val=(n); _cc_nargs=1 ;;

@@ -11,7 +11,7 @@ function __carsctl_cmd
     set -g __carsctl_opts
     switch $argv[1]
         case ''
-            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, beat, worker nodes...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' task\t'Run tasks by hand, look at their results, revoke them, retry...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' post\t'Add, import and inspect posts.' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' config\t'Show the effective configuration.' db\t'Database migrations.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
+            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, the monitor, beat...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' monitor\t'The Telegram monitor service: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' task\t'Run tasks by hand, look at their results, revoke them, retry...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' post\t'Add, import and inspect posts.' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' config\t'Show the effective configuration.' db\t'Database migrations.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --debug\t'Show tracebacks of errors.' -v\t'More detail.' --verbose\t'More detail.' -q\t'Only errors on stderr.' --quiet\t'Only errors on stderr.' --no-color\t'No colours (also: NO_COLOR).' --version\t'Print the version and exit.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case demo
             set -g __carsctl_opts --file\t'JSON-lines posts instead of the samples.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -42,6 +42,17 @@ function __carsctl_cmd
         case 'beat restart'
             set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case 'beat status'
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case monitor
+            set -g __carsctl_subs start\t'Start the monitor detached; returns once it is connected and...' stop\t'Stop the monitor (SIGTERM: it finishes the message or album in...' restart\t'Stop the monitor and start it again with the log level it ran with.' status\t'The monitor\'s process and heartbeat: channels listened to, last...'
+            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'monitor start'
+            set -g __carsctl_opts -l\t'Log level. [default: info, or what the node last ran with]' --loglevel\t'Log level. [default: info, or what the node last ran with]' --timeout\t'Seconds to wait until a node answers a ping; after that it is stopped.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'monitor stop'
+            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --cold-timeout\t'Seconds after the cold shutdown (SIGQUIT) before giving up, or...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'monitor restart'
+            set -g __carsctl_opts --timeout\t'Seconds of warm shutdown (running tasks finish) before a cold...' --force\t'SIGKILL what survives the cold shutdown.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'monitor status'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case broker
             set -g __carsctl_subs start\t'Start the embedded Redis (idempotent); waits until it answers.' stop\t'Stop the embedded Redis; queued tasks are kept on disk for the...' status\t'Is the broker reachable? Version, memory, and for the embedded one...'
@@ -223,6 +234,21 @@ function __carsctl_optval
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
         case 'beat restart|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'monitor start|-l' 'monitor start|--loglevel'
+            set -g __carsctl_val w debug info warning error critical
+            set -g __carsctl_nargs 1
+        case 'monitor start|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'monitor stop|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'monitor stop|--cold-timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'monitor restart|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
         case 'inspect active|-d' 'inspect active|--destination'

@@ -406,3 +406,23 @@ class OutboxMessage(Base):
     text: Mapped[str] = mapped_column(Text)
     media: Mapped[list[Any]] = mapped_column(JSON, default=list, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class MonitorChannel(Base):
+    """The monitor's own state for one source channel: the peer it resolved once (no lookup per
+    message) and the last message it has seen (where a catch-up starts)."""
+
+    __tablename__ = "monitor_channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    ref: Mapped[str | None] = mapped_column(String(512))  # the channel cell the peer was resolved from
+    peer_id: Mapped[int | None] = mapped_column(BigInteger)  # the channel's Telegram id (without -100)
+    access_hash: Mapped[int | None] = mapped_column(BigInteger)
+    last_message_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", nullable=False)
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False)
+
+    __table_args__ = (UniqueConstraint("channel_id", name="uq_monitor_channels_channel"),)

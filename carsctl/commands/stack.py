@@ -32,7 +32,9 @@ def up(ctx: typer.Context, node: NodeOpt = None, pool: PoolOpt = None,
        loglevel: LoglevelOpt = None,
        no_beat: Annotated[bool, typer.Option("--no-beat", help="Do not start beat.")] = False,
        timeout: StartTimeoutOpt = 60.0, json: JsonOpt = False) -> None:
-    """Bring the stack up: embedded broker (no REDIS_URL), migrations, worker nodes, beat.
+    """Bring the stack up: embedded broker (no REDIS_URL), migrations, worker nodes, beat, the monitor.
+
+    The monitor is started when Telegram is configured for it, else skipped with a one-line notice.
 
     Returns once every node answers a ping and beat has ticked. Exit code 0 up, 1 a step failed (its
     log tail is shown), 69 broker or database unreachable.
@@ -48,7 +50,7 @@ def up(ctx: typer.Context, node: NodeOpt = None, pool: PoolOpt = None,
                                app_loader=lambda: cli.celery_app, progress=cli.info)
     if json or cli.json:
         cli.emit_json(steps)
-    report_started(cli, [*steps.workers, *([steps.beat] if steps.beat else [])], json=False, refused_ok=True)
+    report_started(cli, [*steps.workers, *[r for r in (steps.beat, steps.monitor) if r]], json=False, refused_ok=True)
     cli.info("the stack is up: `carsctl status` shows it, `carsctl down` stops it")
 
 
@@ -56,7 +58,7 @@ def down(ctx: typer.Context, timeout: StopTimeoutOpt = 60.0, cold_timeout: ColdT
          force: ForceOpt = False,
          keep_broker: Annotated[bool, typer.Option("--keep-broker", help="Leave the embedded Redis running.")] = False,
          json: JsonOpt = False) -> None:
-    """Bring the stack down in reverse order: Flower, beat, worker nodes (gracefully), embedded broker.
+    """Bring the stack down in reverse order: Flower, the monitor, beat, worker nodes (gracefully), broker.
 
     Exit code as `carsctl worker stop`: 0 stopped, 10 cold shutdown, 11 killed, 1 still running (then
     the broker is left running so the remaining worker can still ack).
@@ -70,7 +72,7 @@ def down(ctx: typer.Context, timeout: StopTimeoutOpt = 60.0, cold_timeout: ColdT
                                  keep_broker=keep_broker, app_loader=lambda: cli.celery_app, progress=cli.info)
     if json or cli.json:
         cli.emit_json(steps)
-    stopped = [r for r in (steps.flower, steps.beat, *steps.workers) if r is not None]
+    stopped = [r for r in (steps.flower, steps.monitor, steps.beat, *steps.workers) if r is not None]
     report_stopped(cli, stopped, json=False)
     if steps.broker is not None and steps.broker.stopped:
         cli.info(f"embedded Redis stopped (pid {steps.broker.pid})")

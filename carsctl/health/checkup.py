@@ -82,6 +82,7 @@ def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> DoctorR
     findings += check_log_dir(settings)
     findings += check_private_files(settings)
     findings += check_integrations(settings)
+    findings += check_monitor(settings)
     counts = FindingCounts(**{level.value: sum(1 for f in findings if f.level == level) for level in Level})
     return DoctorReport(findings=findings, counts=counts, healthy=counts.problem == 0)
 
@@ -353,3 +354,17 @@ def check_integrations(settings: Settings) -> list[Finding]:
             fix = state.removeprefix("not configured (").removesuffix(")")
             results.append(Finding(name, Level.WARNING, f"not configured: {offline.get(name, 'disabled')}", fix))
     return results
+
+
+def check_monitor(settings: Settings) -> list[Finding]:
+    """The monitor's own Telegram session: not configured is a warning (posts come only through
+    `carsctl post add|import`); the publisher's session reused is an error."""
+    from cars_bot.monitor.client import NOT_CONFIGURED, session_problem
+
+    problem = session_problem(settings)
+    if problem is None:
+        return [Finding("monitor", Level.OK, "configured (its own Telegram session)")]
+    if problem == NOT_CONFIGURED:
+        return [Finding("monitor", Level.WARNING, "not configured: posts come only through `carsctl post add|import`",
+                        problem.removeprefix("not configured: "))]
+    return [Finding("monitor", Level.PROBLEM, problem, "create a second session for the monitor's account")]

@@ -288,13 +288,15 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def monitor_status(settings: Settings) -> MonitorInfo:
-    """The Telegram monitor service: not configured until something registers it in carsctl's state."""
+    """The Telegram monitor service: not configured without its credentials, else as carsctl started it."""
+    from cars_bot.monitor.client import monitor_configured
     from carsctl.cluster.remote_control import pid_running
     from carsctl.process.nodes import list_nodes
 
     states = list_nodes(settings, kind="monitor")
     if not states:
-        return MonitorInfo(state=MonitorState.NOT_CONFIGURED, started_by_carsctl=False)
+        state = MonitorState.NOT_RUNNING if monitor_configured(settings) else MonitorState.NOT_CONFIGURED
+        return MonitorInfo(state=state, started_by_carsctl=False)
     state = states[0]
     running = pid_running(state.pid, state.create_time)
     return MonitorInfo(state=MonitorState.RUNNING if running else MonitorState.NOT_RUNNING, pid=state.pid,

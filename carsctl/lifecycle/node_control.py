@@ -50,6 +50,8 @@ def _markers(state: NodeState) -> list[str]:
     """Strings the command line of our process contains (the pidfile path is unique per home and node)."""
     if state.kind == "flower":
         return ["celery", "flower", f"--port={state.extra.get('port')}"]
+    if state.kind == "monitor":
+        return ["cars_bot.monitor", state.pidfile]
     return ["celery", "beat" if state.kind == "beat" else "worker", state.pidfile]
 
 

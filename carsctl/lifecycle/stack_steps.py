@@ -1,4 +1,5 @@
-"""`up` and `down`: the embedded broker, migrations, worker nodes and beat, in that order and back."""
+"""`up` and `down`: the embedded broker, migrations, worker nodes, beat and the monitor (when Telegram is
+configured), in that order and back."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class UpSteps:
     database: Upgrade | None = None  # the revision before and after, and the head
     workers: tuple[StartResult, ...] = ()
     beat: StartResult | None = None
+    monitor: StartResult | None = None  # None: not configured (skipped with a notice) or not reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class DownSteps:
     """What `down` stopped (None: it was not running / kept), and the command's exit code."""
 
     flower: StopResult | None = None
+    monitor: StopResult | None = None
     beat: StopResult | None = None
     workers: tuple[StopResult, ...] = ()
     broker: BrokerStop | None = None
@@ -80,9 +83,22 @@ def bring_up(settings: Settings, nodes: Sequence[NodeState], *, beat: bool = Tru
     started_beat = None
     if beat and not any(r.state is StartState.FAILED for r in workers):
         started_beat = start_beat(settings, timeout=timeout, progress=progress)
-    ok = not any(r.state is StartState.FAILED for r in [*workers, *([started_beat] if started_beat else [])])
+    started_monitor = None
+    if not any(r.state is StartState.FAILED for r in workers):
+        started_monitor = _start_monitor_if_configured(settings, timeout, progress)
+    started = [r for r in (started_beat, started_monitor) if r is not None]
+    ok = not any(r.state is StartState.FAILED for r in [*workers, *started])
     return UpSteps(ok=ok, broker=broker, broker_check=broker_check, database=database, workers=workers,
-                   beat=started_beat)
+                   beat=started_beat, monitor=started_monitor)
+
+
+def _start_monitor_if_configured(settings: Settings, timeout: float, progress: Progress | None) -> StartResult | None:
+    from carsctl.lifecycle.monitor_node import monitor_configured, not_configured_line, start_monitor
+
+    if not monitor_configured(settings):
+        say(progress, f"monitor: skipped ({not_configured_line()})")
+        return None
+    return start_monitor(settings, timeout=timeout, progress=progress)
 
 
 def bring_down(settings: Settings, *, timeout: float = STOP_TIMEOUT, cold_timeout: float = COLD_TIMEOUT,
@@ -106,18 +122,23 @@ def bring_down(settings: Settings, *, timeout: float = STOP_TIMEOUT, cold_timeou
         say(progress, note)
         app_loader = _embedded_app_loader(settings)
     flower = stop_flower(settings) if load_node(settings, "flower") is not None else None
+    monitor = None
+    if load_node(settings, "monitor") is not None:  # first: no new posts while the workers stop
+        from carsctl.lifecycle.monitor_node import stop_monitor
+
+        monitor = stop_monitor(settings, cold_timeout=cold_timeout, force=force, progress=progress)
     beat = None
     if load_node(settings, "beat") is not None:
         beat = stop_beat(settings, cold_timeout=cold_timeout, force=force, progress=progress)
     workers = tuple(stop_nodes(settings, list_nodes(settings), timeout=timeout, cold_timeout=cold_timeout,
                                force=force, app_loader=app_loader, progress=progress))
-    left = [r for r in [beat, *workers] if r and r.outcome is StopOutcome.STILL_RUNNING]
+    left = [r for r in [monitor, beat, *workers] if r and r.outcome is StopOutcome.STILL_RUNNING]
     broker = None
     if (settings.uses_embedded_broker or own_redis) and not keep_broker and not left:
         broker = embedded_redis.stop(settings)
-    codes = [r.exit_code for r in [flower, beat, *workers] if r]
-    return DownSteps(exit_code=exit_code_of(codes), workers=workers, flower=flower, beat=beat, broker=broker,
-                     state_dir=str(settings.home), note=note)
+    codes = [r.exit_code for r in [flower, monitor, beat, *workers] if r]
+    return DownSteps(exit_code=exit_code_of(codes), workers=workers, flower=flower, monitor=monitor, beat=beat,
+                     broker=broker, state_dir=str(settings.home), note=note)
 
 
 def _embedded_app_loader(settings: Settings) -> AppLoader:

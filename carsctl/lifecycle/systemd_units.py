@@ -1,5 +1,6 @@
-"""systemd unit files for production: each worker node, beat (and the embedded broker when no REDIS_URL
-is set), grouped by `cars-bot.target`. Plain text generation; nothing is installed here.
+"""systemd unit files for production: each worker node, beat, the monitor (when Telegram is configured)
+and the embedded broker (when no REDIS_URL is set), grouped by `cars-bot.target`. Plain text
+generation; nothing is installed here.
 
 Under systemd the processes run in the foreground (`Type=simple`: systemd is the supervisor, there is
 no pidfile to go stale) with the stop semantics Celery needs (celery#102, #2700):
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 TARGET = "cars-bot.target"
 BROKER_UNIT = "cars-bot-broker.service"
 BEAT_UNIT = "cars-bot-beat.service"
+MONITOR_UNIT = "cars-bot-monitor.service"
 STOP_MARGIN = 60  # seconds beyond the hard time limit
 
 
@@ -103,6 +105,14 @@ def systemd_units(settings: Settings, nodes: Sequence[NodeState], *, user: bool 
     beat_exec = [a for a in beat_command(beat) if a not in ("--pidfile", beat.pidfile)]
     units[BEAT_UNIT] = _service("cars_bot Celery beat (one per broker: it holds a lock in Redis)", _exec(beat_exec),
                                 settings, user=user, after=after, stop_seconds=60)
+    from carsctl.lifecycle.monitor_node import monitor_command, monitor_configured, monitor_spec
+
+    if monitor_configured(settings):  # SIGTERM: it finishes the album in hand and saves its position
+        units[MONITOR_UNIT] = _service(
+            "cars_bot Telegram monitor (listens to the source channels)",
+            _exec(monitor_command(monitor_spec(settings), detached=False)), settings, user=user, after=after,
+            stop_seconds=60, extra=["# Exit status 2: not configured; restarting would not help.",
+                                    "RestartPreventExitStatus=2"])
     units[TARGET] = "\n".join([
         "[Unit]", "Description=cars_bot: broker, worker nodes and beat",
         *[f"Wants={name}" for name in units], "",
@@ -124,8 +134,10 @@ def install_hint(directory: Path, units: Sequence[str], *, user: bool) -> str:
 def notes(settings: Settings) -> str:
     """Comment lines for the top of the output: what the units will not see, and the missing monitor."""
     from cars_bot.config import VARS
+    from carsctl.lifecycle.monitor_node import monitor_configured, not_configured_line
 
-    lines = ["# No unit for the Telegram monitor service: this version of cars_bot has no monitor service to run."]
+    lines = [] if monitor_configured(settings) else [
+        f"# No unit for the Telegram monitor service: {not_configured_line()}."]
     only_here = [v.name for v in VARS if settings.sources.get(v.attr) == "environment"
                  and v.name not in ("CARSCTL_HOME", "LOG_DIR")]
     if only_here:

@@ -31,6 +31,7 @@ def test_up_and_down_with_a_dedicated_ai_node(lifecycle, redis_client) -> None:
     assert steps["database"]["to"] == steps["database"]["head"]
     assert [w["state"] for w in steps["workers"]] == ["started", "started"]
     assert steps["beat"]["state"] == "started"
+    assert steps["monitor"] is None and up.stderr.count("monitor: skipped (not configured: set TELEGRAM_API_ID") == 1
     assert _ping(app, f"main@{HOST}", f"ai@{HOST}") == {f"main@{HOST}", f"ai@{HOST}"}
     assert read_heartbeat(redis_client).pid == steps["beat"]["pid"]
     assert lifecycle.state("ai")["queues"] == ["ai_processing"] and lifecycle.state("ai")["concurrency"] == 1
