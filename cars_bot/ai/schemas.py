@@ -413,4 +413,5 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, billed at the cached-input price
     cost_usd: float | None = None
