@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+from cars_bot.ai.catalogue import catalogue
 from cars_bot.ai.schemas import (
-    BRANDS,
     MODELS,
     Analysis,
     CarData,
@@ -495,36 +495,57 @@ def _compile_aliases(aliases: Iterable[str], declines: bool = True) -> re.Patter
 
 
 _BRAND_RES: dict[str, re.Pattern[str]] = {
-    brand: _compile_aliases((brand.lower(), *aliases)) for brand, aliases in BRANDS.items()
+    make.name: _compile_aliases(make.aliases) for make in catalogue().makes if make.aliases
+}
+# Make names that are also common words or models ("газ", "солярис"): a make only before its model.
+_WEAK_BRAND_RES: dict[str, re.Pattern[str]] = {
+    make.name: _compile_aliases(make.weak_aliases) for make in catalogue().makes if make.weak_aliases
 }
 # Names that appear with digits and letters, matched right after the brand ("E 220d", "3 серии").
 _MODEL_SPECIAL_RES: dict[str, re.Pattern[str]] = {
     "Mercedes-Benz": re.compile(
         r"(?<![\w\-])(?:[abcegsv]|[асе])\s?-?\s?(?:класс\w*|class|klasse|\d{3}[a-z]{0,4}(?![\w]))"),
     "BMW": re.compile(r"(?<![\w\-])(?:[1-8]\s?-?\s?(?:серии|серия|series|er)|[1-8]\d{2}[a-z]{1,2})(?![\w])"),
-    "Lexus": re.compile(r"(?<![\w\-])(?:rx|nx|lx|es|gx|is|ls)\s?\d{3}[a-z]{0,2}(?![\w])"),
+    "Lexus": re.compile(r"(?<![\w\-])(?:rx|nx|lx|es|gx|is|ls|ux)\s?\d{3}[a-z]{0,2}(?![\w])"),
 }
-# Short or common-word aliases that must not identify a car on their own (without its brand).
-_WEAK_MODEL_ALIASES = frozenset({
-    "сид", "фит", "жук", "рав", "пилот", "атлас", "искра", "соул", "мини купер", "буханка", "буханку",
-    "ноут", "кадди", "транзит", "нива", "ниву", "4x4", "4х4", "2206", "911", "3", "6", "is", "es",
-})
-_STRONG_MODEL_BRAND_ORDER = ("Lada", *[b for b in MODELS if b != "Lada"])
+
+
+def _strong_alias(alias: str) -> bool:
+    """Names a car on its own: not a weak alias in the catalogue, not a bare number, at least 3 letters."""
+    return len(alias) >= 3 and not re.fullmatch(r"[\d\s\-]+", alias)
+
+
+def _alias_owners() -> dict[str, set[str]]:
+    owners: dict[str, set[str]] = {}
+    for make in catalogue().makes:
+        for model in make.models:
+            for alias in (*model.aliases, *model.weak_aliases):
+                owners.setdefault(_MODEL_KEY(alias), set()).add(make.name)
+    return owners
+
+
+def _MODEL_KEY(alias: str) -> str:
+    return re.sub(r"[\s\-]+", "", alias)
+
+
+_ALIAS_OWNERS = _alias_owners()
 
 
 def _model_res(brand: str, weak: bool) -> re.Pattern[str] | None:
-    aliases = [
-        alias
-        for canonical, names in MODELS.get(brand, {}).items()
-        for alias in (canonical.lower(), *names)
-        if weak or (alias not in _WEAK_MODEL_ALIASES and len(alias) >= 3)
-    ]
+    make = catalogue().make(brand)
+    if make is None:
+        return None
+    aliases = [alias for model in make.models
+               for alias in (*model.aliases, *(model.weak_aliases if weak else ()))
+               # brandless, a name must be strong and belong to one make only ("c5": Citroen, Omoda)
+               if weak or (_strong_alias(alias) and len(_ALIAS_OWNERS.get(_MODEL_KEY(alias), ())) == 1)]
     return _compile_aliases(aliases) if aliases else None
 
 
 _MODEL_RES_ALL: dict[str, re.Pattern[str] | None] = {b: _model_res(b, weak=True) for b in MODELS}
 _MODEL_RES_STRONG: dict[str, re.Pattern[str] | None] = {b: _model_res(b, weak=False) for b in MODELS}
-_NIVA_RE = re.compile(r"(?<![\w\-])нив[аеуы](?![\w])(?:\s+легенд\w*)?")
+_STRONG_MODEL_BRAND_ORDER = ("Lada", *[b for b in MODELS if b != "Lada"])
+_NIVA_RE = re.compile(r"(?<![\w\-])нив[аеуы](?![\w])")
 _GENERIC_MODEL_RE = re.compile(r"\s*[-–]?\s*([a-z][a-z0-9\-]{1,15}|\d{3,4}(?![\d.,]))(?![\w])")
 
 
@@ -547,41 +568,55 @@ def _catalogue_model(brand: str, raw: str) -> str:
     return canonical_model(brand, raw) or raw
 
 
-def _find_brand_model(post: _Post) -> tuple[str | None, str | None]:
-    work = post.work
-    brand_hit: tuple[int, int, str] | None = None
+def _brand_hits(work: str) -> tuple[int, int, str] | None:
+    """The first make named in the text: a strong alias, or a weak one followed by one of its models."""
+    best: tuple[int, int, str] | None = None
     for brand, pattern in _BRAND_RES.items():
         m = pattern.search(work)
-        if m and (brand_hit is None or m.start() < brand_hit[0]):
-            brand_hit = (m.start(), m.end(), brand)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), m.end(), brand)
+    for brand, pattern in _WEAK_BRAND_RES.items():
+        models = _MODEL_RES_ALL.get(brand)
+        for m in pattern.finditer(work, 0, best[0] if best else len(work)):
+            following = models.match(work, m.end() + len(work[m.end():]) - len(work[m.end():].lstrip(" -"))) \
+                if models else None
+            if following:
+                best = (m.start(), m.end(), brand)
+                break
+    return best
+
+
+def _find_brand_model(post: _Post) -> tuple[str | None, str | None]:
+    work = post.work
+    brand_hit = _brand_hits(work)
 
     if brand_hit is None:
         # No brand: a distinctive model name implies it ("Камри" -> Toyota, "Пассат" -> Volkswagen).
-        hit: tuple[int, str, str] | None = None
+        hit: tuple[int, int, str, str] | None = None
         for brand in _STRONG_MODEL_BRAND_ORDER:
             pattern = _MODEL_RES_STRONG.get(brand)
             m = pattern.search(work) if pattern else None
-            if m and (hit is None or m.start() < hit[0]):
-                hit = (m.start(), brand, m.group(0))
+            if m and (hit is None or m.start() < hit[0] or (m.start() == hit[0] and m.end() > hit[1])):
+                hit = (m.start(), m.end(), brand, m.group(0))
         niva = _NIVA_RE.search(work)
         if niva and (hit is None or niva.start() < hit[0]):
-            hit = (niva.start(), "Lada", "Niva")
+            hit = (niva.start(), niva.end(), "Lada", "Niva")
         if hit is None:
             return None, None
-        return hit[1], _catalogue_model(hit[1], hit[2])
+        return hit[2], _catalogue_model(hit[2], hit[3])
 
     _start, end, brand = brand_hit
     brand = canonical_brand(brand) or brand
     near = work[end:end + 30]
-    candidates: list[tuple[int, str]] = []
+    candidates: list[tuple[int, int, str]] = []
     for pattern in (_MODEL_RES_ALL.get(brand), _MODEL_SPECIAL_RES.get(brand)):
         if pattern is None:
             continue
         m = pattern.search(near)
         if m:
-            candidates.append((m.start(), m.group(0)))
+            candidates.append((m.start(), -len(m.group(0)), m.group(0)))
     if candidates:
-        return brand, _catalogue_model(brand, min(candidates)[1])
+        return brand, _catalogue_model(brand, min(candidates)[2])
     pattern = _MODEL_RES_STRONG.get(brand)
     m = pattern.search(work) if pattern else None
     if m:
