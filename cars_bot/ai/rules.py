@@ -307,7 +307,7 @@ def _find_year(post: _Post) -> int | None:
 # Engine volume
 
 _ENGINE_RE = re.compile(r"(?<![\w.,])([0-8])[.,](\d)(?!\d)")
-_ENGINE_CC_RE = re.compile(r"(?<![\w.,])(\d{3,4})\s?(?:см3|см³|куб\.?\s?см|cc)(?!\w)")
+_ENGINE_CC_RE = re.compile(r"(?<![\w.,])(\d{3,4})\s?(?:см3|см³|куб\.?\s?см|куб\w*|cc|cm3)(?!\w)")
 _ENGINE_BAD_AFTER_RE = re.compile(
     r"\s?(?:млн|миллион|лям|кк|тыс|к\b|т\b|т\.|%|сек|с\b|м\b|мм|см\b|р\b|руб|₽|раз|бар|атм|кг|л\s*/"
     r"|л\s+на|литр\w*\s+на|/|мес|год|лет|час|-\s*\d|–\s*\d)"
@@ -352,18 +352,24 @@ def _find_engine_volume(post: _Post) -> str | None:
 # Gearbox, fuel, owners, autoteka
 
 _AFTER_VOLUME_OR_KPP = r"(?:(?<=\d[.,]\d)\s?|(?<=\d[.,]\d\s)|(?<=кпп)\s?[:\-–]?\s?|(?<=кпп\s)[:\-–]?\s?)"
+# Gearbox names with an optional gear count glued on ("8АКПП", "АКПП6", "AT8", "7DCT", "DSG7").
+_NB = r"(?<![a-zа-я])\d{0,2}-?"  # not inside a word; a gear count may stand before
+_NE = r"-?\d{0,2}(?![a-zа-я])"   # ... or after
 _TRANSMISSION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("automatic", re.compile(
-        r"\bакпп\b|\bавтомат(?:е|ом|а)?\b|автоматическ\w*\s+(?:кпп|коробк\w*|трансмисс\w*)"
-        r"|\btiptronic\b|\b\d{0,2}g-?tronic\b|\bsteptronic\b|\bгидромех\w*|\bгидроавтомат\w*"
-        r"|" + _AFTER_VOLUME_OR_KPP + r"(?:at|ат)\b(?![\w.])")),
+        _NB + r"(?:акпп|at|ат)" + _NE + r"(?![.\-]?\s?(?:км|р\b))"
+        r"|\bавтомат(?:е|ом|а)?\b|автоматическ\w*\s+(?:кпп|коробк\w*|трансмисс\w*)|\b\d{1,2}-?ст\w*\.?\s+автомат"
+        r"|\btiptronic\w*|\b\d{0,2}g-?tronic\b|\bsteptronic\b|\bgeartronic\b|\bгидромех\w*|\bгидроавтомат\w*"
+        r"|\baisin\b|\bайсин\b|\bzf\b|\b\d{1,2}hp\b|\bтиптроник\w*")),
     ("manual", re.compile(
-        r"\bмкпп\b|\bмеханик[аеиу]\b|\bна\s+механике\b|\bмех\b\.?|\bмеханическ\w*\s+(?:кпп|коробк\w*)"
-        r"|" + _AFTER_VOLUME_OR_KPP + r"(?:mt|мт)\b(?![\w.])")),
+        _NB + r"(?:мкпп|mt|мт)" + _NE + r"|\bмеханик[аеиу]\b|\bна\s+механике\b|\bмех\b\.?"
+        r"|\bмеханическ\w*\s+(?:кпп|коробк\w*)|\bступк\w*|\bручк[аеу]\b")),
     ("robot", re.compile(
-        r"\bробот\w*|\bdsg\b|\bdct\b|\bamt\b|\bpowershift\b|\bs[\s-]?tronic\b|\bркпп\b|\bpdk\b"
-        r"|\bdualogic\b|\beasytronic\b")),
-    ("variator", re.compile(r"\bвариатор\w*|\bcvt\b|\bmultitronic\b|\bxtronic\b")),
+        r"\bробот\w*|" + _NB + r"(?:dsg|dct|amt|амт|ркпп|edc)" + _NE + r"|\bpowershift\b|\bs[\s-]?tronic\b"
+        r"|\bpdk\b|\bdualogic\b|\beasytronic\b|\bмультимод\w*")),
+    ("variator", re.compile(
+        r"\bвариатор\w*|" + _NB + r"(?:cvt|ivt)" + _NE + r"|\bmultitronic\b|\bмультитроник\w*|\bx-?tronic\b"
+        r"|\blineartronic\b|\bjatco\b|\bджатко\b")),
 )
 
 
@@ -844,17 +850,29 @@ _QUESTION_RE = re.compile(
 _SERVICE_RE = re.compile(
     r"выкуп|шиномонтаж|автосервис|техцентр|автоподбор|подбор\s+авто|эвакуатор|\bаренд|\bсдам\b|\bсдаю\b"
     r"|прокат|инструктор|автошкол|обучени\w*\s+вождени|розыгрыш|автокосметик|детейлинг|химчистк|полировк"
-    r"|правила\s+канала|под\s+заказ|привез[её]м|пригоним|реклама\s+[—-]|\bремонт\s+(?:акпп|двс|"
+    r"|правила\s+канала|реклама\s+[—-]|\bремонт\s+(?:акпп|двс|"
     r"двигател|ходов|кузов)|диагностик|\bсто\b"
 )
 # A dealer posting one specific car is still a sale ad; a dealer advert without a car is not, but it
 # fails for want of any car evidence, so these only tip the balance.
 _WEAK_SERVICE_RE = re.compile(r"доставк|рассрочк|кредит\s+от|trade-in|трейд-ин|скидк|\bакци|автосалон")
+# Import to order: a service advert, unless the post describes one specific car (then it is a sale).
+_IMPORT_RE = re.compile(r"под\s+заказ|привез[её]м|привозим|пригоним|пригоняем|доставк\w*\s+(?:авто|из)"
+                        r"|из\s+(?:кореи|китая|японии|европы|оаэ|германии|сша)")
+# The car is already sold: a notice, not an offer.
+_SOLD_RE = re.compile(
+    r"\bпродан[аоы]?\b|\bпродал[аи]?\b|уехал\w*\s+(?:к|в)\s|наш[её]л\w*\s+(?:\w+\s+)?(?:хозя|владел)"
+    r"|сделка\s+состоял|снят\w*\s+с\s+продаж|не\s*актуальн|уже\s+не\s+прода|передан\w*\s+(?:\w+\s+)?владел")
+# The owner asks what to ask for the car: a question, not an offer.
+_PRICE_QUESTION_RE = re.compile(
+    r"сколько\s+(?:\w+\s+){0,2}(?:стоит|просить|дадут|выручить|может\s+стоить|поставить)|\bоцените\b"
+    r"|какую\s+цену|за\s+сколько\s+(?:\w+\s+){0,2}продать|помогите\s+оценить|не\s+знаю,?\s+(?:какую|сколько)")
 _PARTS_RE = re.compile(r"запчаст|\bразбор\b|\bразборк|на\s+разбор|\bб/у\s+запчаст")
 _NEWS_RE = re.compile(
     r"сообща|по\s+данным|эксперт|утильсбор|запустил|стартов\w*\s+цен|продажи\s+начнутся|подорожа|подешевел"
     r"|выросл|снизил|\bобзор|сравнили|читайте|новост|минпромторг|госдум|законопроект|гибдд|дтп\s+на\b"
-    r"|столкнул|пострада|объезжайте|пробк[аи]\b|автостат|аналитик"
+    r"|столкнул|пострада|объезжайте|пробк[аи]\b|автостат|аналитик|новинк|официальн\w*\s+дилер"
+    r"|начал[аио]?\s+продаж|цен[аыу]?\s+от\s+\d|цены\s+стартуют|повысил\w*\s+цен|рейтинг"
 )
 
 
@@ -874,6 +892,9 @@ class _Signals:
     weak_service: bool
     parts: bool
     news: bool
+    import_order: bool
+    sold: bool
+    price_question: bool
 
 
 def _parts_sale(post: _Post) -> bool:
@@ -905,6 +926,9 @@ def _signals(post: _Post, car: CarData) -> _Signals:
         weak_service=bool(_WEAK_SERVICE_RE.search(work)),
         parts=bool(_PARTS_RE.search(work)),
         news=bool(_NEWS_RE.search(work)),
+        import_order=bool(_IMPORT_RE.search(work)),
+        sold=bool(_SOLD_RE.search(work)),
+        price_question=bool(_PRICE_QUESTION_RE.search(work)),
     )
 
 
@@ -928,6 +952,10 @@ def _score(s: _Signals) -> float:
         + (1.0 if s.weak_service else 0.0)
         + (4.0 if s.parts or s.parts_sale else 0.0)
         + (3.0 if s.news else 0.0)
+        # an import service advert names no specific car; one that does (year and price or mileage) sells it
+        + (3.0 if s.import_order and not (s.identity and s.year and (s.price or s.mileage)) else 0.0)
+        + (6.0 if s.sold else 0.0)
+        + (4.0 if s.price_question else 0.0)
     )
     return positive - negative - _DECISION_BIAS
 
@@ -947,7 +975,8 @@ def _reason(s: _Signals, is_sale: bool) -> str:
     kinds = [name for flag, name in (
         (s.buyer, "запрос покупателя"), (s.question or s.question_mark, "вопрос или обсуждение"),
         (s.service or s.weak_service, "реклама услуг"), (s.parts or s.parts_sale, "продажа запчастей или шин"),
-        (s.news, "новость или обзор"),
+        (s.news, "новость или обзор"), (s.import_order, "реклама услуг (пригон под заказ)"),
+        (s.sold, "автомобиль уже продан"), (s.price_question, "вопрос о цене"),
     ) if flag]
     if kinds:
         return "Не объявление о продаже автомобиля: " + ", ".join(kinds) + "."
