@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 
 from cars_bot.ai.catalogue import catalogue
@@ -157,6 +157,7 @@ def _clause_before(work: str, pos: int, limit: int = 60) -> str:
 _MILEAGE_WORD_RE = re.compile(
     r"пробег\w*\s*(?:[:\-–—]\s*)?(?:всего|около|примерно|реальн\w*|честн\w*|родн\w*|~)?\s*$"
 )
+_MILEAGE_AFTER_RE = re.compile(r"\s*(?:км\.?\s*)?(?:пробег\w*|по\s+одометру|на\s+одометре)")
 _NOT_MILEAGE_RE = re.compile(r"(?:запас\w*\s+хода|хода|расход\w*|до\s+то|через|от|до|каждые)\s*~?\s*$")
 
 
@@ -174,7 +175,8 @@ def _find_mileage(post: _Post, amounts: list[_Amount]) -> tuple[_Amount, int] | 
         if amount.unit == "rub" or amount.scale == "m":
             continue
         before = post.work[max(0, amount.start - 30):amount.start]
-        after_word = bool(_MILEAGE_WORD_RE.search(before))
+        after_word = bool(_MILEAGE_WORD_RE.search(before)) or bool(
+            _MILEAGE_AFTER_RE.match(post.work, amount.end))
         if not after_word and _NOT_MILEAGE_RE.search(before):
             continue
         score = (3.0 if after_word else 0.0) + (2.0 if amount.unit == "km" else 0.0)
@@ -186,6 +188,21 @@ def _find_mileage(post: _Post, amounts: list[_Amount]) -> tuple[_Amount, int] | 
         if best is None or score > best[0]:
             best = (score, amount, value)
     return (best[1], best[2]) if best else None
+
+
+def _bare_thousands(post: _Post, amounts: list[_Amount], market: _Amount | None, price: _Amount | None
+                    ) -> tuple[tuple[_Amount, int] | None, _Amount | None]:
+    """"160к, 1.55 млн" or "120т 260т": with no word for the mileage, a bare number in thousands
+    before the price is the mileage (mileage before price is how one-line ads are written)."""
+    for amount in amounts:
+        if amount.scale != "k" or amount.unit is not None or amount.rub_abbrev or amount in (market, price):
+            continue
+        if not 1_000 <= amount.value <= 900_000 or _PRICE_LABEL_RE.search(_clause_before(post.work, amount.start)):
+            continue
+        rest = _find_price(post, amounts, exclude=(amount, market))
+        if rest is not None and rest.start > amount.start:
+            return (amount, amount.value), rest
+    return None, price
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +222,7 @@ _NOT_PRICE_CONTEXT_RE = re.compile(
 _NOT_PRICE_AFTER_RE = re.compile(
     r"\s*(?:л\.?\s?с|лс\b|км|%|мес|лет|год|мест|кл|дн|сут|час|шт|/|кг|мм|см|об\b|w\b|в\s+год|в\s+месяц)"
 )
+_OLD_PRICE_RE = re.compile(r"(?:\bбыло|старая\s+цена|вместо|старая)\s*[:\-–—]?\s*$")
 _AFTER_PRICE_RE = re.compile(r"\s*(?:\(?торг|без\s+торга|руб|₽|р\b)")
 _NEGOTIABLE_RE = re.compile(r"цена\s*[:\-–—]?\s*(?:договорн|по\s+договор)|договорн\w*\s+цен")
 
@@ -229,14 +247,18 @@ def _find_price(post: _Post, amounts: list[_Amount], exclude: Iterable[_Amount |
     for amount in amounts:
         if amount in skipped or amount.unit == "km" or _is_year_like(amount):
             continue
+        clause = _clause_before(post.work, amount.start)
+        if (amount.scale is None and amount.unit is None and amount.number == int(amount.number)
+                and 30 <= amount.number < 20_000 and _PRICE_LABEL_RE.search(clause)):
+            amount = replace(amount, scale="k")  # "цена 890, торг": a bare price is in thousands
         if not 20_000 <= amount.value <= 300_000_000:
             continue
         after = post.work[amount.end:amount.end + 14]
         if amount.unit is None and _NOT_PRICE_AFTER_RE.match(after):
             continue
-        clause = _clause_before(post.work, amount.start)
-        if _NOT_PRICE_CONTEXT_RE.search(clause):
-            continue
+        if _NOT_PRICE_CONTEXT_RE.search(clause) or _OLD_PRICE_RE.search(clause) \
+                or post.work[max(0, amount.start - 2):amount.start] == "~~":
+            continue  # a fee, a floor, or a crossed-out old price
         score = 0.5
         if _PRICE_LABEL_RE.search(clause):
             score += 3
@@ -300,7 +322,25 @@ def _find_year(post: _Post) -> int | None:
             continue
         if best is None or score > best[0]:
             best = (score, year)
-    return best[1] if best else None
+    return best[1] if best else _short_year(post)
+
+
+_SHORT_YEAR_RE = re.compile(r"(?<![\w.,\-])(\d{2})\s?(?:г\.?\s?в\b\.?|гв\b|год\s+выпуска|года?\b|г\b\.?)")
+_SHORT_YEAR_NOT_RE = re.compile(r"(?:\bв|\bс|\bдо|\bот|\bна|\bза|\bуже|\bчерез|\bпосле|\bгарантия|\bгаранти\w*)\s*$")
+
+
+def _short_year(post: _Post) -> int | None:
+    """A year written short ("Солярис 17г", "14 года выпуска"): "00".."30" is this century, "80".."99"
+    the last one; a count of years ("3 года") has one digit, and "в 19 году" is a purchase."""
+    for m in _SHORT_YEAR_RE.finditer(post.work):
+        short = int(m.group(1))
+        if _SHORT_YEAR_NOT_RE.search(post.work[max(0, m.start() - 12):m.start()]):
+            continue
+        if short <= 30:
+            return 2000 + short
+        if short >= 80:
+            return 1900 + short
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,8 +632,29 @@ def _brand_hits(work: str) -> tuple[int, int, str] | None:
     return best
 
 
+_LOOKALIKE_TO_LATIN = str.maketrans("авекмнорстух", "abekmhopctyx")
+_MIXED_TOKEN_RE = re.compile(r"[a-zа-я0-9]*(?:[a-z][а-я]|[а-я][a-z]|\d[а-я]|[а-я]\d)[a-zа-я0-9]*")
+
+
+def _latinised(work: str) -> str:
+    """Tokens that mix scripts or glue digits to Cyrillic lookalikes ("Х60", "Аccent") in Latin
+    letters; same length, so offsets hold."""
+    return _MIXED_TOKEN_RE.sub(lambda m: m.group(0).translate(_LOOKALIKE_TO_LATIN)
+                               if re.fullmatch(r"[a-z0-9авекмнорстух]+", m.group(0)) else m.group(0), work)
+
+
 def _find_brand_model(post: _Post) -> tuple[str | None, str | None]:
-    work = post.work
+    found = _brand_model_in(post.work, post)
+    if found[1] is None:
+        latin = _latinised(post.work)
+        if latin != post.work:
+            again = _brand_model_in(latin, post)
+            if again[1] is not None and found[0] in (None, again[0]):
+                return again
+    return found
+
+
+def _brand_model_in(work: str, post: _Post) -> tuple[str | None, str | None]:
     brand_hit = _brand_hits(work)
 
     if brand_hit is None:
@@ -987,13 +1048,34 @@ def _reason(s: _Signals, is_sale: bool) -> str:
 # Public API
 
 
+_LISTING_PRICE_RE = re.compile(r"\d\s?(?:₽|руб|р\b|т\.\s?р|тр\b|млн|тыс\.?\s?(?:руб|₽))")
+
+
+def _first_listing(text: str) -> str | None:
+    """A dealer's list of several cars, one a line, each with its year and price: the first car's
+    line with the lines that are not listings (the header, the address), or None for one car."""
+    lines = text.splitlines()
+    listing = [i for i, line in enumerate(lines)
+               if _YEAR_RE.search(line) and _LISTING_PRICE_RE.search(_lower_same_length(line))]
+    if len(listing) < 2:
+        return None
+    return "\n".join(line for i, line in enumerate(lines) if i == listing[0] or i not in listing)
+
+
 def extract(text: str) -> CarData:
-    """Extract structured car data from a post; fields that are not stated are ``None``."""
+    """Extract structured car data from a post; fields that are not stated are ``None``.
+
+    A list of several cars (one a line) describes its first car."""
+    first = _first_listing(text)
+    if first is not None:
+        return extract(first)
     post = _prepare(text)
     amounts = _amounts(post)
     mileage = _find_mileage(post, amounts)
     market = _find_market_price(post, amounts)
     price = _find_price(post, amounts, exclude=(mileage[0] if mileage else None, market))
+    if mileage is None:
+        mileage, price = _bare_thousands(post, amounts, market, price)
     brand, model = _find_brand_model(post)
     equipment, condition = _phrases(post)
     return CarData(
