@@ -63,7 +63,7 @@ class DailyFigures:
             AN_ACTIVE_SUBS: self.active_subscriptions,
             AN_CONTACTS: self.contact_requests,
             AN_REVENUE: self.revenue,
-            AN_AI_COST: f"{self.ai_cost_usd:.4f}",
+            AN_AI_COST: self.ai_cost_usd,
         }
 
 
@@ -102,6 +102,16 @@ def daily_analytics(session: Session, now: datetime | None = None) -> DailyFigur
     )
 
 
+def _same(cell: str, value: CellValue) -> bool:
+    """Whether a cell already shows `value` (a count, or the AI cost in USD to four decimals)."""
+    if isinstance(value, float):
+        try:
+            return abs(float(cell.strip().replace(",", ".") or "nan") - value) < 0.00005
+        except ValueError:
+            return False
+    return parse_count(cell) == value
+
+
 def _row_date(row: Row) -> date | None:
     try:
         moment = parse_sheet_datetime(row.cell(AN_DATE))
@@ -125,8 +135,7 @@ def update_analytics(session: Session, workbook: Workbook, now: datetime | None 
         appended = workbook.append(ANALYTICS, [{AN_DATE: today.strftime(DATE_FORMAT), **cells}], unique_by=AN_DATE)
         action = AnalyticsAction.APPENDED if appended else AnalyticsAction.UNCHANGED
     else:
-        changed = {h: v for h, v in cells.items()
-                   if (row.cell(h).strip() if isinstance(v, str) else parse_count(row.cell(h))) != v}
+        changed = {h: v for h, v in cells.items() if not _same(row.cell(h), v)}
         if changed:
             workbook.update(ANALYTICS, row.number, changed)
             workbook.flush()

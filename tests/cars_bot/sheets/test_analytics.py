@@ -62,7 +62,7 @@ def test_one_row_per_day(session: Session, workbook: LocalWorkbook) -> None:
                                      posts_published=1, new_users=1, active_subscriptions=1, contact_requests=1,
                                      revenue=0, ai_cost_usd=0.015)
     [row] = workbook.read(ANALYTICS)
-    assert row[AN_AI_COST] == "0.0150"  # the day's AI cost (yesterday's request is not counted)
+    assert float(row[AN_AI_COST]) == 0.015  # the day's AI cost (yesterday's request is not counted)
     assert (row[AN_DATE], row[AN_PROCESSED], row[AN_PUBLISHED], row[AN_NEW_USERS], row[AN_ACTIVE_SUBS],
             row[AN_CONTACTS], row[AN_REVENUE]) == ("2025-03-04", "2", "1", "1", "1", "1", "0")
 
