@@ -157,7 +157,7 @@ def _clause_before(work: str, pos: int, limit: int = 60) -> str:
 _MILEAGE_WORD_RE = re.compile(
     r"пробег\w*\s*(?:[:\-–—]\s*)?(?:всего|около|примерно|реальн\w*|честн\w*|родн\w*|~)?\s*$"
 )
-_MILEAGE_AFTER_RE = re.compile(r"\s*(?:км\.?\s*)?(?:пробег\w*|по\s+одометру|на\s+одометре)")
+_MILEAGE_AFTER_RE = re.compile(r"[ \t]*(?:км\.?[ \t]*)?(?:пробег\w*|по\s+одометру|на\s+одометре)")
 _NOT_MILEAGE_RE = re.compile(r"(?:запас\w*\s+хода|хода|расход\w*|до\s+то|через|от|до|каждые)\s*~?\s*$")
 
 
@@ -175,11 +175,12 @@ def _find_mileage(post: _Post, amounts: list[_Amount]) -> tuple[_Amount, int] | 
         if amount.unit == "rub" or amount.scale == "m":
             continue
         before = post.work[max(0, amount.start - 30):amount.start]
-        after_word = bool(_MILEAGE_WORD_RE.search(before)) or bool(
-            _MILEAGE_AFTER_RE.match(post.work, amount.end))
+        word_before = bool(_MILEAGE_WORD_RE.search(before))
+        word_after = amount.number >= 10 and bool(_MILEAGE_AFTER_RE.match(post.work, amount.end))
+        after_word = word_before or word_after
         if not after_word and _NOT_MILEAGE_RE.search(before):
             continue
-        score = (3.0 if after_word else 0.0) + (2.0 if amount.unit == "km" else 0.0)
+        score = (3.0 if word_before else 2.5 if word_after else 0.0) + (2.0 if amount.unit == "km" else 0.0)
         if score < 2:
             continue
         value = _mileage_value(amount, after_word)
@@ -287,7 +288,7 @@ _YEAR_SUFFIX_RE = re.compile(r"\s?(?P<suffix>г\.?\s?в\.?|гв\b|год\s+вы�
 _YEAR_BAD_AFTER_RE = re.compile(r"\s*(?:р\b|руб|₽|км|тыс|к\b|т\.?\s?р|млн|\$|л\.?\s?с|кг|мм|см|/|\s?\d{3}\b)")
 _YEAR_LABEL_RE = re.compile(r"(?:год\w*\s+выпуска|г\.?\s?в\.?|год)\s*[:\-–—]?\s*$")
 _YEAR_NOT_BUILD_RE = re.compile(
-    r"(?:\bв|\bдо|\bс|\bот|\bпо|после|старше|моложе|младше|с\s+\d{4}\s+по|купил\w*|куплен\w*)\s*$"
+    r"(?:(?<![\w\-])(?:в|до|с|от|по)|после|старше|моложе|младше|с\s+\d{4}\s+по|купил\w*|куплен\w*)\s*$"
 )
 _YEAR_OTHER_CONTEXT_RE = re.compile(
     r"гаранти|\bто\b|страхов|куплен|купил|резин|шин|аккумулятор|акб|ремонт|замен|сделан|производств"
