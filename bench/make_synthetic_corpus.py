@@ -108,8 +108,9 @@ def _sale(rng: random.Random) -> dict[str, object]:
         text = f"Продам {brand} {name} {year}, {specs + ', ' if specs else ''}{mileage}, " \
                f"{owners + ', ' if owners else ''}цена {price}. {city}"
     elif style == "hashtags":
+        tag = str(city).replace(" ", "_").replace("-", "_")
         text = f"#продам #{make.name.lower().replace(' ', '').replace('-', '')}\n{brand} {name} {year}, " \
-               f"{specs + ', ' if specs else ''}{mileage}. {owners + '. ' if owners else ''}Цена {price} #{city.replace(' ', '_').replace('-', '_')}"  # type: ignore[attr-defined]
+               f"{specs + ', ' if specs else ''}{mileage}. {owners + '. ' if owners else ''}Цена {price} #{tag}"
         label_city = city if " " not in city and "-" not in city else None  # type: ignore[operator]
     elif style == "credit":
         monthly = rng.randrange(9, 60) * 1000

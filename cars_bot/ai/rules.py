@@ -384,7 +384,7 @@ def _find_engine_volume(post: _Post) -> str | None:
             best = (score, f"{volume:.1f}")
     if best is None:
         cc = _ENGINE_CC_RE.search(post.work)
-        if cc and 600 <= int(cc.group(1)) <= 8000:
+        if cc and 49 <= int(cc.group(1)) <= 8000:  # motorcycles from 50 cc
             return f"{int(cc.group(1)) / 1000:.1f}"
     return best[1] if best else None
 

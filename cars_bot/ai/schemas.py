@@ -179,9 +179,9 @@ def coerce_engine_volume(value: Any) -> str | None:
     if not match:
         return None
     number = float(match.group(0).replace(",", "."))
-    if number >= 500:  # cubic centimetres
+    if number >= 45:  # cubic centimetres (a motorcycle's may be 50)
         number = number / 1000
-    if not 0.5 <= number <= 8.5:
+    if not 0.05 <= number <= 8.5:
         return None
     return f"{number:.1f}"
 
