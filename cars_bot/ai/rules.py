@@ -223,6 +223,8 @@ _NOT_PRICE_CONTEXT_RE = re.compile(
 _NOT_PRICE_AFTER_RE = re.compile(
     r"\s*(?:л\.?\s?с|лс\b|км|%|мес|лет|год|мест|кл|дн|сут|час|шт|/|кг|мм|см|об\b|w\b|в\s+год|в\s+месяц)"
 )
+_AUCTION_RE = re.compile(r"аукцион|(?<![\w\-])лот\b|\bторги\b|\bставк")
+_AUCTION_PRICE_RE = re.compile(r"(?:стартов\w*\s+цен\w*|начальн\w*\s+цен\w*|старт\w*)\s*[:\-–—]?\s*(?:от\s*)?$")
 _OLD_PRICE_RE = re.compile(r"(?:\bбыло|старая\s+цена|вместо|старая)\s*[:\-–—]?\s*$")
 _AFTER_PRICE_RE = re.compile(r"\s*(?:\(?торг|без\s+торга|руб|₽|р\b)")
 _NEGOTIABLE_RE = re.compile(r"цена\s*[:\-–—]?\s*(?:договорн|по\s+договор)|договорн\w*\s+цен")
@@ -244,6 +246,7 @@ def _find_market_price(post: _Post, amounts: list[_Amount]) -> _Amount | None:
 
 def _find_price(post: _Post, amounts: list[_Amount], exclude: Iterable[_Amount | None]) -> _Amount | None:
     skipped = {a for a in exclude if a is not None}
+    auction = bool(_AUCTION_RE.search(post.work))  # there the starting price is the price
     best: tuple[float, int, _Amount] | None = None
     for amount in amounts:
         if amount in skipped or amount.unit == "km" or _is_year_like(amount):
@@ -257,11 +260,12 @@ def _find_price(post: _Post, amounts: list[_Amount], exclude: Iterable[_Amount |
         after = post.work[amount.end:amount.end + 14]
         if amount.unit is None and _NOT_PRICE_AFTER_RE.match(after):
             continue
-        if _NOT_PRICE_CONTEXT_RE.search(clause) or _OLD_PRICE_RE.search(clause) \
+        auction_start = auction and _AUCTION_PRICE_RE.search(clause)
+        if (_NOT_PRICE_CONTEXT_RE.search(clause) and not auction_start) or _OLD_PRICE_RE.search(clause) \
                 or post.work[max(0, amount.start - 2):amount.start] == "~~":
             continue  # a fee, a floor, or a crossed-out old price
         score = 0.5
-        if _PRICE_LABEL_RE.search(clause):
+        if _PRICE_LABEL_RE.search(clause) or auction_start:
             score += 3
         if _SELL_FOR_RE.search(clause):
             score += 2
@@ -427,12 +431,13 @@ _FUEL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("gas", re.compile(
         r"\bгбо\b|\bна\s+газу\b|\bгаз\s*[/\-+]\s*бензин|\bбензин\s*[/\-+]\s*газ\b|\bметан\w*|\bпропан\w*"
         r"|\blpg\b|\bcng\b")),
-    ("hybrid", re.compile(r"\bгибрид\w*|\bhybrid\b|\bphev\b")),
+    ("hybrid", re.compile(r"\bгибрид\w*|\bhybrid\b|\bphev\b|\be-?power\b|\bdm-?[ip]\b|\bplug-?in\b|\bплагин\w*")),
     ("electric", re.compile(
         r"\bэлектро\b|\bэлектромобил\w*|\bэлектрокар\w*|\bэлектрическ\w*\s+(?:авто|машин\w*|двигател\w*)"
         r"|\bev\b")),
     ("diesel", re.compile(
-        r"\bдизел\w*|\bдизель\w*|\btdi\b|\bcrdi\b|\bdci\b|\bhdi\b|\bсоляр(?:а|ой|е|ка|ке)\b|\bd[3-5]\b|\d[.,]\dd\b"
+        r"\bдизел\w*|\bдизель\w*|\btdi\b|\bcrdi\b|\bdci\b|\bhdi\b|\btdci\b|\bv?cdi\b|\b[st]dv\d\b|\bd-?4d\b"
+        r"|\bmultijet\b|\bjtd\w*|\bbluehdi\b|\bbluetec\b|\bсоляр(?:а|ой|е|ка|ке)\b|\bd[3-5]\b|\d[.,]\dd\b"
         r"|(?<![\w.,])\d{3}d\b")),
     ("petrol", re.compile(r"\bбензин\w*|\bбенз\b|\btsi\b|\btfsi\b|\bаи-?9[25]\b")),
 )
@@ -701,8 +706,8 @@ def _brand_model_in(work: str, post: _Post) -> tuple[str | None, str | None]:
 # ---------------------------------------------------------------------------------------------
 # City
 
-# Cities that are also common words ("Находка", "Ковров", "Октябрьский") are left out: they are
-# still found after an explicit marker ("г. Находка", "Город: Ковров").
+# Cities that are also common words or first names ("Находка", "Ковров", "Октябрьский", "Владимир",
+# "Артём") are left out: they are still found after an explicit marker ("г. Находка", "Город: Ковров").
 _CITIES = (
     "Москва", "Санкт-Петербург", "Новосибирск", "Екатеринбург", "Казань", "Нижний Новгород", "Челябинск",
     "Красноярск", "Самара", "Уфа", "Ростов-на-Дону", "Омск", "Краснодар", "Воронеж", "Пермь", "Волгоград",
@@ -723,6 +728,12 @@ _CITIES = (
     "Дербент", "Черкесск", "Первоуральск", "Обнинск", "Кызыл", "Новый Уренгой", "Невинномысск",
     "Димитровград", "Ессентуки", "Камышин", "Муром", "Ноябрьск", "Евпатория", "Анапа", "Геленджик",
     "Ейск", "Тобольск", "Ханты-Мансийск", "Елабуга", "Зеленодольск", "Туймазы", "Белорецк",
+    # the regional centres and cities over 100 000 missing above
+    "Орёл", "Грозный", "Элиста", "Магадан", "Биробиджан", "Анадырь", "Салехард", "Нарьян-Мар", "Горно-Алтайск",
+    "Магас", "Шахты", "Назрань", "Хасавюрт", "Каспийск", "Королёв", "Красногорск", "Домодедово", "Щёлково",
+    "Раменское", "Жуковский", "Пушкино", "Сергиев Посад", "Ногинск", "Долгопрудный", "Реутов", "Новомосковск",
+    "Ачинск", "Бердск", "Донецк", "Луганск", "Ялта", "Феодосия", "Новошахтинск", "Когалым", "Воткинск",
+    "Соликамск", "Сарапул", "Лениногорск",
 )
 _CITY_ABBREVIATIONS = {
     "Москва": r"мск|moscow",
@@ -733,6 +744,7 @@ _CITY_ABBREVIATIONS = {
     "Краснодар": r"крд",
     "Челябинск": r"челяб[аеуи]",
     "Ростов-на-Дону": r"ростов\w{0,3}",
+    "Орёл": r"орл[еау]",
 }
 
 
@@ -748,6 +760,12 @@ def _city_pattern(name: str) -> str:
         return low[:-1] + r"(?:ь|и|ю|я|е|ем)"
     if low.endswith(("ий", "ый")):
         return low[:-2] + r"(?:ий|ый|ом|ого)"
+    if low.endswith(("ое", "ее")):
+        return low[:-2] + r"(?:ое|ом|ого|ее|ем)"
+    if low.endswith("ы"):
+        return low[:-1] + r"(?:ы|ах|ам)"
+    if low.endswith("о"):
+        return low[:-1] + r"(?:о|е)"
     if low[-1] in "еиоуэ":
         return re.escape(low)
     return low + r"(?:а|е|у|ом)?"
@@ -924,7 +942,7 @@ _IMPORT_RE = re.compile(r"под\s+заказ|привез[её]м|привоз�
 # The car is already sold: a notice, not an offer.
 _SOLD_RE = re.compile(
     r"\bпродан[аоы]?\b|\bпродал[аи]?\b|уехал\w*\s+(?:к|в)\s|наш[её]л\w*\s+(?:\w+\s+)?(?:хозя|владел)"
-    r"|сделка\s+состоял|снят\w*\s+с\s+продаж|не\s*актуальн|уже\s+не\s+прода|передан\w*\s+(?:\w+\s+)?владел")
+    r"|сделка\s+состоял|продажа\s+завершен|снят\w*\s+с\s+продаж|не\s*актуальн|уже\s+не\s+прода|передан\w*\s+(?:\w+\s+)?владел")
 # The owner asks what to ask for the car: a question, not an offer.
 _PRICE_QUESTION_RE = re.compile(
     r"сколько\s+(?:\w+\s+){0,2}(?:стоит|просить|дадут|выручить|может\s+стоить|поставить)|\bоцените\b"
@@ -987,7 +1005,7 @@ def _signals(post: _Post, car: CarData) -> _Signals:
         service=bool(_SERVICE_RE.search(work)),
         weak_service=bool(_WEAK_SERVICE_RE.search(work)),
         parts=bool(_PARTS_RE.search(work)),
-        news=bool(_NEWS_RE.search(work)),
+        news=bool(_NEWS_RE.search(work)) and not (_AUCTION_RE.search(work) and car.year is not None),
         import_order=bool(_IMPORT_RE.search(work)),
         sold=bool(_SOLD_RE.search(work)),
         price_question=bool(_PRICE_QUESTION_RE.search(work)),
