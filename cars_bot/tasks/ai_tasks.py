@@ -28,6 +28,12 @@ def _backend() -> Any:
     return backend_for(get_settings())
 
 
+def _may_defer(task: CarsTask) -> bool:
+    """Retries are left: a transient OpenAI failure is retried by Celery; the last try falls back to
+    the rules (see cars_bot.ai.pipeline)."""
+    return task.request.retries < task.max_retries
+
+
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.process_post_task",
           soft_time_limit=300, time_limit=360)
 def process_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
@@ -40,7 +46,7 @@ def process_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
         post_id, task_id=self.request.id or f"direct-{post_id}", sessions=session_factory(),
         backend=_backend(), filters=Filters.from_settings(get_settings()),
         enqueue_publish=lambda pid: self.app.send_task(PUBLISH_POST, args=[pid]),
-        may_defer=self.request.retries < self.max_retries,  # the last try falls back to the rules
+        may_defer=_may_defer(self),
     ))
 
 
@@ -48,7 +54,7 @@ def process_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
           soft_time_limit=ANALYSE_SOFT_LIMIT, time_limit=ANALYSE_SOFT_LIMIT + 30)
 def classify_post_task(self: CarsTask, text: str) -> dict[str, Any]:
     """Is this text a car-sale ad? {is_sale, confidence, reason}."""
-    analysis, _usage = _backend().analyse(text)
+    analysis, _usage = _backend().analyse(text, may_defer=_may_defer(self))
     return analysis.classification.model_dump()
 
 
@@ -58,7 +64,7 @@ def extract_data_task(self: CarsTask, text: str) -> dict[str, Any]:
     """The car's structured data from an ad's text (fields without a value are left out)."""
     from cars_bot.ai import rules
 
-    analysis, _usage = _backend().analyse(text)
+    analysis, _usage = _backend().analyse(text, may_defer=_may_defer(self))
     car = analysis.car if analysis.car is not None else rules.extract(text)
     return car.model_dump(exclude_none=True)
 
@@ -70,7 +76,7 @@ def generate_description_task(self: CarsTask, original_text: str, car_data_json:
     from cars_bot.ai import rules
     from cars_bot.ai.schemas import CarData
 
-    analysis, _usage = _backend().analyse(original_text)
+    analysis, _usage = _backend().analyse(original_text, may_defer=_may_defer(self))
     if analysis.summary:
         return {"summary": analysis.summary, "backend": analysis.backend}
     car = CarData.model_validate(json.loads(car_data_json)) if car_data_json else rules.extract(original_text)

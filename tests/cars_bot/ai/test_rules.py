@@ -466,12 +466,12 @@ def test_accuracy_thresholds(path: Path) -> None:
 
 def test_unseen_set_holds_the_target() -> None:
     """The set nobody tunes on: its figures only (no misses are printed, so reading a failure here does
-    not turn it into a tuning set). Target: classification >= 97%, every field >= 95%; the guard sits
-    a little below what it scores now (97.3% and 94.5% city at the time of writing)."""
+    not turn it into a tuning set). Target: classification >= 97%, every field >= 95% (98.0% and at
+    least 96.3% per field when written)."""
     report = load_bench().evaluate(UNSEEN)
     figures = {name: round(score.accuracy, 3) for name, score in report.fields.items()}
-    assert report.classification_accuracy >= 0.96, round(report.classification_accuracy, 3)
-    assert min(figures.values()) >= 0.93, figures
+    assert report.classification_accuracy >= 0.97, round(report.classification_accuracy, 3)
+    assert min(figures.values()) >= 0.95, figures
 
 
 def test_the_corpus_is_four_times_what_it_was() -> None:
