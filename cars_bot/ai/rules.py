@@ -352,7 +352,7 @@ def _short_year(post: _Post) -> int | None:
 # Engine volume
 
 _ENGINE_RE = re.compile(r"(?<![\w.,])([0-8])[.,](\d)(?!\d)")
-_ENGINE_CC_RE = re.compile(r"(?<![\w.,])(\d{3,4})\s?(?:см3|см³|куб\.?\s?см|куб\w*|cc|cm3)(?!\w)")
+_ENGINE_CC_RE = re.compile(r"(?<![\w.,])(\d{2,4})\s?(?:см3|см³|куб\.?\s?см|куб\w*|cc|cm3)(?!\w)")
 _ENGINE_BAD_AFTER_RE = re.compile(
     r"\s?(?:млн|миллион|лям|кк|тыс|к\b|т\b|т\.|%|сек|с\b|м\b|мм|см\b|р\b|руб|₽|раз|бар|атм|кг|л\s*/"
     r"|л\s+на|литр\w*\s+на|/|мес|год|лет|час|-\s*\d|–\s*\d)"
@@ -572,11 +572,12 @@ def _alias_owners() -> dict[str, set[str]]:
     for make in catalogue().makes:
         for model in make.models:
             for alias in (*model.aliases, *model.weak_aliases):
-                owners.setdefault(_MODEL_KEY(alias), set()).add(make.name)
+                owners.setdefault(_squeezed(alias), set()).add(make.name)
     return owners
 
 
-def _MODEL_KEY(alias: str) -> str:
+def _squeezed(alias: str) -> str:
+    """An alias without its spaces and hyphens ("rav 4" and "рав-4" are "rav4" and "рав4")."""
     return re.sub(r"[\s\-]+", "", alias)
 
 
@@ -590,7 +591,7 @@ def _model_res(brand: str, weak: bool) -> re.Pattern[str] | None:
     aliases = [alias for model in make.models
                for alias in (*model.aliases, *(model.weak_aliases if weak else ()))
                # brandless, a name must be strong and belong to one make only ("c5": Citroen, Omoda)
-               if weak or (_strong_alias(alias) and len(_ALIAS_OWNERS.get(_MODEL_KEY(alias), ())) == 1)]
+               if weak or (_strong_alias(alias) and len(_ALIAS_OWNERS.get(_squeezed(alias), ())) == 1)]
     return _compile_aliases(aliases) if aliases else None
 
 
