@@ -55,7 +55,9 @@ logger = logging.getLogger("cars_bot.ai.pipeline")
 
 #: Rules verdicts this sure that a post is NOT a sale skip the paid backend.
 RULES_REJECT_CONFIDENCE = 0.9
-#: The longest Retry-After worth waiting for through Celery; a longer one falls back to the rules.
+#: The longest Retry-After worth waiting for through Celery; a longer one falls back to the rules. Each
+#: retry claims the post again, so this stays below maintenance.STUCK_AFTER (15 min): a post waiting
+#: for its retry is never taken for a stuck one.
 MAX_DEFER = 600.0
 CLAIMABLE = (PostStatus.NEW, PostStatus.FAILED)
 
