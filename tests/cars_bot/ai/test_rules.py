@@ -23,6 +23,7 @@ HOLDOUT = HERE / "holdout.jsonl"
 STYLES = HERE / "corpus_styles.jsonl"  # hand-written, in many channel styles (tuned on)
 SYNTHETIC = HERE / "synthetic.jsonl"  # generated from the catalogue (bench/make_synthetic_corpus.py)
 UNSEEN = HERE / "unseen.jsonl"  # written before the tuning and never read while tuning: only scored
+UNSEEN_SECOND = HERE / "unseen_second.jsonl"  # written after the tuning ended: only scored
 
 
 def load_bench() -> ModuleType:
@@ -464,11 +465,12 @@ def test_accuracy_thresholds(path: Path) -> None:
         assert score.stated_accuracy >= 0.90, (name, [e for e in report.errors if f" {name}:" in e])
 
 
-def test_unseen_set_holds_the_target() -> None:
-    """The set nobody tunes on: its figures only (no misses are printed, so reading a failure here does
-    not turn it into a tuning set). Target: classification >= 97%, every field >= 95% (98.0% and at
-    least 96.3% per field when written)."""
-    report = load_bench().evaluate(UNSEEN)
+@pytest.mark.parametrize("path", [UNSEEN, UNSEEN_SECOND], ids=["unseen", "unseen-second"])
+def test_unseen_sets_hold_the_target(path: Path) -> None:
+    """The sets nobody tunes on: their figures only (no misses are printed, so reading a failure here
+    does not turn them into tuning sets). Target: classification >= 97%, every field >= 95% (when
+    written: 98.0% and at least 96.3% per field; the second set 100% and at least 96.7%)."""
+    report = load_bench().evaluate(path)
     figures = {name: round(score.accuracy, 3) for name, score in report.fields.items()}
     assert report.classification_accuracy >= 0.97, round(report.classification_accuracy, 3)
     assert min(figures.values()) >= 0.95, figures
@@ -477,7 +479,7 @@ def test_unseen_set_holds_the_target() -> None:
 def test_the_corpus_is_four_times_what_it_was() -> None:
     """114 labelled posts before (corpus and holdout); now at least four times as many written by hand,
     in more styles, and the generated ones on top."""
-    by_hand = [row for path in (CORPUS, HOLDOUT, STYLES, UNSEEN) for row in _rows(path)]
+    by_hand = [row for path in (CORPUS, HOLDOUT, STYLES, UNSEEN, UNSEEN_SECOND) for row in _rows(path)]
     rows = by_hand + _rows(SYNTHETIC)
     assert len(by_hand) >= 4 * 114
     assert len({row["text"] for row in rows}) == len(rows)
