@@ -74,15 +74,14 @@ def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in raw.split(",") if w.strip())
 
 
-def _prices(name: str, raw: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+def _prices(name: str, raw: str) -> tuple[str, ...]:
     from cars_bot.ai.prices import parse_prices
 
     try:
         prices = parse_prices(raw)
     except ValueError as error:
         raise ConfigError(f"{name}: {error} (format: model=input/output[/cached],...)") from None
-    return tuple((model, (p.input, p.output) if p.cached_input is None else (p.input, p.output, p.cached_input))
-                 for model, p in prices.items())
+    return tuple(f"{model}={price.text}" for model, price in prices.items())
 
 
 def _path(name: str, raw: str) -> Path:
@@ -196,7 +195,7 @@ class Settings:
     openai_model: str
     openai_base_url: str | None
     openai_timeout: float
-    openai_prices: tuple[tuple[str, tuple[float, ...]], ...]
+    openai_prices: tuple[str, ...]  # "model=input/output[/cached]" items (cars_bot.ai.prices)
     min_confidence: float
     min_price: int | None
     max_price: int | None

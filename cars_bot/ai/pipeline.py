@@ -130,10 +130,11 @@ def backend_for(settings: Any) -> Backend:
     backend = _backends.get(key)
     if backend is None:
         from cars_bot.ai.openai_backend import OpenAIBackend
+        from cars_bot.ai.prices import parse_prices
 
         client = OpenAIBackend(settings.openai_api_key, settings.openai_model,
                                base_url=settings.openai_base_url, timeout=settings.openai_timeout,
-                               price_table=dict(settings.openai_prices))
+                               price_table=parse_prices(",".join(settings.openai_prices)))
         backend = _backends[key] = OpenAIPipelineBackend(client)
     return backend
 

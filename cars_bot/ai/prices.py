@@ -25,6 +25,13 @@ class ModelPrice:
     def cached(self) -> float:
         return self.input / 2 if self.cached_input is None else self.cached_input
 
+    @property
+    def text(self) -> str:
+        """As OPENAI_PRICES writes it: "2.5/10" or "2.5/10/1.25"."""
+        numbers = (self.input, self.output) if self.cached_input is None else (
+            self.input, self.output, self.cached_input)
+        return "/".join(f"{n:g}" for n in numbers)
+
 
 def _price(text: str) -> ModelPrice:
     numbers = [float(part) for part in text.split("/")]

@@ -136,10 +136,13 @@ def test_prices_match_exact_model_names_only(make: Any) -> None:
 
 
 def test_the_price_table_is_a_setting(server: FakeOpenAI, make: Any) -> None:
-    from cars_bot.config import ConfigError, load_settings
+    from cars_bot.config import VARS, ConfigError, display_value, load_settings
 
     settings = load_settings({"OPENAI_PRICES": "my-finetune=1/2, gpt-4o-mini=0.2/0.8/0.05"})
-    backend = make(price_table=dict(settings.openai_prices))
+    assert settings.openai_prices == ("my-finetune=1/2", "gpt-4o-mini=0.2/0.8/0.05")
+    var = next(v for v in VARS if v.name == "OPENAI_PRICES")
+    assert display_value(var, settings.openai_prices) == "my-finetune=1/2,gpt-4o-mini=0.2/0.8/0.05"  # config show
+    backend = make(price_table=parse_prices(",".join(settings.openai_prices)))
     assert backend.prices["my-finetune"] == ModelPrice(1.0, 2.0)
     assert backend.cost_usd("gpt-4o-mini", 1_000_000, 0, cached_tokens=1_000_000) == pytest.approx(0.05)
     assert backend.prices["gpt-4o"] == DEFAULT_PRICES["gpt-4o"]  # the defaults stay
