@@ -107,6 +107,14 @@ def test_a_transient_failure_is_retried_through_celery_before_any_fallback(db, s
     assert result.status is PostStatus.READY and result.backend == "openai"
 
 
+def test_retry_after_reaches_celery(db, server, backend) -> None:
+    server.queue_error(429, "Rate limit reached", headers={"retry-after": "120"})  # too long to sleep in a worker
+    with pytest.raises(TransientError) as caught:
+        _process_deferrable(db, backend, SALE)
+    assert caught.value.retry_after == 120  # the task's countdown (cars_bot.tasks.base)
+    assert len(server.requests) == 1
+
+
 def test_a_wait_too_long_for_celery_falls_back(db, server, backend) -> None:
     server.queue_error(429, "slow down", headers={"retry-after": str(int(MAX_DEFER) + 60)})
     result = _process_deferrable(db, backend, SALE)
