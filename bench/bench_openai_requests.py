@@ -2,7 +2,7 @@
 fake chat-completions server: per sale ad, per non-sale post, per duplicate (a repost elsewhere).
 Targets: 1, 0, 0.
 
-    python bench/bench_openai_requests.py [--json]
+    python bench/bench_openai_requests.py [--json] [--corpus PATH ...]   # default: the labelled corpus
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ REPLY = {"is_sale": True, "confidence": 0.95, "reason": "объявление о
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--corpus", type=Path, action="append",
+                        help="a labelled JSONL file (repeatable); default tests/cars_bot/ai/corpus.jsonl")
     args = parser.parse_args()
-    corpus = [json.loads(line) for line in (ROOT / "tests/cars_bot/ai/corpus.jsonl").read_text().splitlines()
+    paths = args.corpus or [ROOT / "tests/cars_bot/ai/corpus.jsonl"]
+    corpus = [json.loads(line) for path in paths for line in path.read_text(encoding="utf-8").splitlines()
               if line.strip()]
     url = f"sqlite:///{tempfile.mkdtemp(prefix='cbo-')}/bench.sqlite3"
     upgrade(url)

@@ -84,6 +84,16 @@ def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in raw.split(",") if w.strip())
 
 
+def _prices(name: str, raw: str) -> tuple[str, ...]:
+    from cars_bot.ai.prices import parse_prices
+
+    try:
+        prices = parse_prices(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error} (format: model=input/output[/cached],...)") from None
+    return tuple(f"{model}={price.text}" for model, price in prices.items())
+
+
 def _path(name: str, raw: str) -> Path:
     if not raw.strip():
         raise ConfigError(f"{name} must be a path, got an empty value")
@@ -135,6 +145,9 @@ VARS: tuple[Var, ...] = (
     Var("OPENAI_BASE_URL", "openai_base_url", None, _url(("http", "https")), "OpenAI-compatible API base URL.",
         group="ai"),
     Var("OPENAI_TIMEOUT", "openai_timeout", 30.0, _float, "Seconds per OpenAI request.", group="ai"),
+    Var("OPENAI_PRICES", "openai_prices", (), _prices,
+        "USD per 1M tokens by exact model name, model=input/output[/cached],...; extends the built-in table "
+        "(cached input defaults to half the input price).", group="ai"),
     Var("MIN_CONFIDENCE_SCORE", "min_confidence", 0.75, _fraction,
         "A post is treated as a sale ad only at or above this classifier confidence.", group="ai"),
     Var("MIN_PRICE", "min_price", None, _int, "Reject ads priced below this (RUB).", group="ai"),
@@ -199,6 +212,7 @@ class Settings:
     openai_model: str
     openai_base_url: str | None
     openai_timeout: float
+    openai_prices: tuple[str, ...]  # "model=input/output[/cached]" items (cars_bot.ai.prices)
     min_confidence: float
     min_price: int | None
     max_price: int | None

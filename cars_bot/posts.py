@@ -167,6 +167,7 @@ class PostDescription:
     is_sale: bool | None
     confidence: float | None
     backend: str | None
+    backend_reason: str | None  # why the rules analysed it when OpenAI is configured (a fallback)
     summary: str | None
     found_at: datetime
     processed_at: datetime | None
@@ -199,7 +200,8 @@ def describe_post(session: Session, post_id: int) -> PostDescription | None:
     return PostDescription(
         id=post.id, channel=post.channel.username, message_id=post.message_id, link=post.link,
         status=post.status, reason=post.status_reason, is_sale=post.is_sale, confidence=post.confidence,
-        backend=post.ai_backend, summary=post.summary, found_at=post.found_at, processed_at=post.processed_at,
+        backend=post.ai_backend, backend_reason=_fallback_reason(session, post.id), summary=post.summary,
+        found_at=post.found_at, processed_at=post.processed_at,
         published_at=post.published_at, text=post.text,
         car=None if car is None else CarDescription(
             brand=car.brand, model=car.model, year=car.year, price=car.price, mileage=car.mileage,
@@ -210,6 +212,13 @@ def describe_post(session: Session, post_id: int) -> PostDescription | None:
             status=publication.status, target=publication.target, message_ids=list(publication.message_ids),
             sent_at=publication.sent_at, text=publication.text),
     )
+
+
+def _fallback_reason(session: Session, post_id: int) -> str | None:
+    from cars_bot.ai.fallbacks import post_fallback_reason
+
+    reason = post_fallback_reason(session, post_id)
+    return None if reason is None else reason.text
 
 
 def parse_status(text: str) -> PostStatus:

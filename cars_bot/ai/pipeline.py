@@ -12,7 +12,15 @@ Idempotency (prior-system defects 2, 3, 5):
 Cost (OpenAI backend): one request per sale ad for classification + extraction + generation together,
 zero for a text already analysed (cache by normalised text hash: a repost in three channels costs one
 request), zero for posts that the rules backend rejects with high confidence (news, buyer requests,
-service ads). When OpenAI stays unreachable after its own retries, the rules backend answers instead.
+service ads).
+
+When OpenAI fails, one policy (:mod:`cars_bot.ai.failures`): a transient failure is raised to the
+task, which Celery retries (honouring Retry-After) while the wait is reasonable (at most
+:data:`MAX_DEFER` seconds) and retries remain (`may_defer`); the rules backend answers only after
+that, or at once when waiting cannot help (quota exhausted, x-should-retry: false, model rejected).
+A fallback is recorded on the post (``ai_backend`` = ``rules-fallback``) and as an ``ai_usage`` row
+(backend ``rules-fallback``, ``model`` = the :class:`FallbackReason`, no tokens): ``post show`` says
+why, ``status`` and ``doctor`` count them (:mod:`cars_bot.ai.fallbacks`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cars_bot.ai.failures import FallbackReason, ModelRejected, OpenAIUnavailable
+from cars_bot.ai.fallbacks import FALLBACK_BACKEND
 from cars_bot.ai.schemas import Analysis, Usage
 from cars_bot.ai.text import text_hash
 from cars_bot.db.models import (
@@ -45,13 +55,17 @@ logger = logging.getLogger("cars_bot.ai.pipeline")
 
 #: Rules verdicts this sure that a post is NOT a sale skip the paid backend.
 RULES_REJECT_CONFIDENCE = 0.9
+#: The longest Retry-After worth waiting for through Celery; a longer one falls back to the rules. Each
+#: retry claims the post again, so this stays below maintenance.STUCK_AFTER (15 min): a post waiting
+#: for its retry is never taken for a stuck one.
+MAX_DEFER = 600.0
 CLAIMABLE = (PostStatus.NEW, PostStatus.FAILED)
 
 
 class Backend(Protocol):
     name: str
 
-    def analyse(self, text: str) -> tuple[Analysis, Usage | None]: ...
+    def analyse(self, text: str, *, may_defer: bool = False) -> tuple[Analysis, Usage | None]: ...
 
 
 class RulesBackend:
@@ -59,21 +73,23 @@ class RulesBackend:
 
     name = "rules"
 
-    def analyse(self, text: str) -> tuple[Analysis, Usage | None]:
+    def analyse(self, text: str, *, may_defer: bool = False) -> tuple[Analysis, Usage | None]:
         from cars_bot.ai import rules
 
         return rules.analyse(text), None
 
 
 class OpenAIPipelineBackend:
-    """OpenAI with the rules backend in front (cheap rejections) and behind it (fallback)."""
+    """OpenAI with the rules backend in front (cheap rejections) and behind it (fallback, see above)."""
 
     name = "openai"
 
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def analyse(self, text: str) -> tuple[Analysis, Usage | None]:
+    def analyse(self, text: str, *, may_defer: bool = False) -> tuple[Analysis, Usage | None]:
+        """`may_defer`: the caller can retry later (a Celery task with retries left), so a transient
+        failure worth waiting for is raised instead of answered by the rules."""
         from cars_bot.ai import rules
 
         verdict = rules.classify(text)
@@ -81,10 +97,25 @@ class OpenAIPipelineBackend:
             return Analysis(classification=verdict, backend="rules"), None
         try:
             return self.client.analyse(text)
+        except ModelRejected as error:
+            return self._fallback(text, FallbackReason.MODEL_REJECTED, error)
+        except OpenAIUnavailable as error:
+            wait_ok = error.retry_after is None or error.retry_after <= MAX_DEFER
+            if may_defer and error.retryable and wait_ok:
+                raise
+            return self._fallback(text, error.reason, error)
         except TransientError as error:
-            logger.warning("OpenAI unavailable (%s); falling back to the rules backend", error)
-            analysis = rules.analyse(text)
-            return analysis.model_copy(update={"backend": "rules-fallback"}), None
+            if may_defer and (error.retry_after is None or error.retry_after <= MAX_DEFER):
+                raise
+            return self._fallback(text, FallbackReason.UNAVAILABLE, error)
+
+    @staticmethod
+    def _fallback(text: str, reason: FallbackReason, error: Exception) -> tuple[Analysis, Usage]:
+        from cars_bot.ai import rules
+
+        logger.warning("OpenAI did not answer (%s); the rules backend analyses the post: %s", reason, error)
+        analysis = rules.analyse(text).model_copy(update={"backend": FALLBACK_BACKEND})
+        return analysis, Usage(model=reason.value)
 
 
 _backends: dict[tuple[Any, ...], Backend] = {}
@@ -94,13 +125,16 @@ def backend_for(settings: Any) -> Backend:
     """The process's backend: OpenAI when OPENAI_API_KEY is set, else the rules backend."""
     if not settings.openai_api_key:
         return RulesBackend()
-    key = (settings.openai_api_key, settings.openai_model, settings.openai_base_url, settings.openai_timeout)
+    key = (settings.openai_api_key, settings.openai_model, settings.openai_base_url, settings.openai_timeout,
+           settings.openai_prices)
     backend = _backends.get(key)
     if backend is None:
         from cars_bot.ai.openai_backend import OpenAIBackend
+        from cars_bot.ai.prices import parse_prices
 
         client = OpenAIBackend(settings.openai_api_key, settings.openai_model,
-                               base_url=settings.openai_base_url, timeout=settings.openai_timeout)
+                               base_url=settings.openai_base_url, timeout=settings.openai_timeout,
+                               price_table=parse_prices(",".join(settings.openai_prices)))
         backend = _backends[key] = OpenAIPipelineBackend(client)
     return backend
 
@@ -138,8 +172,9 @@ class Filters:
 
 
 def analyse_cached(sessions: sessionmaker[Session], text: str, backend: Backend,
-                   post_id: int | None = None) -> Analysis:
-    """Analyse `text`, reusing a stored analysis of the same normalised text; records AI usage.
+                   post_id: int | None = None, *, may_defer: bool = False) -> Analysis:
+    """Analyse `text`, reusing a stored analysis of the same normalised text; records AI usage (and a
+    fallback, as a row of backend ``rules-fallback`` whose ``model`` is the reason).
 
     No transaction is held while the backend works (a model call takes seconds; on SQLite an open
     write transaction would stall every other worker process).
@@ -149,10 +184,11 @@ def analyse_cached(sessions: sessionmaker[Session], text: str, backend: Backend,
         cached = session.get(AnalysisCache, digest)
         if cached is not None and cached.backend == backend.name:
             return Analysis.model_validate(cached.result)
-    analysis, usage = backend.analyse(text)
+    analysis, usage = backend.analyse(text, may_defer=True) if may_defer else backend.analyse(text)
     with sessions.begin() as session:
         if usage is not None:
-            session.add(AIUsage(post_id=post_id, backend=backend.name, model=usage.model,
+            row_backend = FALLBACK_BACKEND if analysis.backend == FALLBACK_BACKEND else backend.name
+            session.add(AIUsage(post_id=post_id, backend=row_backend, model=usage.model,
                                 prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                                 total_tokens=usage.total_tokens, cost_usd=usage.cost_usd or 0.0,
                                 text_hash=digest))
@@ -201,8 +237,11 @@ class ProcessResult:
 
 
 def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session], backend: Backend,
-                 filters: Filters, enqueue_publish: Callable[[int], Any]) -> ProcessResult:
-    """Run the whole pipeline for one stored post; returns what happened (never raises for bad input)."""
+                 filters: Filters, enqueue_publish: Callable[[int], Any], may_defer: bool = False) -> ProcessResult:
+    """Run the whole pipeline for one stored post; returns what happened (never raises for bad input).
+
+    `may_defer`: the caller retries later (see the module docstring); a TransientError then leaves
+    the post claimed by `task_id`, and the retry of the same task claims it again."""
     if not claim_post(sessions, post_id, task_id):
         return _not_claimed(sessions, post_id, task_id, enqueue_publish)
     with sessions() as session:
@@ -213,7 +252,7 @@ def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session],
     if word:
         return _finish(sessions, post_id, PostStatus.REJECTED, f"contains the excluded word {word!r}")
     try:
-        analysis = analyse_cached(sessions, text, backend, post_id)
+        analysis = analyse_cached(sessions, text, backend, post_id, may_defer=may_defer)
     except PermanentError as error:
         _finish(sessions, post_id, PostStatus.FAILED, f"AI backend: {error}")
         raise

@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 
+from cars_bot.ai.catalogue import catalogue
 from cars_bot.ai.schemas import (
-    BRANDS,
     MODELS,
     Analysis,
     CarData,
@@ -157,6 +157,7 @@ def _clause_before(work: str, pos: int, limit: int = 60) -> str:
 _MILEAGE_WORD_RE = re.compile(
     r"пробег\w*\s*(?:[:\-–—]\s*)?(?:всего|около|примерно|реальн\w*|честн\w*|родн\w*|~)?\s*$"
 )
+_MILEAGE_AFTER_RE = re.compile(r"[ \t]*(?:км\.?[ \t]*)?(?:пробег\w*|по\s+одометру|на\s+одометре)")
 _NOT_MILEAGE_RE = re.compile(r"(?:запас\w*\s+хода|хода|расход\w*|до\s+то|через|от|до|каждые)\s*~?\s*$")
 
 
@@ -174,10 +175,12 @@ def _find_mileage(post: _Post, amounts: list[_Amount]) -> tuple[_Amount, int] | 
         if amount.unit == "rub" or amount.scale == "m":
             continue
         before = post.work[max(0, amount.start - 30):amount.start]
-        after_word = bool(_MILEAGE_WORD_RE.search(before))
+        word_before = bool(_MILEAGE_WORD_RE.search(before))
+        word_after = amount.number >= 10 and bool(_MILEAGE_AFTER_RE.match(post.work, amount.end))
+        after_word = word_before or word_after
         if not after_word and _NOT_MILEAGE_RE.search(before):
             continue
-        score = (3.0 if after_word else 0.0) + (2.0 if amount.unit == "km" else 0.0)
+        score = (3.0 if word_before else 2.5 if word_after else 0.0) + (2.0 if amount.unit == "km" else 0.0)
         if score < 2:
             continue
         value = _mileage_value(amount, after_word)
@@ -186,6 +189,21 @@ def _find_mileage(post: _Post, amounts: list[_Amount]) -> tuple[_Amount, int] | 
         if best is None or score > best[0]:
             best = (score, amount, value)
     return (best[1], best[2]) if best else None
+
+
+def _bare_thousands(post: _Post, amounts: list[_Amount], market: _Amount | None, price: _Amount | None
+                    ) -> tuple[tuple[_Amount, int] | None, _Amount | None]:
+    """"160к, 1.55 млн" or "120т 260т": with no word for the mileage, a bare number in thousands
+    before the price is the mileage (mileage before price is how one-line ads are written)."""
+    for amount in amounts:
+        if amount.scale != "k" or amount.unit is not None or amount.rub_abbrev or amount in (market, price):
+            continue
+        if not 1_000 <= amount.value <= 900_000 or _PRICE_LABEL_RE.search(_clause_before(post.work, amount.start)):
+            continue
+        rest = _find_price(post, amounts, exclude=(amount, market))
+        if rest is not None and rest.start > amount.start:
+            return (amount, amount.value), rest
+    return None, price
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +223,9 @@ _NOT_PRICE_CONTEXT_RE = re.compile(
 _NOT_PRICE_AFTER_RE = re.compile(
     r"\s*(?:л\.?\s?с|лс\b|км|%|мес|лет|год|мест|кл|дн|сут|час|шт|/|кг|мм|см|об\b|w\b|в\s+год|в\s+месяц)"
 )
+_AUCTION_RE = re.compile(r"аукцион|(?<![\w\-])лот\b|\bторги\b|\bставк")
+_AUCTION_PRICE_RE = re.compile(r"(?:стартов\w*\s+цен\w*|начальн\w*\s+цен\w*|старт\w*)\s*[:\-–—]?\s*(?:от\s*)?$")
+_OLD_PRICE_RE = re.compile(r"(?:\bбыло|старая\s+цена|вместо|старая)\s*[:\-–—]?\s*$")
 _AFTER_PRICE_RE = re.compile(r"\s*(?:\(?торг|без\s+торга|руб|₽|р\b)")
 _NEGOTIABLE_RE = re.compile(r"цена\s*[:\-–—]?\s*(?:договорн|по\s+договор)|договорн\w*\s+цен")
 
@@ -225,20 +246,26 @@ def _find_market_price(post: _Post, amounts: list[_Amount]) -> _Amount | None:
 
 def _find_price(post: _Post, amounts: list[_Amount], exclude: Iterable[_Amount | None]) -> _Amount | None:
     skipped = {a for a in exclude if a is not None}
+    auction = bool(_AUCTION_RE.search(post.work))  # there the starting price is the price
     best: tuple[float, int, _Amount] | None = None
     for amount in amounts:
         if amount in skipped or amount.unit == "km" or _is_year_like(amount):
             continue
+        clause = _clause_before(post.work, amount.start)
+        if (amount.scale is None and amount.unit is None and amount.number == int(amount.number)
+                and 30 <= amount.number < 20_000 and _PRICE_LABEL_RE.search(clause)):
+            amount = replace(amount, scale="k")  # "цена 890, торг": a bare price is in thousands
         if not 20_000 <= amount.value <= 300_000_000:
             continue
         after = post.work[amount.end:amount.end + 14]
         if amount.unit is None and _NOT_PRICE_AFTER_RE.match(after):
             continue
-        clause = _clause_before(post.work, amount.start)
-        if _NOT_PRICE_CONTEXT_RE.search(clause):
-            continue
+        auction_start = auction and _AUCTION_PRICE_RE.search(clause)
+        if (_NOT_PRICE_CONTEXT_RE.search(clause) and not auction_start) or _OLD_PRICE_RE.search(clause) \
+                or post.work[max(0, amount.start - 2):amount.start] == "~~":
+            continue  # a fee, a floor, or a crossed-out old price
         score = 0.5
-        if _PRICE_LABEL_RE.search(clause):
+        if _PRICE_LABEL_RE.search(clause) or auction_start:
             score += 3
         if _SELL_FOR_RE.search(clause):
             score += 2
@@ -265,7 +292,7 @@ _YEAR_SUFFIX_RE = re.compile(r"\s?(?P<suffix>г\.?\s?в\.?|гв\b|год\s+вы�
 _YEAR_BAD_AFTER_RE = re.compile(r"\s*(?:р\b|руб|₽|км|тыс|к\b|т\.?\s?р|млн|\$|л\.?\s?с|кг|мм|см|/|\s?\d{3}\b)")
 _YEAR_LABEL_RE = re.compile(r"(?:год\w*\s+выпуска|г\.?\s?в\.?|год)\s*[:\-–—]?\s*$")
 _YEAR_NOT_BUILD_RE = re.compile(
-    r"(?:\bв|\bдо|\bс|\bот|\bпо|после|старше|моложе|младше|с\s+\d{4}\s+по|купил\w*|куплен\w*)\s*$"
+    r"(?:(?<![\w\-])(?:в|до|с|от|по)|после|старше|моложе|младше|с\s+\d{4}\s+по|купил\w*|куплен\w*)\s*$"
 )
 _YEAR_OTHER_CONTEXT_RE = re.compile(
     r"гаранти|\bто\b|страхов|куплен|купил|резин|шин|аккумулятор|акб|ремонт|замен|сделан|производств"
@@ -300,14 +327,32 @@ def _find_year(post: _Post) -> int | None:
             continue
         if best is None or score > best[0]:
             best = (score, year)
-    return best[1] if best else None
+    return best[1] if best else _short_year(post)
+
+
+_SHORT_YEAR_RE = re.compile(r"(?<![\w.,\-])(\d{2})\s?(?:г\.?\s?в\b\.?|гв\b|год\s+выпуска|года?\b|г\b\.?)")
+_SHORT_YEAR_NOT_RE = re.compile(r"(?:\bв|\bс|\bдо|\bот|\bна|\bза|\bуже|\bчерез|\bпосле|\bгарантия|\bгаранти\w*)\s*$")
+
+
+def _short_year(post: _Post) -> int | None:
+    """A year written short ("Солярис 17г", "14 года выпуска"): "00".."30" is this century, "80".."99"
+    the last one; a count of years ("3 года") has one digit, and "в 19 году" is a purchase."""
+    for m in _SHORT_YEAR_RE.finditer(post.work):
+        short = int(m.group(1))
+        if _SHORT_YEAR_NOT_RE.search(post.work[max(0, m.start() - 12):m.start()]):
+            continue
+        if short <= 30:
+            return 2000 + short
+        if short >= 80:
+            return 1900 + short
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
 # Engine volume
 
 _ENGINE_RE = re.compile(r"(?<![\w.,])([0-8])[.,](\d)(?!\d)")
-_ENGINE_CC_RE = re.compile(r"(?<![\w.,])(\d{3,4})\s?(?:см3|см³|куб\.?\s?см|cc)(?!\w)")
+_ENGINE_CC_RE = re.compile(r"(?<![\w.,])(\d{2,4})\s?(?:см3|см³|куб\.?\s?см|куб\w*|cc|cm3)(?!\w)")
 _ENGINE_BAD_AFTER_RE = re.compile(
     r"\s?(?:млн|миллион|лям|кк|тыс|к\b|т\b|т\.|%|сек|с\b|м\b|мм|см\b|р\b|руб|₽|раз|бар|атм|кг|л\s*/"
     r"|л\s+на|литр\w*\s+на|/|мес|год|лет|час|-\s*\d|–\s*\d)"
@@ -343,7 +388,7 @@ def _find_engine_volume(post: _Post) -> str | None:
             best = (score, f"{volume:.1f}")
     if best is None:
         cc = _ENGINE_CC_RE.search(post.work)
-        if cc and 600 <= int(cc.group(1)) <= 8000:
+        if cc and 49 <= int(cc.group(1)) <= 8000:  # motorcycles from 50 cc
             return f"{int(cc.group(1)) / 1000:.1f}"
     return best[1] if best else None
 
@@ -352,18 +397,24 @@ def _find_engine_volume(post: _Post) -> str | None:
 # Gearbox, fuel, owners, autoteka
 
 _AFTER_VOLUME_OR_KPP = r"(?:(?<=\d[.,]\d)\s?|(?<=\d[.,]\d\s)|(?<=кпп)\s?[:\-–]?\s?|(?<=кпп\s)[:\-–]?\s?)"
+# Gearbox names with an optional gear count glued on ("8АКПП", "АКПП6", "AT8", "7DCT", "DSG7").
+_NB = r"(?<![a-zа-я])\d{0,2}-?"  # not inside a word; a gear count may stand before
+_NE = r"-?\d{0,2}(?![a-zа-я])"   # ... or after
 _TRANSMISSION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("automatic", re.compile(
-        r"\bакпп\b|\bавтомат(?:е|ом|а)?\b|автоматическ\w*\s+(?:кпп|коробк\w*|трансмисс\w*)"
-        r"|\btiptronic\b|\b\d{0,2}g-?tronic\b|\bsteptronic\b|\bгидромех\w*|\bгидроавтомат\w*"
-        r"|" + _AFTER_VOLUME_OR_KPP + r"(?:at|ат)\b(?![\w.])")),
+        _NB + r"(?:акпп|at|ат)" + _NE + r"(?![.\-]?\s?(?:км|р\b))"
+        r"|\bавтомат(?:е|ом|а)?\b|автоматическ\w*\s+(?:кпп|коробк\w*|трансмисс\w*)|\b\d{1,2}-?ст\w*\.?\s+автомат"
+        r"|\btiptronic\w*|\b\d{0,2}g-?tronic\b|\bsteptronic\b|\bgeartronic\b|\bгидромех\w*|\bгидроавтомат\w*"
+        r"|\baisin\b|\bайсин\b|\bzf\b|\b\d{1,2}hp\b|\bтиптроник\w*")),
     ("manual", re.compile(
-        r"\bмкпп\b|\bмеханик[аеиу]\b|\bна\s+механике\b|\bмех\b\.?|\bмеханическ\w*\s+(?:кпп|коробк\w*)"
-        r"|" + _AFTER_VOLUME_OR_KPP + r"(?:mt|мт)\b(?![\w.])")),
+        _NB + r"(?:мкпп|mt|мт)" + _NE + r"|\bмеханик[аеиу]\b|\bна\s+механике\b|\bмех\b\.?"
+        r"|\bмеханическ\w*\s+(?:кпп|коробк\w*)|\bступк\w*|\bручк[аеу]\b")),
     ("robot", re.compile(
-        r"\bробот\w*|\bdsg\b|\bdct\b|\bamt\b|\bpowershift\b|\bs[\s-]?tronic\b|\bркпп\b|\bpdk\b"
-        r"|\bdualogic\b|\beasytronic\b")),
-    ("variator", re.compile(r"\bвариатор\w*|\bcvt\b|\bmultitronic\b|\bxtronic\b")),
+        r"\bробот\w*|" + _NB + r"(?:dsg|dct|amt|амт|ркпп|edc)" + _NE + r"|\bpowershift\b|\bs[\s-]?tronic\b"
+        r"|\bpdk\b|\bdualogic\b|\beasytronic\b|\bмультимод\w*")),
+    ("variator", re.compile(
+        r"\bвариатор\w*|" + _NB + r"(?:cvt|ivt)" + _NE + r"|\bmultitronic\b|\bмультитроник\w*|\bx-?tronic\b"
+        r"|\blineartronic\b|\bjatco\b|\bджатко\b")),
 )
 
 
@@ -380,12 +431,13 @@ _FUEL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("gas", re.compile(
         r"\bгбо\b|\bна\s+газу\b|\bгаз\s*[/\-+]\s*бензин|\bбензин\s*[/\-+]\s*газ\b|\bметан\w*|\bпропан\w*"
         r"|\blpg\b|\bcng\b")),
-    ("hybrid", re.compile(r"\bгибрид\w*|\bhybrid\b|\bphev\b")),
+    ("hybrid", re.compile(r"\bгибрид\w*|\bhybrid\b|\bphev\b|\be-?power\b|\bdm-?[ip]\b|\bplug-?in\b|\bплагин\w*")),
     ("electric", re.compile(
         r"\bэлектро\b|\bэлектромобил\w*|\bэлектрокар\w*|\bэлектрическ\w*\s+(?:авто|машин\w*|двигател\w*)"
         r"|\bev\b")),
     ("diesel", re.compile(
-        r"\bдизел\w*|\bдизель\w*|\btdi\b|\bcrdi\b|\bdci\b|\bhdi\b|\bсоляр(?:а|ой|е|ка|ке)\b|\bd[3-5]\b|\d[.,]\dd\b"
+        r"\bдизел\w*|\bдизель\w*|\btdi\b|\bcrdi\b|\bdci\b|\bhdi\b|\btdci\b|\bv?cdi\b|\b[st]dv\d\b|\bd-?4d\b"
+        r"|\bmultijet\b|\bjtd\w*|\bbluehdi\b|\bbluetec\b|\bсоляр(?:а|ой|е|ка|ке)\b|\bd[3-5]\b|\d[.,]\dd\b"
         r"|(?<![\w.,])\d{3}d\b")),
     ("petrol", re.compile(r"\bбензин\w*|\bбенз\b|\btsi\b|\btfsi\b|\bаи-?9[25]\b")),
 )
@@ -495,36 +547,58 @@ def _compile_aliases(aliases: Iterable[str], declines: bool = True) -> re.Patter
 
 
 _BRAND_RES: dict[str, re.Pattern[str]] = {
-    brand: _compile_aliases((brand.lower(), *aliases)) for brand, aliases in BRANDS.items()
+    make.name: _compile_aliases(make.aliases) for make in catalogue().makes if make.aliases
+}
+# Make names that are also common words or models ("газ", "солярис"): a make only before its model.
+_WEAK_BRAND_RES: dict[str, re.Pattern[str]] = {
+    make.name: _compile_aliases(make.weak_aliases) for make in catalogue().makes if make.weak_aliases
 }
 # Names that appear with digits and letters, matched right after the brand ("E 220d", "3 серии").
 _MODEL_SPECIAL_RES: dict[str, re.Pattern[str]] = {
     "Mercedes-Benz": re.compile(
         r"(?<![\w\-])(?:[abcegsv]|[асе])\s?-?\s?(?:класс\w*|class|klasse|\d{3}[a-z]{0,4}(?![\w]))"),
     "BMW": re.compile(r"(?<![\w\-])(?:[1-8]\s?-?\s?(?:серии|серия|series|er)|[1-8]\d{2}[a-z]{1,2})(?![\w])"),
-    "Lexus": re.compile(r"(?<![\w\-])(?:rx|nx|lx|es|gx|is|ls)\s?\d{3}[a-z]{0,2}(?![\w])"),
+    "Lexus": re.compile(r"(?<![\w\-])(?:rx|nx|lx|es|gx|is|ls|ux)\s?\d{3}[a-z]{0,2}(?![\w])"),
 }
-# Short or common-word aliases that must not identify a car on their own (without its brand).
-_WEAK_MODEL_ALIASES = frozenset({
-    "сид", "фит", "жук", "рав", "пилот", "атлас", "искра", "соул", "мини купер", "буханка", "буханку",
-    "ноут", "кадди", "транзит", "нива", "ниву", "4x4", "4х4", "2206", "911", "3", "6", "is", "es",
-})
-_STRONG_MODEL_BRAND_ORDER = ("Lada", *[b for b in MODELS if b != "Lada"])
+
+
+def _strong_alias(alias: str) -> bool:
+    """Names a car on its own: not a weak alias in the catalogue, not a bare number, at least 3 letters."""
+    return len(alias) >= 3 and not re.fullmatch(r"[\d\s\-]+", alias)
+
+
+def _alias_owners() -> dict[str, set[str]]:
+    owners: dict[str, set[str]] = {}
+    for make in catalogue().makes:
+        for model in make.models:
+            for alias in (*model.aliases, *model.weak_aliases):
+                owners.setdefault(_squeezed(alias), set()).add(make.name)
+    return owners
+
+
+def _squeezed(alias: str) -> str:
+    """An alias without its spaces and hyphens ("rav 4" and "рав-4" are "rav4" and "рав4")."""
+    return re.sub(r"[\s\-]+", "", alias)
+
+
+_ALIAS_OWNERS = _alias_owners()
 
 
 def _model_res(brand: str, weak: bool) -> re.Pattern[str] | None:
-    aliases = [
-        alias
-        for canonical, names in MODELS.get(brand, {}).items()
-        for alias in (canonical.lower(), *names)
-        if weak or (alias not in _WEAK_MODEL_ALIASES and len(alias) >= 3)
-    ]
+    make = catalogue().make(brand)
+    if make is None:
+        return None
+    aliases = [alias for model in make.models
+               for alias in (*model.aliases, *(model.weak_aliases if weak else ()))
+               # brandless, a name must be strong and belong to one make only ("c5": Citroen, Omoda)
+               if weak or (_strong_alias(alias) and len(_ALIAS_OWNERS.get(_squeezed(alias), ())) == 1)]
     return _compile_aliases(aliases) if aliases else None
 
 
 _MODEL_RES_ALL: dict[str, re.Pattern[str] | None] = {b: _model_res(b, weak=True) for b in MODELS}
 _MODEL_RES_STRONG: dict[str, re.Pattern[str] | None] = {b: _model_res(b, weak=False) for b in MODELS}
-_NIVA_RE = re.compile(r"(?<![\w\-])нив[аеуы](?![\w])(?:\s+легенд\w*)?")
+_STRONG_MODEL_BRAND_ORDER = ("Lada", *[b for b in MODELS if b != "Lada"])
+_NIVA_RE = re.compile(r"(?<![\w\-])нив[аеуы](?![\w])")
 _GENERIC_MODEL_RE = re.compile(r"\s*[-–]?\s*([a-z][a-z0-9\-]{1,15}|\d{3,4}(?![\d.,]))(?![\w])")
 
 
@@ -547,41 +621,76 @@ def _catalogue_model(brand: str, raw: str) -> str:
     return canonical_model(brand, raw) or raw
 
 
-def _find_brand_model(post: _Post) -> tuple[str | None, str | None]:
-    work = post.work
-    brand_hit: tuple[int, int, str] | None = None
+def _brand_hits(work: str) -> tuple[int, int, str] | None:
+    """The first make named in the text: a strong alias, or a weak one followed by one of its models."""
+    best: tuple[int, int, str] | None = None
     for brand, pattern in _BRAND_RES.items():
         m = pattern.search(work)
-        if m and (brand_hit is None or m.start() < brand_hit[0]):
-            brand_hit = (m.start(), m.end(), brand)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), m.end(), brand)
+    for brand, pattern in _WEAK_BRAND_RES.items():
+        models = _MODEL_RES_ALL.get(brand)
+        for m in pattern.finditer(work, 0, best[0] if best else len(work)):
+            following = models.match(work, m.end() + len(work[m.end():]) - len(work[m.end():].lstrip(" -"))) \
+                if models else None
+            if following:
+                best = (m.start(), m.end(), brand)
+                break
+    return best
+
+
+_LOOKALIKE_TO_LATIN = str.maketrans("авекмнорстух", "abekmhopctyx")
+_MIXED_TOKEN_RE = re.compile(r"[a-zа-я0-9]*(?:[a-z][а-я]|[а-я][a-z]|\d[а-я]|[а-я]\d)[a-zа-я0-9]*")
+
+
+def _latinised(work: str) -> str:
+    """Tokens that mix scripts or glue digits to Cyrillic lookalikes ("Х60", "Аccent") in Latin
+    letters; same length, so offsets hold."""
+    return _MIXED_TOKEN_RE.sub(lambda m: m.group(0).translate(_LOOKALIKE_TO_LATIN)
+                               if re.fullmatch(r"[a-z0-9авекмнорстух]+", m.group(0)) else m.group(0), work)
+
+
+def _find_brand_model(post: _Post) -> tuple[str | None, str | None]:
+    found = _brand_model_in(post.work, post)
+    if found[1] is None:
+        latin = _latinised(post.work)
+        if latin != post.work:
+            again = _brand_model_in(latin, post)
+            if again[1] is not None and found[0] in (None, again[0]):
+                return again
+    return found
+
+
+def _brand_model_in(work: str, post: _Post) -> tuple[str | None, str | None]:
+    brand_hit = _brand_hits(work)
 
     if brand_hit is None:
         # No brand: a distinctive model name implies it ("Камри" -> Toyota, "Пассат" -> Volkswagen).
-        hit: tuple[int, str, str] | None = None
+        hit: tuple[int, int, str, str] | None = None
         for brand in _STRONG_MODEL_BRAND_ORDER:
             pattern = _MODEL_RES_STRONG.get(brand)
             m = pattern.search(work) if pattern else None
-            if m and (hit is None or m.start() < hit[0]):
-                hit = (m.start(), brand, m.group(0))
+            if m and (hit is None or m.start() < hit[0] or (m.start() == hit[0] and m.end() > hit[1])):
+                hit = (m.start(), m.end(), brand, m.group(0))
         niva = _NIVA_RE.search(work)
         if niva and (hit is None or niva.start() < hit[0]):
-            hit = (niva.start(), "Lada", "Niva")
+            hit = (niva.start(), niva.end(), "Lada", "Niva")
         if hit is None:
             return None, None
-        return hit[1], _catalogue_model(hit[1], hit[2])
+        return hit[2], _catalogue_model(hit[2], hit[3])
 
     _start, end, brand = brand_hit
     brand = canonical_brand(brand) or brand
     near = work[end:end + 30]
-    candidates: list[tuple[int, str]] = []
+    candidates: list[tuple[int, int, str]] = []
     for pattern in (_MODEL_RES_ALL.get(brand), _MODEL_SPECIAL_RES.get(brand)):
         if pattern is None:
             continue
         m = pattern.search(near)
         if m:
-            candidates.append((m.start(), m.group(0)))
+            candidates.append((m.start(), -len(m.group(0)), m.group(0)))
     if candidates:
-        return brand, _catalogue_model(brand, min(candidates)[1])
+        return brand, _catalogue_model(brand, min(candidates)[2])
     pattern = _MODEL_RES_STRONG.get(brand)
     m = pattern.search(work) if pattern else None
     if m:
@@ -598,8 +707,8 @@ def _find_brand_model(post: _Post) -> tuple[str | None, str | None]:
 # ---------------------------------------------------------------------------------------------
 # City
 
-# Cities that are also common words ("Находка", "Ковров", "Октябрьский") are left out: they are
-# still found after an explicit marker ("г. Находка", "Город: Ковров").
+# Cities that are also common words or first names ("Находка", "Ковров", "Октябрьский", "Владимир",
+# "Артём") are left out: they are still found after an explicit marker ("г. Находка", "Город: Ковров").
 _CITIES = (
     "Москва", "Санкт-Петербург", "Новосибирск", "Екатеринбург", "Казань", "Нижний Новгород", "Челябинск",
     "Красноярск", "Самара", "Уфа", "Ростов-на-Дону", "Омск", "Краснодар", "Воронеж", "Пермь", "Волгоград",
@@ -620,6 +729,12 @@ _CITIES = (
     "Дербент", "Черкесск", "Первоуральск", "Обнинск", "Кызыл", "Новый Уренгой", "Невинномысск",
     "Димитровград", "Ессентуки", "Камышин", "Муром", "Ноябрьск", "Евпатория", "Анапа", "Геленджик",
     "Ейск", "Тобольск", "Ханты-Мансийск", "Елабуга", "Зеленодольск", "Туймазы", "Белорецк",
+    # the regional centres and cities over 100 000 missing above
+    "Орёл", "Грозный", "Элиста", "Магадан", "Биробиджан", "Анадырь", "Салехард", "Нарьян-Мар", "Горно-Алтайск",
+    "Магас", "Шахты", "Назрань", "Хасавюрт", "Каспийск", "Королёв", "Красногорск", "Домодедово", "Щёлково",
+    "Раменское", "Жуковский", "Пушкино", "Сергиев Посад", "Ногинск", "Долгопрудный", "Реутов", "Новомосковск",
+    "Ачинск", "Бердск", "Донецк", "Луганск", "Ялта", "Феодосия", "Новошахтинск", "Когалым", "Воткинск",
+    "Соликамск", "Сарапул", "Лениногорск",
 )
 _CITY_ABBREVIATIONS = {
     "Москва": r"мск|moscow",
@@ -630,6 +745,7 @@ _CITY_ABBREVIATIONS = {
     "Краснодар": r"крд",
     "Челябинск": r"челяб[аеуи]",
     "Ростов-на-Дону": r"ростов\w{0,3}",
+    "Орёл": r"орл[еау]",
 }
 
 
@@ -645,6 +761,12 @@ def _city_pattern(name: str) -> str:
         return low[:-1] + r"(?:ь|и|ю|я|е|ем)"
     if low.endswith(("ий", "ый")):
         return low[:-2] + r"(?:ий|ый|ом|ого)"
+    if low.endswith(("ое", "ее")):
+        return low[:-2] + r"(?:ое|ом|ого|ее|ем)"
+    if low.endswith("ы"):
+        return low[:-1] + r"(?:ы|ах|ам)"
+    if low.endswith("о"):
+        return low[:-1] + r"(?:о|е)"
     if low[-1] in "еиоуэ":
         return re.escape(low)
     return low + r"(?:а|е|у|ом)?"
@@ -809,17 +931,29 @@ _QUESTION_RE = re.compile(
 _SERVICE_RE = re.compile(
     r"выкуп|шиномонтаж|автосервис|техцентр|автоподбор|подбор\s+авто|эвакуатор|\bаренд|\bсдам\b|\bсдаю\b"
     r"|прокат|инструктор|автошкол|обучени\w*\s+вождени|розыгрыш|автокосметик|детейлинг|химчистк|полировк"
-    r"|правила\s+канала|под\s+заказ|привез[её]м|пригоним|реклама\s+[—-]|\bремонт\s+(?:акпп|двс|"
+    r"|правила\s+канала|реклама\s+[—-]|\bремонт\s+(?:акпп|двс|"
     r"двигател|ходов|кузов)|диагностик|\bсто\b"
 )
 # A dealer posting one specific car is still a sale ad; a dealer advert without a car is not, but it
 # fails for want of any car evidence, so these only tip the balance.
 _WEAK_SERVICE_RE = re.compile(r"доставк|рассрочк|кредит\s+от|trade-in|трейд-ин|скидк|\bакци|автосалон")
+# Import to order: a service advert, unless the post describes one specific car (then it is a sale).
+_IMPORT_RE = re.compile(r"под\s+заказ|привез[её]м|привозим|пригоним|пригоняем|доставк\w*\s+(?:авто|из)"
+                        r"|из\s+(?:кореи|китая|японии|европы|оаэ|германии|сша)")
+# The car is already sold: a notice, not an offer.
+_SOLD_RE = re.compile(
+    r"\bпродан[аоы]?\b|\bпродал[аи]?\b|уехал\w*\s+(?:к|в)\s|наш[её]л\w*\s+(?:\w+\s+)?(?:хозя|владел)"
+    r"|сделка\s+состоял|продажа\s+завершен|снят\w*\s+с\s+продаж|не\s*актуальн|уже\s+не\s+прода|передан\w*\s+(?:\w+\s+)?владел")
+# The owner asks what to ask for the car: a question, not an offer.
+_PRICE_QUESTION_RE = re.compile(
+    r"сколько\s+(?:\w+\s+){0,2}(?:стоит|просить|дадут|выручить|может\s+стоить|поставить)|\bоцените\b"
+    r"|какую\s+цену|за\s+сколько\s+(?:\w+\s+){0,2}продать|помогите\s+оценить|не\s+знаю,?\s+(?:какую|сколько)")
 _PARTS_RE = re.compile(r"запчаст|\bразбор\b|\bразборк|на\s+разбор|\bб/у\s+запчаст")
 _NEWS_RE = re.compile(
     r"сообща|по\s+данным|эксперт|утильсбор|запустил|стартов\w*\s+цен|продажи\s+начнутся|подорожа|подешевел"
     r"|выросл|снизил|\bобзор|сравнили|читайте|новост|минпромторг|госдум|законопроект|гибдд|дтп\s+на\b"
-    r"|столкнул|пострада|объезжайте|пробк[аи]\b|автостат|аналитик"
+    r"|столкнул|пострада|объезжайте|пробк[аи]\b|автостат|аналитик|новинк|официальн\w*\s+дилер"
+    r"|начал[аио]?\s+продаж|цен[аыу]?\s+от\s+\d|цены\s+стартуют|повысил\w*\s+цен|рейтинг"
 )
 
 
@@ -839,6 +973,9 @@ class _Signals:
     weak_service: bool
     parts: bool
     news: bool
+    import_order: bool
+    sold: bool
+    price_question: bool
 
 
 def _parts_sale(post: _Post) -> bool:
@@ -869,7 +1006,10 @@ def _signals(post: _Post, car: CarData) -> _Signals:
         service=bool(_SERVICE_RE.search(work)),
         weak_service=bool(_WEAK_SERVICE_RE.search(work)),
         parts=bool(_PARTS_RE.search(work)),
-        news=bool(_NEWS_RE.search(work)),
+        news=bool(_NEWS_RE.search(work)) and not (_AUCTION_RE.search(work) and car.year is not None),
+        import_order=bool(_IMPORT_RE.search(work)),
+        sold=bool(_SOLD_RE.search(work)),
+        price_question=bool(_PRICE_QUESTION_RE.search(work)),
     )
 
 
@@ -893,6 +1033,10 @@ def _score(s: _Signals) -> float:
         + (1.0 if s.weak_service else 0.0)
         + (4.0 if s.parts or s.parts_sale else 0.0)
         + (3.0 if s.news else 0.0)
+        # an import service advert names no specific car; one that does (year and price or mileage) sells it
+        + (3.0 if s.import_order and not (s.identity and s.year and (s.price or s.mileage)) else 0.0)
+        + (6.0 if s.sold else 0.0)
+        + (4.0 if s.price_question else 0.0)
     )
     return positive - negative - _DECISION_BIAS
 
@@ -912,7 +1056,8 @@ def _reason(s: _Signals, is_sale: bool) -> str:
     kinds = [name for flag, name in (
         (s.buyer, "запрос покупателя"), (s.question or s.question_mark, "вопрос или обсуждение"),
         (s.service or s.weak_service, "реклама услуг"), (s.parts or s.parts_sale, "продажа запчастей или шин"),
-        (s.news, "новость или обзор"),
+        (s.news, "новость или обзор"), (s.import_order, "реклама услуг (пригон под заказ)"),
+        (s.sold, "автомобиль уже продан"), (s.price_question, "вопрос о цене"),
     ) if flag]
     if kinds:
         return "Не объявление о продаже автомобиля: " + ", ".join(kinds) + "."
@@ -923,13 +1068,34 @@ def _reason(s: _Signals, is_sale: bool) -> str:
 # Public API
 
 
+_LISTING_PRICE_RE = re.compile(r"\d\s?(?:₽|руб|р\b|т\.\s?р|тр\b|млн|тыс\.?\s?(?:руб|₽))")
+
+
+def _first_listing(text: str) -> str | None:
+    """A dealer's list of several cars, one a line, each with its year and price: the first car's
+    line with the lines that are not listings (the header, the address), or None for one car."""
+    lines = text.splitlines()
+    listing = [i for i, line in enumerate(lines)
+               if _YEAR_RE.search(line) and _LISTING_PRICE_RE.search(_lower_same_length(line))]
+    if len(listing) < 2:
+        return None
+    return "\n".join(line for i, line in enumerate(lines) if i == listing[0] or i not in listing)
+
+
 def extract(text: str) -> CarData:
-    """Extract structured car data from a post; fields that are not stated are ``None``."""
+    """Extract structured car data from a post; fields that are not stated are ``None``.
+
+    A list of several cars (one a line) describes its first car."""
+    first = _first_listing(text)
+    if first is not None:
+        return extract(first)
     post = _prepare(text)
     amounts = _amounts(post)
     mileage = _find_mileage(post, amounts)
     market = _find_market_price(post, amounts)
     price = _find_price(post, amounts, exclude=(mileage[0] if mileage else None, market))
+    if mileage is None:
+        mileage, price = _bare_thousands(post, amounts, market, price)
     brand, model = _find_brand_model(post)
     equipment, condition = _phrases(post)
     return CarData(

@@ -1,7 +1,8 @@
 """Analytics sync: one row per UTC day in "Аналитика", updated in place (appended when missing).
 
 The hourly run refreshes today's row, so the sheet shows the day so far; a row left unchanged is
-not written. Revenue is always 0: this system takes no payments.
+not written. Revenue is always 0: this system takes no payments. The AI cost is the day's sum of
+``ai_usage.cost_usd`` (USD, four decimals).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cars_bot.db.models import ContactRequest, Post, Subscription, User, utcnow
+from cars_bot.db.models import AIUsage, ContactRequest, Post, Subscription, User, utcnow
 from cars_bot.sheets.cells import parse_count, parse_sheet_datetime, to_utc
 from cars_bot.sheets.workbook import (
     AN_ACTIVE_SUBS,
+    AN_AI_COST,
     AN_CONTACTS,
     AN_DATE,
     AN_NEW_USERS,
@@ -50,6 +52,7 @@ class DailyFigures:
     active_subscriptions: int
     contact_requests: int
     revenue: int
+    ai_cost_usd: float
 
     def cells(self) -> dict[str, CellValue]:
         """The figures keyed by their "Аналитика" headers."""
@@ -60,6 +63,7 @@ class DailyFigures:
             AN_ACTIVE_SUBS: self.active_subscriptions,
             AN_CONTACTS: self.contact_requests,
             AN_REVENUE: self.revenue,
+            AN_AI_COST: self.ai_cost_usd,
         }
 
 
@@ -93,7 +97,19 @@ def daily_analytics(session: Session, now: datetime | None = None) -> DailyFigur
         contact_requests=count(ContactRequest.id, ContactRequest.requested_at >= start,
                                ContactRequest.requested_at < end),
         revenue=0,
+        ai_cost_usd=round(float(session.scalar(select(func.coalesce(func.sum(AIUsage.cost_usd), 0.0)).where(
+            AIUsage.created_at >= start, AIUsage.created_at < end)) or 0.0), 4),
     )
+
+
+def _same(cell: str, value: CellValue) -> bool:
+    """Whether a cell already shows `value` (a count, or the AI cost in USD to four decimals)."""
+    if isinstance(value, float):
+        try:
+            return abs(float(cell.strip().replace(",", ".") or "nan") - value) < 0.00005
+        except ValueError:
+            return False
+    return parse_count(cell) == value
 
 
 def _row_date(row: Row) -> date | None:
@@ -119,7 +135,7 @@ def update_analytics(session: Session, workbook: Workbook, now: datetime | None 
         appended = workbook.append(ANALYTICS, [{AN_DATE: today.strftime(DATE_FORMAT), **cells}], unique_by=AN_DATE)
         action = AnalyticsAction.APPENDED if appended else AnalyticsAction.UNCHANGED
     else:
-        changed = {h: v for h, v in cells.items() if parse_count(row.cell(h)) != v}
+        changed = {h: v for h, v in cells.items() if not _same(row.cell(h), v)}
         if changed:
             workbook.update(ANALYTICS, row.number, changed)
             workbook.flush()

@@ -67,6 +67,7 @@ AN_NEW_USERS = "Новых подписчиков"
 AN_ACTIVE_SUBS = "Активных подписок"
 AN_CONTACTS = "Запросов контактов"
 AN_REVENUE = "Доход"
+AN_AI_COST = "Расходы на ИИ, $"
 
 # "Логи" ---------------------------------------------------------------------------------------------
 LOG_TIME = "Дата/время"
@@ -81,7 +82,8 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     FILTERS: (FLT_KEY, FLT_VALUE, FLT_NOTE),
     SUBSCRIBERS: (SUB_USER_ID, SUB_USERNAME, SUB_NAME, SUB_TYPE, SUB_ACTIVE, SUB_START, SUB_END,
                   SUB_REGISTERED, SUB_CONTACTS, SUB_SYNCED),
-    ANALYTICS: (AN_DATE, AN_PROCESSED, AN_PUBLISHED, AN_NEW_USERS, AN_ACTIVE_SUBS, AN_CONTACTS, AN_REVENUE),
+    ANALYTICS: (AN_DATE, AN_PROCESSED, AN_PUBLISHED, AN_NEW_USERS, AN_ACTIVE_SUBS, AN_CONTACTS, AN_REVENUE,
+                AN_AI_COST),
     LOGS: (LOG_TIME, LOG_TYPE, LOG_TEXT, LOG_COMPONENT),
 }
 

@@ -1,6 +1,11 @@
 """AI tasks (queue `ai_processing`): the whole pipeline for a stored post, and its three single steps.
 
 Thin wrappers: the work is in :mod:`cars_bot.ai.pipeline` and the backends of :mod:`cars_bot.ai`.
+
+Time limits: one OpenAI analysis takes at most ``worst_case_seconds`` (every attempt timing out, the
+longest waits between them: 150 s with OPENAI_TIMEOUT=30 and 3 attempts), so every task that analyses
+has a soft limit of at least :data:`ANALYSE_SOFT_LIMIT`; ``tests/cars_bot/test_pipeline_openai.py``
+checks that the defaults fit.
 """
 
 from __future__ import annotations
@@ -12,12 +17,21 @@ from cars_bot.celery_app import app
 from cars_bot.task_names import PUBLISH_POST
 from cars_bot.tasks.base import CarsTask, task_result
 
+#: Seconds: above the worst case of one OpenAI analysis with the default settings (150 s).
+ANALYSE_SOFT_LIMIT = 180
+
 
 def _backend() -> Any:
     from cars_bot.ai.pipeline import backend_for
     from cars_bot.config import get_settings
 
     return backend_for(get_settings())
+
+
+def _may_defer(task: CarsTask) -> bool:
+    """Retries are left: a transient OpenAI failure is retried by Celery; the last try falls back to
+    the rules (see cars_bot.ai.pipeline)."""
+    return task.request.retries < task.max_retries
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.process_post_task",
@@ -32,36 +46,37 @@ def process_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
         post_id, task_id=self.request.id or f"direct-{post_id}", sessions=session_factory(),
         backend=_backend(), filters=Filters.from_settings(get_settings()),
         enqueue_publish=lambda pid: self.app.send_task(PUBLISH_POST, args=[pid]),
+        may_defer=_may_defer(self),
     ))
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.classify_post_task",
-          soft_time_limit=60, time_limit=90)
+          soft_time_limit=ANALYSE_SOFT_LIMIT, time_limit=ANALYSE_SOFT_LIMIT + 30)
 def classify_post_task(self: CarsTask, text: str) -> dict[str, Any]:
     """Is this text a car-sale ad? {is_sale, confidence, reason}."""
-    analysis, _usage = _backend().analyse(text)
+    analysis, _usage = _backend().analyse(text, may_defer=_may_defer(self))
     return analysis.classification.model_dump()
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.extract_data_task",
-          soft_time_limit=120, time_limit=150)
+          soft_time_limit=ANALYSE_SOFT_LIMIT, time_limit=ANALYSE_SOFT_LIMIT + 30)
 def extract_data_task(self: CarsTask, text: str) -> dict[str, Any]:
     """The car's structured data from an ad's text (fields without a value are left out)."""
     from cars_bot.ai import rules
 
-    analysis, _usage = _backend().analyse(text)
+    analysis, _usage = _backend().analyse(text, may_defer=_may_defer(self))
     car = analysis.car if analysis.car is not None else rules.extract(text)
     return car.model_dump(exclude_none=True)
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.generate_description_task",
-          soft_time_limit=180, time_limit=210)
+          soft_time_limit=ANALYSE_SOFT_LIMIT, time_limit=ANALYSE_SOFT_LIMIT + 30)
 def generate_description_task(self: CarsTask, original_text: str, car_data_json: str | None = None) -> dict[str, Any]:
     """A short factual summary of the equipment and condition (invents nothing)."""
     from cars_bot.ai import rules
     from cars_bot.ai.schemas import CarData
 
-    analysis, _usage = _backend().analyse(original_text)
+    analysis, _usage = _backend().analyse(original_text, may_defer=_may_defer(self))
     if analysis.summary:
         return {"summary": analysis.summary, "backend": analysis.backend}
     car = CarData.model_validate(json.loads(car_data_json)) if car_data_json else rules.extract(original_text)

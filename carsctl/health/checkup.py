@@ -83,6 +83,7 @@ def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> DoctorR
     findings += check_private_files(settings)
     findings += check_integrations(settings)
     findings += check_monitor(settings)
+    findings += check_openai(settings)
     counts = FindingCounts(**{level.value: sum(1 for f in findings if f.level == level) for level in Level})
     return DoctorReport(findings=findings, counts=counts, healthy=counts.problem == 0)
 
@@ -368,3 +369,26 @@ def check_monitor(settings: Settings) -> list[Finding]:
         return [Finding("monitor", Level.WARNING, "not configured: posts come only through `carsctl post add|import`",
                         problem.removeprefix("not configured: "))]
     return [Finding("monitor", Level.PROBLEM, problem, "create a second session for the monitor's account")]
+def check_openai(settings: Settings) -> list[Finding]:
+    """With OpenAI configured: its recorded fallbacks (quota exhausted, model rejected, how many posts
+    the rules analysed instead in the last hour)."""
+    if not settings.openai_api_key:
+        return []
+    from cars_bot.ai.failures import FallbackReason
+    from cars_bot.ai.fallbacks import openai_health
+    from cars_bot.db.session import session_factory
+
+    try:
+        with session_factory(settings.database_url)() as session:
+            health = openai_health(session)
+    except Exception as error:  # noqa: BLE001 - check_database reports an unusable database
+        return [Finding("openai fallbacks", Level.WARNING, f"not checked: {type(error).__name__}")]
+    fixes = {FallbackReason.QUOTA_EXHAUSTED: "add credit to the OpenAI account (or raise its limit)",
+             FallbackReason.MODEL_REJECTED: f"set OPENAI_MODEL to a model this key can use (now "
+                                            f"{settings.openai_model!r})"}
+    lines = health.lines()
+    if not lines:
+        return [Finding("openai fallbacks", Level.OK, "no fallback to the rules since OpenAI last answered")]
+    level = Level.PROBLEM if health.failing_reason is not None else Level.WARNING
+    fix = fixes.get(health.failing_reason) if health.failing_reason else None
+    return [Finding("openai fallbacks", level, "; ".join(lines), fix)]

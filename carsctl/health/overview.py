@@ -139,6 +139,8 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
     database = database_status(settings)
     if not database.reachable:
         problems.append(f"database: {database.error}")
+    elif settings.openai_api_key:
+        problems += openai_problems(settings)
     if broker.reachable:
         nodes = worker_rows(app, settings, timeout)
         queues = _queues(app)
@@ -154,6 +156,18 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
         monitor=monitor, problems=problems,
         exit_code=EXIT_UNAVAILABLE if unavailable else EXIT_FAILED if problems else EXIT_OK,
         elapsed_ms=round((time.monotonic() - began) * 1000, 1))
+
+
+def openai_problems(settings: Settings) -> list[str]:
+    """"OpenAI: quota exhausted since ..." and "N posts analysed by the fallback in the last hour"."""
+    from cars_bot.ai.fallbacks import openai_health
+    from cars_bot.db.session import session_factory
+
+    try:
+        with session_factory(settings.database_url)() as session:
+            return openai_health(session).lines()
+    except Exception as error:  # noqa: BLE001 - the database line already reports an unusable database
+        return [f"OpenAI fallbacks: not checked ({type(error).__name__})"]
 
 
 def database_status(settings: Settings) -> DatabaseHealth:

@@ -62,6 +62,7 @@ def chat_completion(
     finish_reason: str = "stop",
     prompt_tokens: int = 420,
     completion_tokens: int = 180,
+    cached_tokens: int | None = None,
 ) -> dict[str, Any]:
     """A chat-completions response body; a dict ``content`` is sent as its JSON text."""
     text = json.dumps(content, ensure_ascii=False) if isinstance(content, dict) else content
@@ -80,15 +81,16 @@ def chat_completion(
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            **({} if cached_tokens is None else {"prompt_tokens_details": {"cached_tokens": cached_tokens}}),
         },
     }
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
-    """An OpenAI-style error body."""
+def error_body(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """An OpenAI-style error body (`code` and `param` as OpenAI sends them, e.g. insufficient_quota)."""
     kinds = {429: "rate_limit_exceeded", 400: "invalid_request_error", 401: "invalid_api_key"}
     kind = kinds.get(status, "server_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+    return {"error": {"message": message, "type": code or kind, "param": param, "code": code or kind}}
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -150,9 +152,10 @@ class FakeOpenAI:
         self.queue(FakeResponse(200, chat_completion(content, **kwargs), dict(headers or {}), delay))
 
     def queue_error(self, status: int, message: str = "fake error", *, headers: dict[str, str] | None = None,
-                    delay: float = 0.0) -> None:
+                    delay: float = 0.0, code: str | None = None, param: str | None = None) -> None:
         """Queue an OpenAI-style error answer."""
-        self.queue(FakeResponse(status, error_body(status, message), dict(headers or {}), delay))
+        self.queue(FakeResponse(status, error_body(status, message, code=code, param=param), dict(headers or {}),
+                                delay))
 
     def pending(self) -> int:
         """How many queued answers no request has taken yet."""

@@ -20,6 +20,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 CORPUS = HERE / "corpus.jsonl"
 HOLDOUT = HERE / "holdout.jsonl"
+STYLES = HERE / "corpus_styles.jsonl"  # hand-written, in many channel styles (tuned on)
+SYNTHETIC = HERE / "synthetic.jsonl"  # generated from the catalogue (bench/make_synthetic_corpus.py)
+UNSEEN = HERE / "unseen.jsonl"  # written before the tuning and never read while tuning: only scored
+UNSEEN_SECOND = HERE / "unseen_second.jsonl"  # written after the tuning ended: only scored
 
 
 def load_bench() -> ModuleType:
@@ -194,7 +198,13 @@ def test_autoteka(text: str, status: str) -> None:
     ("ВАЗ 2114 2010 г", "Lada", "2114"),
     ("Škoda Rapid 2019", "Skoda", "Rapid"),
     ("Пассат Б8 2016", "Volkswagen", "Passat"),
-    ("Нива Легенд 2021", "Lada", "Niva"),
+    ("Нива Легенд 2021", "Lada", "Niva Legend"),
+    ("Лада Нива Тревел 2022", "Lada", "Niva Travel"),
+    ("Продам Ниву 2015", "Lada", "Niva"),
+    ("Hyundai Solaris 2018", "Hyundai", "Solaris"),
+    ("Solaris KRS 2024", "Solaris", "KRS"),
+    ("Газель Некст 2019", "GAZ", "Gazelle Next"),
+    ("ГАЗ 3110 2003", "GAZ", "3110"),
     ("Шевроле Нива 2015", "Chevrolet", "Niva"),
     ("Lexus RX350 2016", "Lexus", "RX"),
 ])
@@ -316,7 +326,7 @@ def test_summary_leaves_out_what_the_template_shows(forbidden: str) -> None:
 
 def test_summary_invents_nothing() -> None:
     """Every word of every summary, apart from the two labels, is a word of its post."""
-    for row in _rows(CORPUS):
+    for row in _rows(CORPUS) + _rows(STYLES):
         text = row["text"]
         summary = summarize(text)
         if summary == FALLBACK_SUMMARY:
@@ -335,6 +345,93 @@ def test_summary_fallback_when_nothing_is_stated() -> None:
 def test_summary_is_capped_at_100_words() -> None:
     text = "Продам Камри 2015. " + ", ".join(f"подогрев зоны {n}" for n in range(80)) + ". Цена 1.2 млн"
     assert len(summarize(text).split()) <= rules.SUMMARY_MAX_WORDS
+
+
+# ------------------------------------------------------------------------------------------------
+# Kinds that generalise: numbers, gearboxes, fuels, what is and is not a sale
+
+
+@pytest.mark.parametrize(("text", "price", "mileage"), [
+    ("Соренто 2012, пробег 165 т.км, цена 1 250 т.р.", 1_250_000, 165_000),  # both in thousands
+    ("Форестер 2014, 2.5 вариатор, 160к, 1.55 млн", 1_550_000, 160_000),  # bare thousands before the price
+    ("Альбеа 2011 1.4 мкпп 120т 260т Астрахань", 260_000, 120_000),
+    ("Солярис 2015, 1.4 МКПП, 160 тыс. пробег, цена 690 т.р.", 690_000, 160_000),  # the word after the number
+    ("Мокка 2013, пробег: 120, цена: 890, торг", 890_000, 120_000),  # a bare price after "цена"
+    ("Аккорд 2011, цена 1 100 000 р, торг до 1 050 000, пробег 170 000", 1_100_000, 170_000),  # a floor
+    ("Corolla 2016, 104 000 км\n~~1 490 000~~ → 1 390 000 ₽", 1_390_000, 104_000),  # crossed out
+    ("Duster 2018, 76 т.км. Было 1 600 000 — стало 1 520 000 ₽", 1_520_000, 76_000),
+    ("Tucson 2021, 29 т.км. Платёж 39 000 в месяц! Полная цена 2 990 000 ₽", 2_990_000, 29_000),  # credit
+    ("Q5 2013, пробег 180 т.км. Вложил 250 т.р. за год. Прошу 1 750 т.р.", 1_750_000, 180_000),  # invested
+])
+def test_price_and_mileage_kinds(text: str, price: int, mileage: int) -> None:
+    car = extract(text)
+    assert (car.price, car.mileage) == (price, mileage)
+
+
+@pytest.mark.parametrize(("text", "year"), [
+    ("Продам Поло седан 14 года, 1.6 автомат", 2014), ("Гранту 15 г.в., 1.6 мех.", 2015),
+    ("Пассат Б7 12 год 1.8 TSI", 2012), ("Рено Дастер 15г 2.0", 2015), ("Королла 99 г.в.", 1999),
+    ("Qashqai J11. Вариатор, 2.0, 4WD. Пробег 88 000. Цена 1 780 000. Год выпуска 2016.", 2016),  # far
+    ("Весту купил в 19 году, владею 3 года", None), ("Датсун Он-До 2023, 1.4", 2023),
+])
+def test_short_and_far_years(text: str, year: int | None) -> None:
+    assert extract(text).year == year
+
+
+@pytest.mark.parametrize(("text", "transmission"), [
+    ("2.2 CRDi, 8АКПП, 4WD", "automatic"), ("2.5 AT8, пробег", "automatic"), ("АКПП 6, полный привод", "automatic"),
+    ("4x4 AT, пробег", "automatic"), ("3.5 V6, АКПП Aisin 6ст", "automatic"), ("Geartronic", "automatic"),
+    ("8-ст автомат ZF", "automatic"), ("1.5T / 7DCT", "robot"), ("1.8 TSI DSG7", "robot"), ("1.6 АМТ", "robot"),
+    ("PDK", "robot"), ("МТ5, пробег", "manual"), ("4 ступки", "manual"), ("вариатор IVT", "variator"),
+    ("X-Tronic CVT", "variator"), ("Lineartronic", "variator"), ("мультитроник", "variator"),
+])
+def test_gearboxes_by_count_maker_and_abbreviation(text: str, transmission: str) -> None:
+    assert extract(text).transmission == transmission
+
+
+@pytest.mark.parametrize(("text", "volume"), [
+    ("Kawasaki Ninja 400 2019, 400 кубов, пробег 9 тыс.", "0.4"), ("Suzuki V-Strom, 1000 см3", "1.0"),
+    ("Sportster 1200 2012, 1200 cc", "1.2"),
+])
+def test_motorcycle_displacement(text: str, volume: str) -> None:
+    assert extract(text).engine_volume == volume
+
+
+@pytest.mark.parametrize("text", [
+    "Kia Rio 2019, 1.6 AT, 68 тыс. км, цена 1 320 000 ₽", "Chery Tiggo 4 Pro 2023, 1.5 CVT, 14 000 км",
+    "Mazda CX-5 2019, 2.5 АКПП, пробег 74 тыс. км", "Geely Monjaro 2023 2.0 турбо, 8АКПП",
+])
+def test_no_fuel_is_guessed(text: str) -> None:
+    assert extract(text).fuel is None
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("ПРОДАН ✅ Kia Sportage 2018 уехал в Тюмень. Спасибо покупателю!", "уже продан"),
+    ("Машина продана, всем спасибо. Звонки больше не принимаю.", "уже продан"),
+    ("Подскажите, сколько можно выручить за Лансер 10 2008 года, 1.5 механика, пробег 200 т.км?", "вопрос о цене"),
+    ("Оцените авто: Skoda Octavia 2015, 1.6 MPI, механика, пробег 140 000.", "вопрос о цене"),
+    ("Новинка! Changan UNI-S уже в продаже у официальных дилеров. Цена от 2 899 900 ₽.", "новость"),
+    ("Пригоним автомобиль из Кореи под ключ: Kia, Hyundai, Genesis. Сроки 30–45 дней.", "пригон"),
+])
+def test_not_sales_although_a_car_is_described(text: str, kind: str) -> None:
+    verdict = classify(text)
+    assert verdict.is_sale is False and kind in verdict.reason
+
+
+@pytest.mark.parametrize("text", [
+    "Под заказ из Кореи 🇰🇷 Kia Carnival 2021, 2.2 дизель, 8АКПП, пробег 39 000 км. Цена под ключ 4 350 000 ₽",
+    "Из Японии под заказ: Honda Stepwgn 2018, 1.5 турбо, вариатор, 61 тыс. км. Под ключ 2 350 000 руб.",
+    "Toyota Wish 2010, 1.8 AT, 150 000 км, 790 000 ₽, Чита",  # almost no sale vocabulary
+])
+def test_one_specific_car_is_a_sale(text: str) -> None:
+    assert classify(text).is_sale is True
+
+
+def test_a_multi_car_list_describes_its_first_car() -> None:
+    car = extract("В наличии:\n1) Hyundai Solaris 2018 1.6 MT 90 т.км — 1 050 т.р.\n"
+                  "2) VW Polo 2017 1.6 AT 110 т.км — 1 020 т.р.\nКемерово")
+    assert (car.brand, car.model, car.year, car.price, car.mileage, car.transmission, car.city) == (
+        "Hyundai", "Solaris", 2018, 1_050_000, 90_000, "manual", "Кемерово")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -358,13 +455,34 @@ def test_corpus_shape() -> None:
     assert len({r["expected"]["brand"] for r in sales}) >= 20
 
 
-@pytest.mark.parametrize("path", [CORPUS, HOLDOUT], ids=["corpus", "holdout"])
+@pytest.mark.parametrize("path", [CORPUS, HOLDOUT, STYLES, SYNTHETIC], ids=["corpus", "holdout", "styles",
+                                                                     "synthetic"])
 def test_accuracy_thresholds(path: Path) -> None:
     report = load_bench().evaluate(path)
-    assert report.classification_accuracy >= 0.95, report.errors
+    assert report.classification_accuracy >= 0.97, report.errors
     for name, score in report.fields.items():
-        assert score.accuracy >= 0.90, (name, [e for e in report.errors if f" {name}:" in e])
+        assert score.accuracy >= 0.95, (name, [e for e in report.errors if f" {name}:" in e])
         assert score.stated_accuracy >= 0.90, (name, [e for e in report.errors if f" {name}:" in e])
+
+
+@pytest.mark.parametrize("path", [UNSEEN, UNSEEN_SECOND], ids=["unseen", "unseen-second"])
+def test_unseen_sets_hold_the_target(path: Path) -> None:
+    """The sets nobody tunes on: their figures only (no misses are printed, so reading a failure here
+    does not turn them into tuning sets). Target: classification >= 97%, every field >= 95% (when
+    written: 98.0% and at least 96.3% per field; the second set 100% and at least 96.7%)."""
+    report = load_bench().evaluate(path)
+    figures = {name: round(score.accuracy, 3) for name, score in report.fields.items()}
+    assert report.classification_accuracy >= 0.97, round(report.classification_accuracy, 3)
+    assert min(figures.values()) >= 0.95, figures
+
+
+def test_the_corpus_is_four_times_what_it_was() -> None:
+    """114 labelled posts before (corpus and holdout); now at least four times as many written by hand,
+    in more styles, and the generated ones on top."""
+    by_hand = [row for path in (CORPUS, HOLDOUT, STYLES, UNSEEN, UNSEEN_SECOND) for row in _rows(path)]
+    rows = by_hand + _rows(SYNTHETIC)
+    assert len(by_hand) >= 4 * 114
+    assert len({row["text"] for row in rows}) == len(rows)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "🔥🔥🔥", "9" * 5000, "1" * 13 + " руб", "млн млн 5 млн", "г. ", "Город:"])

@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from cars_bot.db.models import Channel, ContactRequest, Post, PostStatus, Subscription, SubscriptionType, User
+from cars_bot.db.models import AIUsage, Channel, ContactRequest, Post, PostStatus, Subscription, SubscriptionType, User
 from cars_bot.sheets.analytics import AnalyticsAction, AnalyticsUpdate, update_analytics
 from cars_bot.sheets.local import LocalWorkbook
 from cars_bot.sheets.workbook import (
     AN_ACTIVE_SUBS,
+    AN_AI_COST,
     AN_CONTACTS,
     AN_DATE,
     AN_NEW_USERS,
@@ -47,6 +48,9 @@ def seed(session: Session) -> None:
                      starts_at=NOW - timedelta(days=40), ends_at=NOW - timedelta(days=10)),
         ContactRequest(user_id=today_user.id, post_id=posts[0].id, requested_at=NOW - timedelta(minutes=5)),
         ContactRequest(user_id=old_user.id, post_id=posts[0].id, requested_at=YESTERDAY),
+        AIUsage(backend="openai", model="gpt-4o-mini", cost_usd=0.0125, created_at=NOW - timedelta(hours=2)),
+        AIUsage(backend="openai", model="gpt-4o-mini", cost_usd=0.0025, created_at=NOW - timedelta(hours=1)),
+        AIUsage(backend="openai", model="gpt-4o-mini", cost_usd=1.0, created_at=YESTERDAY),
     ])
     session.commit()
 
@@ -56,8 +60,9 @@ def test_one_row_per_day(session: Session, workbook: LocalWorkbook) -> None:
     result = update_analytics(session, workbook, now=NOW)
     assert result == AnalyticsUpdate(date="2025-03-04", action=AnalyticsAction.APPENDED, posts_processed=2,
                                      posts_published=1, new_users=1, active_subscriptions=1, contact_requests=1,
-                                     revenue=0)
+                                     revenue=0, ai_cost_usd=0.015)
     [row] = workbook.read(ANALYTICS)
+    assert float(row[AN_AI_COST]) == 0.015  # the day's AI cost (yesterday's request is not counted)
     assert (row[AN_DATE], row[AN_PROCESSED], row[AN_PUBLISHED], row[AN_NEW_USERS], row[AN_ACTIVE_SUBS],
             row[AN_CONTACTS], row[AN_REVENUE]) == ("2025-03-04", "2", "1", "1", "1", "1", "0")
 
