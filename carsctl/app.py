@@ -134,6 +134,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "beat": ("carsctl.commands.beat", "app"),
     "broker": ("carsctl.commands.broker", "app"),
     "inspect": ("carsctl.commands.inspect", "app"),
+    "control": ("carsctl.commands.control", "app"),
     "queues": ("carsctl.commands.queues", "queues"),
     "purge": ("carsctl.commands.queues", "purge"),
     "task": ("carsctl.commands.task", "app"),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from carsctl.cluster.queue_ops import QueueRow, QueueTotals
     from carsctl.cluster.remote_control import NodeReplyRow, TaskRow, WorkerReply, WorkerStats
+    from carsctl.cluster.runtime_control import ControlReport, Effect
     from carsctl.health.checkup import DoctorReport
     from carsctl.health.overview import StatusReport
 
@@ -177,6 +178,30 @@ _NODE_VIEWS: dict[str, tuple[tuple[str, ...], str, Any]] = {
                 lambda r: (len(r.items), "\n".join(r.items))),
     "ping": (("Worker", "Reply"), "Ping", _ping_cell),
 }
+
+
+def control_table(report: ControlReport) -> Any:
+    """`carsctl control`: one row per addressed node, its outcome and what it now runs with."""
+    title = f"{report.action} {report.request}"
+    return table(title, ("Worker", "Result", "Now"), (
+        (n.worker, n.outcome if n.outcome != "refused" else f"refused: {n.reply}", effect_text(n.effect))
+        for n in report.nodes))
+
+
+def effect_text(effect: Effect | None) -> str:
+    """A node's state after a control command, as one short line."""
+    from carsctl.cluster.runtime_control import AutoscaleRange, ConsumedQueues, PoolSize, TaskLimits
+
+    if isinstance(effect, TaskLimits):
+        return (f"rate {effect.rate_limit or 'none'}, soft {limit(effect.soft_time_limit_s)}, "
+                f"hard {limit(effect.time_limit_s)}")
+    if isinstance(effect, PoolSize):
+        return f"{effect.before} -> {effect.now} processes"
+    if isinstance(effect, AutoscaleRange):
+        return f"max {effect.max}, min {effect.min}, {effect.processes} processes now"
+    if isinstance(effect, ConsumedQueues):
+        return ", ".join(effect.queues) or "no queue"
+    return ""
 
 
 def priorities(by_priority: dict[str, int]) -> str:

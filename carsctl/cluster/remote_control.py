@@ -246,19 +246,28 @@ def inspect(app: Celery, what: str, *, destination: list[str] | None = None, tim
     return broadcast(app, command, arguments, destination=nodes, timeout=timeout, settings=settings)
 
 
-def require_replies(outcome: Broadcast) -> None:
-    """Raise DependencyUnavailable (exit 69) when no worker answered."""
+def require_replies(outcome: Broadcast, *, app: Celery | None = None, settings: Settings | None = None) -> None:
+    """Raise DependencyUnavailable (exit 69) when no worker answered.
+
+    When the addressed nodes were silent and `app` is given, the nodes that do answer are named (one
+    more early-returning ping), so a mistyped `-d` is told what to type instead.
+    """
     if outcome.replies:
         return
+    hint = "start one with `carsctl worker start`"
     if outcome.listeners == 0:
         message = "no worker is running (none listens for remote control)"
     elif outcome.destination:
         message = f"{', '.join(outcome.destination)} did not reply within {outcome.timeout:g}s"
+        if app is not None:
+            others = sorted(broadcast(app, "ping", {}, timeout=outcome.timeout, settings=settings).replies)
+            hint = (f"nodes that answer: {', '.join(others)}" if others
+                    else "no other node answers either; start one with `carsctl worker start`")
     else:
         message = f"no worker replied within {outcome.timeout:g}s"
     if outcome.not_running:
         message += f"; not running: {', '.join(outcome.not_running)}"
-    raise DependencyUnavailable(message, hint="start one with `carsctl worker start`")
+    raise DependencyUnavailable(message, hint=hint)
 
 
 # --- turning replies into rows ---------------------------------------------------------------------
