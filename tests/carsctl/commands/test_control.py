@@ -61,7 +61,8 @@ def test_limits_pool_and_consumers_change_and_the_nodes_report_it(lifecycle) -> 
     node = _start(lifecycle, _name("ctl"), "--pool", "prefork", "-c", "1")
 
     rate = _json(lifecycle.invoke("control", "rate-limit", "process-post", "10/m", "--json"))
-    assert [(n["worker"], n["outcome"], n["effect"]["rate_limit"]) for n in rate["nodes"]] == [(node, "changed", "10/m")]
+    rows = [(n["worker"], n["outcome"], n["effect"]["rate_limit"]) for n in rate["nodes"]]
+    assert rows == [(node, "changed", "10/m")]
     limits = _json(lifecycle.invoke("control", "time-limit", "process-post", "60", "90", "-d", node, "--json"))
     effect = limits["nodes"][0]["effect"]
     assert (effect["soft_time_limit_s"], effect["time_limit_s"], effect["rate_limit"]) == (60.0, 90.0, "10/m")
