@@ -135,6 +135,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("carsctl.commands.broker", "app"),
     "inspect": ("carsctl.commands.inspect", "app"),
     "control": ("carsctl.commands.control", "app"),
+    "events": ("carsctl.commands.events", "events"),
     "queues": ("carsctl.commands.queues", "queues"),
     "purge": ("carsctl.commands.queues", "purge"),
     "task": ("carsctl.commands.task", "app"),

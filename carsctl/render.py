@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from carsctl.cluster.event_stream import LiveSnapshot, RateRow
     from carsctl.cluster.queue_ops import QueueRow, QueueTotals
     from carsctl.cluster.remote_control import NodeReplyRow, TaskRow, WorkerReply, WorkerStats
     from carsctl.cluster.runtime_control import ControlReport, Effect
@@ -24,6 +25,11 @@ def dump_json(data: Any) -> str:
     """The one JSON serialiser of `--json`: typed results (dataclasses) as objects with their field
     names as keys, StrEnum outcomes as their values, datetimes in ISO 8601, paths and the rest as text."""
     return json.dumps(data, ensure_ascii=False, indent=2, default=_json_default)
+
+
+def dump_json_line(data: Any) -> str:
+    """One compact JSON object on one line (NDJSON streams such as `carsctl events --json`)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -202,6 +208,41 @@ def effect_text(effect: Effect | None) -> str:
     if isinstance(effect, ConsumedQueues):
         return ", ".join(effect.queues) or "no queue"
     return ""
+
+
+def live_screen(snapshot: LiveSnapshot) -> Any:
+    """`carsctl events`: rates per task and per node over the window, queue depths, the last failures."""
+    from rich.console import Group
+
+    from cars_bot.task_names import task_alias
+
+    window = limit(snapshot.window_s)
+    heading = (f"last {window}: {plural(len(snapshot.nodes_online), 'node')} heard from "
+               f"({', '.join(snapshot.nodes_online) or 'none yet'}), {snapshot.events} task events since start")
+    parts: list[Any] = [safe(heading)]
+    columns = ("Sent", "Recv", "Start", "OK", "Fail", "Retry", "p50", "p95")
+    for title, rows, name in (("Tasks", snapshot.tasks, lambda r: task_alias(r.key) if "." in r.key else r.key),
+                              ("Nodes", snapshot.nodes, lambda r: r.key)):
+        parts.append(table(f"{title} (last {window})", (title[:-1], *columns), (
+            (name(r), *_rate_cells(r)) for r in rows)) if rows else safe(f"{title}: no task events yet"))
+    if snapshot.queues:
+        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked"), (
+            (q.queue, q.ready, priorities(q.by_priority), q.unacked) for q in snapshot.queues)))
+    if snapshot.failures:
+        parts.append(table("Last failures", ("When", "Node", "Task", "Error"), (
+            (_clock(f.at), f.node, task_alias(f.task) if f.task else "", f"{f.type}: {f.error}")
+            for f in snapshot.failures)))
+    return Group(*parts)
+
+
+def _clock(at: str | None) -> str:
+    """An ISO moment as local HH:MM:SS (the live screen's failures are all recent)."""
+    return f"{datetime.fromisoformat(at).astimezone():%H:%M:%S}" if at else ""
+
+
+def _rate_cells(r: RateRow) -> tuple[Any, ...]:
+    return (r.sent, r.received, r.started, r.succeeded, r.failed, r.retried, duration(r.runtime_p50_s),
+            duration(r.runtime_p95_s))
 
 
 def priorities(by_priority: dict[str, int]) -> str:

@@ -9,7 +9,7 @@
 _carsctl_cmd() {
     _cc_subs=() _cc_opts=()
     case $1 in
-        '') _cc_subs=(demo up down status worker beat broker inspect control queues purge task schedule logs post doctor flower systemd config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
+        '') _cc_subs=(demo up down status worker beat broker inspect control events queues purge task schedule logs post doctor flower systemd config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
         demo) _cc_opts=(--file --timeout --json -h --help) ;;
         up) _cc_opts=(-n --node -P --pool -c --concurrency -l --loglevel --no-beat --timeout --json -h --help) ;;
         down) _cc_opts=(--timeout --cold-timeout --force --keep-broker --json -h --help) ;;
@@ -45,6 +45,7 @@ _carsctl_cmd() {
         'control add-consumer') _cc_opts=(-d --destination --timeout --json -h --help) ;;
         'control cancel-consumer') _cc_opts=(-d --destination --timeout --json -h --help) ;;
         'control shutdown') _cc_opts=(-y --yes --timeout --json -h --help) ;;
+        events) _cc_opts=(--json --duration --count --window -h --help) ;;
         queues) _cc_opts=(-Q --queue --timeout --json -h --help) ;;
         purge) _cc_opts=(-Q --queue -y --yes --include-unacked --json -h --help) ;;
         task) _cc_subs=(list run result revoke failed retry) _cc_opts=(-h --help) ;;
@@ -138,6 +139,9 @@ _carsctl_optval() {
         'control cancel-consumer|-d'|'control cancel-consumer|--destination') _cc_val=(n); _cc_nargs=1 ;;
         'control cancel-consumer|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'control shutdown|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'events|--duration') _cc_val=(-); _cc_nargs=1 ;;
+        'events|--count') _cc_val=(-); _cc_nargs=1 ;;
+        'events|--window') _cc_val=(-); _cc_nargs=1 ;;
         'queues|-Q'|'queues|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
         'queues|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'purge|-Q'|'purge|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;

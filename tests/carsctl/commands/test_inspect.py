@@ -14,6 +14,9 @@ OPS_COMMANDS = [
     *(("inspect", what) for what in ("active", "reserved", "scheduled", "stats", "registered", "revoked",
                                       "queues", "ping")),
     *(("task", what) for what in ("list", "run", "result", "revoke", "failed", "retry")),
+    *(("control", what) for what in ("rate-limit", "time-limit", "pool", "autoscale", "add-consumer",
+                                     "cancel-consumer", "shutdown")),
+    ("events",),
 ]
 
 
