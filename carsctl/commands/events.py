@@ -44,8 +44,10 @@ def events(ctx: typer.Context, json: JsonOpt = False, duration: DurationOpt = No
         from rich.live import Live
 
         queues = stream.QueueDepths(cli.celery_app)
-        with Live(live_screen(stats.snapshot()), console=cli.out, refresh_per_second=4, auto_refresh=False) as live:
-            summary = stream.watch(cli.celery_app, lambda raw: stats.add(stats.event(raw)),
-                                   lambda: live.update(live_screen(stats.snapshot(queues())), refresh=True),
+        with Live(live_screen(stats.snapshot()), console=cli.out, auto_refresh=False) as live:
+            def redraw() -> None:
+                live.update(live_screen(stats.snapshot(queues())), refresh=True)
+            summary = stream.watch(cli.celery_app, lambda raw: stats.add(stats.event(raw)), redraw,
                                    duration=duration, count=count, counts=countable)
+            redraw()  # the events that arrived after the last redraw
     cli.info(safe(f"{summary.events} events in {summary.elapsed_s:g}s (stopped: {summary.stopped_because})"))
