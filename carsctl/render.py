@@ -288,8 +288,11 @@ def status_screen(report: StatusReport) -> Any:
         for n in report.nodes)) if report.nodes else "Workers: none running (start one with `carsctl worker start`)"
     parts = [services, nodes]
     if report.queues:
-        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked"), (
-            (q.queue, q.ready, priorities(q.by_priority), q.unacked) for q in report.queues)))
+        starved = {q.queue for q in report.unconsumed}
+        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked", "Consumers"), (
+            (q.queue, q.ready, priorities(q.by_priority), q.unacked,
+             "NONE" if q.queue in starved else len(report.queue_consumers.get(q.queue, [])))
+            for q in report.queues)))
     return Group(*parts)
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from cars_bot.beat import Heartbeat
     from cars_bot.config import Settings
-    from carsctl.cluster.queue_ops import QueueRow
+    from carsctl.cluster.queue_ops import QueueRow, UnconsumedQueue
     from carsctl.health.connectivity import BrokerInfo
     from carsctl.process.nodes import NodeState
 
@@ -120,6 +120,8 @@ class StatusReport:
     problems: list[str]
     exit_code: int
     elapsed_ms: float
+    queue_consumers: dict[str, list[str]] = field(default_factory=dict)  # queue -> the nodes consuming it
+    unconsumed: list[UnconsumedQueue] = field(default_factory=list)     # messages waiting, nobody consumes
 
 
 def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusReport:
@@ -139,21 +141,36 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
     database = database_status(settings)
     if not database.reachable:
         problems.append(f"database: {database.error}")
+    consumers: dict[str, list[str]] = {}
+    starved: list[UnconsumedQueue] = []
     if broker.reachable:
         nodes = worker_rows(app, settings, timeout)
         queues = _queues(app)
         beat = beat_info(app, settings)
+        consumers, starved = _consumers(app, nodes, queues, timeout)
     else:
         nodes = [_state_row(state, WorkerState.UNKNOWN) for state in _states(settings)]
         queues, beat = [], BeatInfo(state=BeatState.UNKNOWN)
     monitor = monitor_status(settings)
     problems += _node_problems(nodes, beat, monitor)
+    problems += [f"queue {q.queue}: {q.ready} message(s) waiting and no worker consumes it (fix: {q.fix})"
+                 for q in starved]
     unavailable = not broker.reachable or not database.reachable
     return StatusReport(
         checked_at=checked_at, broker=broker, database=database, nodes=nodes, queues=queues, beat=beat,
         monitor=monitor, problems=problems,
         exit_code=EXIT_UNAVAILABLE if unavailable else EXIT_FAILED if problems else EXIT_OK,
-        elapsed_ms=round((time.monotonic() - began) * 1000, 1))
+        elapsed_ms=round((time.monotonic() - began) * 1000, 1), queue_consumers=consumers, unconsumed=starved)
+
+
+def _consumers(app: Celery, nodes: list[WorkerRow], queues: list[QueueRow],
+               timeout: float) -> tuple[dict[str, list[str]], list[UnconsumedQueue]]:
+    """Who consumes each queue (asked of the nodes that answered), and the queues nobody consumes."""
+    from carsctl.cluster.queue_ops import queue_consumers, unconsumed
+
+    online = [row.node for row in nodes if row.state == WorkerState.ONLINE]
+    consumers = queue_consumers(app, nodes=online, timeout=timeout) if online else {}
+    return consumers, unconsumed(queues, consumers, any_worker=bool(online))
 
 
 def database_status(settings: Settings) -> DatabaseHealth:

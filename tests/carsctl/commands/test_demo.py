@@ -23,3 +23,12 @@ def test_demo_pushes_the_samples_through_the_pipeline(celery_app_real, db, tmp_p
 def test_demo_without_a_worker_is_exit_69(celery_app_real, db) -> None:
     result = invoke("demo")
     assert result.exit_code == 69 and "no worker is running" in result.output and "carsctl up" in result.output
+
+
+@pytest.mark.slow
+def test_demo_says_at_once_that_no_worker_consumes_ai_processing(celery_app_real, db, tmp_path) -> None:
+    with celery_worker(celery_app_real, queues="monitoring,default", log=tmp_path / "w.log"):
+        result = invoke("demo", "--timeout", "120")
+    assert result.exit_code == 69
+    assert "no worker consumes ai_processing, publishing: the demo's posts would wait there" in result.stderr
+    assert "carsctl control add-consumer ai_processing" in result.stderr

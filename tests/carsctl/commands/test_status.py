@@ -15,7 +15,7 @@ pytestmark = pytest.mark.redis
 
 #: the keys of `status --json` that scripts read
 STATUS_KEYS = {"checked_at", "broker", "database", "nodes", "queues", "beat", "monitor", "problems", "exit_code",
-               "elapsed_ms"}
+               "elapsed_ms", "queue_consumers", "unconsumed"}
 
 
 def test_nothing_running_nothing_wrong(celery_app_real, redis_client, db, settings) -> None:
@@ -75,3 +75,19 @@ def test_watch_redraws_until_ctrl_c(celery_app_real, db, carsctl_process) -> Non
     watched.wait_for(lambda lines: sum("Services" in line for line in lines) >= 2)
     code, _stdout, stderr = watched.interrupt()
     assert code == 0 and "Traceback" not in stderr
+
+
+def test_a_queue_with_messages_and_no_consumer_is_marked_and_fails(celery_app_real, redis_client, db, settings) -> None:
+    from cars_bot.task_names import PROCESS_POST
+
+    for post_id in (1, 2, 3):
+        celery_app_real.send_task(PROCESS_POST, args=[post_id], queue="ai_processing")
+    result = invoke("status", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["exit_code"] == 1
+    assert [(q["queue"], q["ready"]) for q in report["unconsumed"]] == [("ai_processing", 3)]
+    assert report["unconsumed"][0]["fix"] == "carsctl worker start ai -Q ai_processing"
+    assert "queue ai_processing: 3 message(s) waiting and no worker consumes it" in result.stderr
+    screen = invoke("status")
+    rows = [[cell.strip() for cell in line.split("│")] for line in screen.stdout.splitlines()]
+    assert ["ai_processing", "3", "p9:3", "0", "NONE"] in rows, screen.stdout
