@@ -287,6 +287,9 @@ def status_screen(report: StatusReport) -> Any:
         (n.node, n.state, n.pid, n.concurrency, n.active, n.reserved, n.processed, duration(n.uptime_s))
         for n in report.nodes)) if report.nodes else "Workers: none running (start one with `carsctl worker start`)"
     parts = [services, nodes]
+    for n in report.nodes:
+        if n.state == "crashed":
+            parts.append(safe(f"{n.node} {n.note}" + "".join(f"\n  {line}" for line in n.last_errors)))
     if report.queues:
         starved = {q.queue for q in report.unconsumed}
         parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked", "Consumers"), (

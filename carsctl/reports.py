@@ -76,4 +76,9 @@ def report_status(cli: CliContext, rows: Sequence[NodeStatusRow], json: bool, ti
     if not rows:
         cli.info("no worker nodes started by carsctl (start one with `carsctl worker start`)")
         return 3
+    for row in rows:
+        if row.last_errors and not json:
+            cli.info(f"{row.hostname}: last errors in {row.logfile}:")
+            for line in row.last_errors:
+                cli.err.print(f"  {line}", markup=False, highlight=False)
     return exit_code_of([r.exit_code for r in rows])

@@ -33,6 +33,7 @@ class WorkerState(StrEnum):
     ONLINE = "online"                 # answered remote control
     SILENT = "silent"                 # its process runs (or runs elsewhere) but it did not answer
     NOT_RUNNING = "not running"       # carsctl started it and its process is gone
+    CRASHED = "crashed"               # ... and it died without a clean shutdown (see `note`, `last_errors`)
     UNKNOWN = "unknown"               # the broker is unreachable: nobody could be asked
 
 
@@ -81,6 +82,8 @@ class WorkerRow:
     reserved: int | None = None
     processed: int | None = None
     uptime_s: float | None = None
+    note: str | None = None                  # not running / crashed: how it ended, as far as its traces tell
+    last_errors: list[str] = field(default_factory=list)  # crashed: the last error lines of its log
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,15 @@ def _state_row(state: NodeState, worker_state: WorkerState) -> WorkerRow:
                       started_by_carsctl=True)
 
 
+def _gone_row(state: NodeState) -> WorkerRow:
+    """A node carsctl started whose process is gone: crashed or not, told from its pidfile and log."""
+    from carsctl.process.exit_reason import diagnose
+
+    diagnosis = diagnose(state.logfile, bool(state.pidfile) and Path(state.pidfile).exists())
+    return replace(_state_row(state, WorkerState.CRASHED if diagnosis.crashed else WorkerState.NOT_RUNNING),
+                   note=diagnosis.reason, last_errors=list(diagnosis.last_errors))
+
+
 def worker_rows(app: Celery, settings: Settings, timeout: float = 1.0) -> list[WorkerRow]:
     """One row per worker node: carsctl's own (even when down) and every other that answered."""
     from carsctl.cluster.remote_control import broadcast, known_nodes
@@ -228,8 +240,7 @@ def worker_rows(app: Celery, settings: Settings, timeout: float = 1.0) -> list[W
     reserved = broadcast(app, "reserved", {"safe": True}, destination=sorted(expected), timeout=timeout) \
         if expected else None
     _alive, gone = known_nodes(settings)
-    rows = {state.hostname: _state_row(state, WorkerState.NOT_RUNNING if state.hostname in gone
-                                       else WorkerState.SILENT)
+    rows = {state.hostname: _gone_row(state) if state.hostname in gone else _state_row(state, WorkerState.SILENT)
             for state in _states(settings)}
     for node, data in stats.replies.items():
         pool = data.get("pool") or {}
@@ -321,7 +332,9 @@ def monitor_status(settings: Settings) -> MonitorInfo:
 def _node_problems(nodes: list[WorkerRow], beat: BeatInfo, monitor: MonitorInfo) -> list[str]:
     problems = []
     for row in nodes:
-        if row.started_by_carsctl and row.state in (WorkerState.NOT_RUNNING, WorkerState.SILENT):
+        if row.state == WorkerState.CRASHED:
+            problems.append(f"worker {row.node}: {row.note}")
+        elif row.started_by_carsctl and row.state in (WorkerState.NOT_RUNNING, WorkerState.SILENT):
             problems.append(f"worker {row.node}: {row.state}")
         elif row.state == WorkerState.SILENT:
             problems.append(f"worker {row.node}: silent")

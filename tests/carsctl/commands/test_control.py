@@ -111,3 +111,4 @@ def test_shutdown_asks_first_and_then_stops_the_node(lifecycle) -> None:
     assert not pid_alive(pid)
     status = lifecycle.run("worker", "status", name, "--json")
     assert "crash" not in status.stdout and lifecycle.state(name) is None  # stopped, not crashed
+

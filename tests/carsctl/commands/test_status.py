@@ -91,3 +91,29 @@ def test_a_queue_with_messages_and_no_consumer_is_marked_and_fails(celery_app_re
     screen = invoke("status")
     rows = [[cell.strip() for cell in line.split("│")] for line in screen.stdout.splitlines()]
     assert ["ai_processing", "3", "p9:3", "0", "NONE"] in rows, screen.stdout
+
+
+@pytest.mark.slow
+def test_a_killed_node_is_shown_crashed_in_worker_status_and_status(lifecycle) -> None:
+    import signal
+    import socket
+    import uuid
+
+    from tests.carsctl.ops import pid_alive, wait_for
+
+    name = f"dies{uuid.uuid4().hex[:6]}"
+    start = lifecycle.run("worker", "start", name, "-Q", "monitoring", "--pool", "solo", "-c", "1")
+    assert start.returncode == 0, start.stderr
+    node = f"{name}@{socket.gethostname()}"
+    pid = lifecycle.state(name)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), 10, "the worker to die")
+
+    worker = lifecycle.run("worker", "status", name, "--json")
+    (row,) = json.loads(worker.stdout)  # exit 5, as a stale pidfile was before: probes keep working
+    assert worker.returncode == 5 and row["status"] == "crashed"
+    assert "killed without logging a shutdown" in row["note"]
+    overview = lifecycle.invoke("status")
+    assert overview.exit_code == 1
+    assert f"problem: worker {node}: crashed: killed without logging a shutdown" in overview.stderr
+    assert f"{node} crashed: killed" in overview.stdout
