@@ -119,9 +119,10 @@ def depths(app: Celery, queues: list[str] | None = None, *, settings: Settings |
     scheduled: dict[str, int] = {}
     workers = Repliers(replied=[], silent=[], listeners=None)
     if with_scheduled:
-        from carsctl.cluster.remote_control import broadcast, task_rows
+        from carsctl.cluster.remote_control import scheduled as scheduled_tasks
+        from carsctl.cluster.remote_control import task_rows
 
-        outcome = broadcast(app, "scheduled", {"safe": True}, timeout=timeout, settings=settings)
+        outcome = scheduled_tasks(app, timeout=timeout, settings=settings)  # revoked ones left out
         for row in task_rows(outcome):
             if row.queue is not None:
                 scheduled[row.queue] = scheduled.get(row.queue, 0) + 1
