@@ -27,6 +27,42 @@ def dump_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2, default=_json_default)
 
 
+#: Telegram's HTML tags (parse_mode=HTML) -> the terminal style that reads the same.
+_TELEGRAM_STYLES = {"b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline",
+                    "ins": "underline", "s": "strike", "strike": "strike", "del": "strike", "code": "cyan",
+                    "pre": "cyan", "tg-spoiler": "reverse", "blockquote": "italic dim", "a": "underline blue"}
+
+
+def telegram_html(text: str) -> Any:
+    """A post's Telegram HTML as styled terminal text: <b> bold, <i> italic, <a href> a link, entities
+    decoded; everything else is text (post text is data: no Rich markup is interpreted)."""
+    from html.parser import HTMLParser
+
+    from rich.style import Style
+    from rich.text import Text
+
+    result = Text()
+    styles: list[Style] = []
+
+    class Telegram(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            style = Style.parse(_TELEGRAM_STYLES.get(tag, "none"))
+            href = dict(attrs).get("href") if tag == "a" else None
+            styles.append(style + Style(link=href) if href else style)
+
+        def handle_endtag(self, tag: str) -> None:
+            if styles:
+                styles.pop()
+
+        def handle_data(self, data: str) -> None:
+            result.append(data, style=Style.combine(styles) if styles else None)
+
+    parser = Telegram(convert_charrefs=True)
+    parser.feed(text)
+    parser.close()
+    return result
+
+
 def dump_json_line(data: Any) -> str:
     """One compact JSON object on one line (NDJSON streams such as `carsctl events --json`)."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default)

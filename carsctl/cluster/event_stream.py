@@ -102,12 +102,23 @@ class WatchSummary:
 _REPR = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)\((?P<quote>['\"]?)(?P<message>.*)(?P=quote),?\)$", re.S)
 
 
-def error_text(exception: Any) -> str:
-    """An exception as the event (a repr) or a result carries it, as `Name: message`.
+_CLASS_FALLBACK = re.compile(r"^(?:Exception: )?<class '(?P<name>[\w.]+)'>\((?P<message>.*)\)$", re.S)
 
-    `JSONDecodeError('Expecting value: line 1 column 1 (char 0)')` -> `JSONDecodeError: Expecting value: ...`.
+
+def error_text(exception: Any) -> str:
+    """An exception as an event (a repr) or a result carries it, as `Name: message`.
+
+    `JSONDecodeError('Expecting value: line 1 column 1 (char 0)')` -> `JSONDecodeError: Expecting value: ...`;
+    so is Celery's stand-in for an exception it could not rebuild from a JSON result
+    (`Exception: <class 'json.decoder.JSONDecodeError'>(Expecting value: ...)`). An exception object is
+    shown as its class name and message.
     """
+    if isinstance(exception, BaseException):
+        exception = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
     text = str(exception or "").strip()
+    fallback = _CLASS_FALLBACK.match(text) or _CLASS_FALLBACK.match(text.removeprefix("Exception: "))
+    if fallback:
+        return f"{fallback.group('name').rsplit('.', 1)[-1]}: {fallback.group('message')}"
     found = _REPR.match(text)
     if not found:
         return text

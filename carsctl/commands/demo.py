@@ -59,7 +59,7 @@ def demo(ctx: typer.Context,
 
 
 def _report(cli: CliContext, posts: list[PostDescription]) -> None:
-    from carsctl.render import safe, table
+    from carsctl.render import table, telegram_html
 
     def car(p: PostDescription) -> str:
         return " ".join(str(v) for v in (p.car.brand, p.car.model, p.car.year) if v) if p.car else ""
@@ -71,7 +71,7 @@ def _report(cli: CliContext, posts: list[PostDescription]) -> None:
     if published:
         post_id, publication = published[0]
         cli.out.print(f"\nPublished post {post_id} as it would appear in the channel:\n")
-        cli.out.print(safe(publication.text))
+        cli.out.print(telegram_html(publication.text))
         if publication.target == "outbox":
             cli.info(f"\nTelegram is not configured: the posts are in {cli.settings.home / 'outbox'}; "
                      f"`carsctl post show {post_id}` shows one.")
