@@ -251,27 +251,27 @@ def watch(app: Celery, on_event: Callable[[dict[str, Any]], None], on_tick: Call
     began = time.monotonic()
     seen = 0
     cause = StopCause.INTERRUPTED
-    with connected(app) as conn:
-        receiver = app.events.Receiver(conn, handlers={"*": lambda raw: handle(raw)})
+    try:  # Ctrl-C at any moment, connecting included, ends the watch normally
+        with connected(app) as conn:
+            receiver = app.events.Receiver(conn, handlers={"*": lambda raw: handle(raw)})
 
-        def handle(raw: dict[str, Any]) -> None:
-            nonlocal seen, cause
-            on_event(raw)
-            if counts(raw):
-                seen += 1
-                if count is not None and seen >= count:
-                    cause, receiver.should_stop = StopCause.COUNT, True
+            def handle(raw: dict[str, Any]) -> None:
+                nonlocal seen, cause
+                on_event(raw)
+                if counts(raw):
+                    seen += 1
+                    if count is not None and seen >= count:
+                        cause, receiver.should_stop = StopCause.COUNT, True
 
-        def tick() -> None:
-            nonlocal cause
-            on_tick()
-            if duration is not None and time.monotonic() - began >= duration and not receiver.should_stop:
-                cause, receiver.should_stop = StopCause.DURATION, True
+            def tick() -> None:
+                nonlocal cause
+                on_tick()
+                if duration is not None and time.monotonic() - began >= duration and not receiver.should_stop:
+                    cause, receiver.should_stop = StopCause.DURATION, True
 
-        receiver.on_iteration = tick
-        try:
+            receiver.on_iteration = tick
             for _ in receiver.consume(limit=None, timeout=None, safety_interval=TICK_S, wakeup=True):
                 pass
-        except KeyboardInterrupt:
-            cause = StopCause.INTERRUPTED
+    except KeyboardInterrupt:
+        cause = StopCause.INTERRUPTED
     return WatchSummary(events=seen, elapsed_s=round(time.monotonic() - began, 2), stopped_because=cause)

@@ -33,21 +33,32 @@ def events(ctx: typer.Context, json: JsonOpt = False, duration: DurationOpt = No
 
     cli = obj(ctx)
     stats = stream.LiveStats(window_s=window)
-    countable = (lambda raw: raw.get("type") != "worker-heartbeat") if json or cli.json else \
+    as_json = json or cli.json
+    countable = (lambda raw: raw.get("type") != "worker-heartbeat") if as_json else \
         (lambda raw: str(raw.get("type", "")).startswith("task-"))
-    if json or cli.json:
-        def emit(raw: dict) -> None:
-            if countable(raw):
-                print(dump_json_line(stats.event(raw)), flush=True)
-        summary = stream.watch(cli.celery_app, emit, lambda: None, duration=duration, count=count, counts=countable)
-    else:
-        from rich.live import Live
+    try:  # Ctrl-C leaves with exit 0 whenever it comes (watch itself ends quietly on it too)
+        if as_json:
+            def emit(raw: dict) -> None:
+                if countable(raw):
+                    print(dump_json_line(stats.event(raw)), flush=True)
+            summary = stream.watch(cli.celery_app, emit, lambda: None, duration=duration, count=count,
+                                   counts=countable)
+        else:
+            from rich.live import Live
 
-        queues = stream.QueueDepths(cli.celery_app)
-        with Live(live_screen(stats.snapshot()), console=cli.out, auto_refresh=False) as live:
+            queues = stream.QueueDepths(cli.celery_app)
+            live = Live(live_screen(stats.snapshot()), console=cli.out, auto_refresh=False)
+
             def redraw() -> None:
                 live.update(live_screen(stats.snapshot(queues())), refresh=True)
-            summary = stream.watch(cli.celery_app, lambda raw: stats.add(stats.event(raw)), redraw,
-                                   duration=duration, count=count, counts=countable)
-            redraw()  # the events that arrived after the last redraw
+            try:  # not `with Live(...)`: a Ctrl-C during its first draw would skip its exit (cursor hidden)
+                live.start(refresh=True)
+                summary = stream.watch(cli.celery_app, lambda raw: stats.add(stats.event(raw)), redraw,
+                                       duration=duration, count=count, counts=countable)
+                redraw()  # the events that arrived after the last redraw
+            finally:
+                live.stop()  # shows the cursor again
+    except KeyboardInterrupt:
+        cli.info(safe(f"{stats.events} task events (stopped: interrupted)"))
+        return
     cli.info(safe(f"{summary.events} events in {summary.elapsed_s:g}s (stopped: {summary.stopped_because})"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 import uuid
 
@@ -81,3 +82,39 @@ def test_an_unreachable_broker_is_exit_69(tmp_path) -> None:
     result = run_carsctl("events", "--duration", "1", env={"REDIS_URL": "redis://127.0.0.1:1/0",
                                                           "CARSCTL_HOME": str(tmp_path)})
     assert result.returncode == 69 and "broker unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.redis
+def test_ctrl_c_on_a_terminal_leaves_the_live_screen_cleanly(redis_client, settings) -> None:
+    import os
+    import pty
+    import select
+    import signal
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: carsctl on a terminal
+        os.execvpe(sys.executable, [sys.executable, "-m", "carsctl", "events", "--duration", "120"],
+                   {**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+    output = b""
+    deadline = time.monotonic() + 30
+    try:
+        while b"no task events yet" not in output and time.monotonic() < deadline:  # the first frame
+            if select.select([fd], [], [], 0.2)[0]:
+                output += os.read(fd, 65536)
+        assert b"no task events yet" in output, output[-500:]
+        os.kill(pid, signal.SIGINT)
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the terminal closed: carsctl exited
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    text = output.decode(errors="replace")
+    assert "\x1b[?25h" in text and "Traceback" not in text  # the cursor is shown again
+    assert "(stopped: interrupted)" in text
