@@ -259,8 +259,10 @@ def live_screen(snapshot: LiveSnapshot) -> Any:
     columns = ("Sent", "Recv", "Start", "OK", "Fail", "Retry", "p50", "p95")
     for title, rows, name in (("Tasks", snapshot.tasks, lambda r: task_alias(r.key) if "." in r.key else r.key),
                               ("Nodes", snapshot.nodes, lambda r: r.key)):
-        parts.append(table(f"{title} (last {window})", (title[:-1], *columns), (
-            (name(r), *_rate_cells(r)) for r in rows)) if rows else safe(f"{title}: no task events yet"))
+        sent = title == "Tasks"  # clients send tasks, nodes receive them
+        parts.append(table(f"{title} (last {window})", (title[:-1], *columns[0 if sent else 1:]), (
+            (name(r), *_rate_cells(r)[0 if sent else 1:]) for r in rows)) if rows
+            else safe(f"{title}: no task events yet"))
     if snapshot.queues:
         parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked"), (
             (q.queue, q.ready, priorities(q.by_priority), q.unacked) for q in snapshot.queues)))
