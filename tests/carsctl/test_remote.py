@@ -146,9 +146,11 @@ def test_status_with_two_nodes_is_one_screen_of_early_returning_broadcasts(two_w
     real_broadcast = remote_control.broadcast
     monkeypatch.setattr(remote_control, "broadcast", recorded)
     report = gather(app, settings)
-    # stats, then active and reserved of the nodes that answered: each returned on its last reply
+    # stats, then active, reserved and the queues consumed (a queue nobody consumes is a problem) of the
+    # nodes that answered: each returned on its last reply
     assert [(o.command, o.stopped_because) for o in outcomes] == [
-        (command, remote_control.StopReason.ALL_REPLIED) for command in ("stats", "active", "reserved")]
+        (command, remote_control.StopReason.ALL_REPLIED)
+        for command in ("stats", "active", "reserved", "active_queues")]
     nodes = {row.node: row for row in report.nodes}
     assert {n for _, n in workers} <= set(nodes)
     first = nodes[workers[0][1]]
