@@ -118,12 +118,26 @@ def error_text(exception: Any) -> str:
     text = str(exception or "").strip()
     fallback = _CLASS_FALLBACK.match(text) or _CLASS_FALLBACK.match(text.removeprefix("Exception: "))
     if fallback:
-        return f"{fallback.group('name').rsplit('.', 1)[-1]}: {fallback.group('message')}"
+        return f"{fallback.group('name').rsplit('.', 1)[-1]}: {_arguments_text(fallback.group('message'))}"
     found = _REPR.match(text)
     if not found:
         return text
     name, message = found.group("name").rsplit(".", 1)[-1], found.group("message")
     return f"{name}: {message}" if message else name
+
+
+def _arguments_text(message: str) -> str:
+    """`['Expecting value', 3]` (the exception's arguments, as Celery formats them) -> `Expecting value, 3`."""
+    if message[:1] in "[(" and message[-1:] in "])":
+        import ast
+
+        try:
+            values = ast.literal_eval(message)
+        except (ValueError, SyntaxError):
+            return message
+        if isinstance(values, list | tuple):
+            return ", ".join(str(value) for value in values)
+    return message
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:

@@ -91,6 +91,8 @@ def test_an_event_whose_received_was_missed_counts_under_unknown() -> None:
     ("Exception: <class 'json.decoder.JSONDecodeError'>(Expecting value: line 1 column 1 (char 0))",
      "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
     (Exception("<class 'json.decoder.JSONDecodeError'>(Expecting value)"), "JSONDecodeError: Expecting value"),
+    (Exception("<class 'json.decoder.JSONDecodeError'>(['Expecting value: line 1 column 1 (char 0)'])"),
+     "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
     (ValueError("bad"), "ValueError: bad"),
 ])
 def test_exception_reprs_read_as_name_and_message(raw, text) -> None:
