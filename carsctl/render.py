@@ -329,10 +329,11 @@ def status_screen(report: StatusReport) -> Any:
         if n.state == "crashed":
             parts.append(safe(f"{n.node} {n.note}" + "".join(f"\n  {line}" for line in n.last_errors)))
     if report.queues:
-        starved = {q.queue for q in report.unconsumed}
-        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked", "Consumers"), (
+        starved, consumers = {q.queue for q in report.unconsumed}, report.queue_consumers
+        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked",
+                                      *(("Consumers",) if consumers is not None else ())), (
             (q.queue, q.ready, priorities(q.by_priority), q.unacked,
-             "NONE" if q.queue in starved else len(report.queue_consumers.get(q.queue, [])))
+             *(("NONE" if q.queue in starved else len(consumers.get(q.queue, [])),) if consumers is not None else ()))
             for q in report.queues)))
     return Group(*parts)
 

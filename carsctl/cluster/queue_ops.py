@@ -207,5 +207,5 @@ def unconsumed(rows: list[QueueRow], consumers: dict[str, list[str]], *, any_wor
 def consumer_fix(queue: str, *, any_worker: bool) -> str:
     """How to get `queue` consumed: a new node for it, or (when workers run) one of them taking it on."""
     start = f"carsctl worker start {queue.split('_', 1)[0]} -Q {queue}"
-    return f"{start}, or `carsctl control add-consumer {queue}`" if any_worker else start
+    return f"{start}, or carsctl control add-consumer {queue}" if any_worker else start
 

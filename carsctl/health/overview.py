@@ -123,7 +123,8 @@ class StatusReport:
     problems: list[str]
     exit_code: int
     elapsed_ms: float
-    queue_consumers: dict[str, list[str]] = field(default_factory=dict)  # queue -> the nodes consuming it
+    # queue -> the nodes consuming it; None when not asked (no message waits, so none can be stranded)
+    queue_consumers: dict[str, list[str]] | None = None
     unconsumed: list[UnconsumedQueue] = field(default_factory=list)     # messages waiting, nobody consumes
 
 
@@ -144,7 +145,7 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
     database = database_status(settings)
     if not database.reachable:
         problems.append(f"database: {database.error}")
-    consumers: dict[str, list[str]] = {}
+    consumers: dict[str, list[str]] | None = None
     starved: list[UnconsumedQueue] = []
     if broker.reachable:
         nodes = worker_rows(app, settings, timeout)
@@ -167,10 +168,13 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
 
 
 def _consumers(app: Celery, nodes: list[WorkerRow], queues: list[QueueRow],
-               timeout: float) -> tuple[dict[str, list[str]], list[UnconsumedQueue]]:
-    """Who consumes each queue (asked of the nodes that answered), and the queues nobody consumes."""
+               timeout: float) -> tuple[dict[str, list[str]] | None, list[UnconsumedQueue]]:
+    """Who consumes each queue (asked of the nodes that answered), and the queues nobody consumes; not
+    asked when no message waits (a healthy idle cluster keeps its three broadcasts)."""
     from carsctl.cluster.queue_ops import queue_consumers, unconsumed
 
+    if not any(queue.ready for queue in queues):
+        return None, []
     online = [row.node for row in nodes if row.state == WorkerState.ONLINE]
     consumers = queue_consumers(app, nodes=online, timeout=timeout) if online else {}
     return consumers, unconsumed(queues, consumers, any_worker=bool(online))
