@@ -358,7 +358,8 @@ def task_limits(replies: dict[str, Any], name: str) -> dict[str, Effect]:
         for entry in entries or []:
             found, fields = parse_task_info(entry)
             if found == name:
-                effects[node] = TaskLimits(task=name, rate_limit=fields.get("rate_limit"),
+                rate = fields.get("rate_limit")
+                effects[node] = TaskLimits(task=name, rate_limit=None if rate in ("0", "0.0", "None") else rate,
                                            soft_time_limit_s=_number(fields.get("soft_time_limit")),
                                            time_limit_s=_number(fields.get("time_limit")))
     return effects

@@ -36,6 +36,8 @@ def test_a_registered_reply_line_parses_into_the_task_limits() -> None:
     assert parse_task_info("cars_bot.y") == ("cars_bot.y", {})
     limits = task_limits({"a@h": ["cars_bot.y", "cars_bot.x [soft_time_limit=60 time_limit=90]"]}, "cars_bot.x")
     assert limits == {"a@h": TaskLimits(task="cars_bot.x", rate_limit=None, soft_time_limit_s=60.0, time_limit_s=90.0)}
+    removed = task_limits({"a@h": ["cars_bot.x [rate_limit=0]"]}, "cars_bot.x")["a@h"]
+    assert removed.rate_limit is None  # `rate-limit TASK 0` removes the limit
 
 
 @pytest.mark.parametrize("args", [
