@@ -37,10 +37,11 @@ def diagnose(logfile: str | Path | None, pidfile_left: bool) -> ExitDiagnosis:
     start = max((i for i, line in enumerate(lines) if any(mark in line for mark in READY_MARKS)), default=-1)
     run = lines[start + 1:]
     errors = error_lines(run)
+    fatal = any(record_level(line) == "CRITICAL" for line in run)  # Celery's "Unrecoverable error"
     stopped_on_purpose = any(mark in line for line in run for mark in SHUTDOWN_MARKS)
-    if errors and not stopped_on_purpose:
+    if fatal or (errors and not stopped_on_purpose and not pidfile_left):
         return ExitDiagnosis(True, f"crashed: {_exception_line(run) or errors[-1]}", errors)
-    if pidfile_left and not stopped_on_purpose:
+    if pidfile_left and not stopped_on_purpose:  # errors logged before (a task's) are shown, not blamed
         return ExitDiagnosis(True, "crashed: killed without logging a shutdown (SIGKILL or the out-of-memory "
                                    "killer)", errors)
     how = "a remote shutdown" if any("Got shutdown from remote" in line for line in run) else "a signal"

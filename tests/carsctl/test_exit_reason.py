@@ -40,3 +40,12 @@ def test_a_logged_shutdown_is_no_crash(tmp_path) -> None:
     found = diagnose(log, pidfile_left=False)
     assert not found.crashed and found.reason == "exited after a remote shutdown (stopped outside carsctl)"
     assert not diagnose(None, pidfile_left=False).crashed  # no log, no pidfile: nothing says it crashed
+
+
+def test_a_kill_after_a_task_failed_is_blamed_on_the_kill_and_shows_the_error(tmp_path) -> None:
+    log = _log(tmp_path, READY,
+               "[2026-11-30 06:13:00,000: ERROR/MainProcess] Task x[1] raised unexpected: ValueError('bad post')",
+               "Traceback (most recent call last):", '  File "/x.py", line 1, in f', "ValueError: bad post")
+    found = diagnose(log, pidfile_left=True)
+    assert found.crashed and "killed without logging a shutdown" in found.reason
+    assert found.last_errors[-1] == "ValueError: bad post"
