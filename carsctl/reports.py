@@ -63,7 +63,7 @@ def report_stopped(cli: CliContext, results: Sequence[StopResult], json: bool) -
 def report_status(cli: CliContext, rows: Sequence[NodeStatusRow], json: bool, title: str = "Worker nodes") -> int:
     """Print a status table (or, with `json`, JSON); return the exit code (3 when there is nothing)."""
     from carsctl.lifecycle.node_specs import exit_code_of
-    from carsctl.render import duration, table
+    from carsctl.render import duration, safe, table
 
     if json:
         cli.emit_json(list(rows))
@@ -78,7 +78,7 @@ def report_status(cli: CliContext, rows: Sequence[NodeStatusRow], json: bool, ti
         return 3
     for row in rows:
         if row.last_errors and not json:
-            cli.info(f"{row.hostname}: last errors in {row.logfile}:")
+            cli.info(safe(f"{row.hostname}: last errors in {row.logfile}:"))
             for line in row.last_errors:
                 cli.err.print(f"  {line}", markup=False, highlight=False)
     return exit_code_of([r.exit_code for r in rows])
