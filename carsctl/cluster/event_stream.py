@@ -252,10 +252,15 @@ class QueueDepths:
         return self.rows
 
 
+def is_task_event(raw: dict[str, Any]) -> bool:
+    """A task's event (what `--count` counts), not a worker's (online, offline, heartbeat)."""
+    return str(raw.get("type", "")).startswith("task-")
+
+
 def watch(app: Celery, on_event: Callable[[dict[str, Any]], None], on_tick: Callable[[], None], *,
           duration: float | None = None, count: int | None = None,
-          counts: Callable[[dict[str, Any]], bool] = lambda raw: True) -> WatchSummary:
-    """Consume the event stream until `duration` passed, `count` counted events arrived, or Ctrl-C.
+          counts: Callable[[dict[str, Any]], bool] = is_task_event) -> WatchSummary:
+    """Consume the event stream until `duration` passed, `count` counted (task) events arrived, or Ctrl-C.
 
     `on_event` gets every raw event; `on_tick` runs after each event and every TICK_S while idle (the
     screen's redraw). Raises DependencyUnavailable when the broker cannot be reached.

@@ -34,15 +34,12 @@ def events(ctx: typer.Context, json: JsonOpt = False, duration: DurationOpt = No
     cli = obj(ctx)
     stats = stream.LiveStats(window_s=window)
     as_json = json or cli.json
-    countable = (lambda raw: raw.get("type") != "worker-heartbeat") if as_json else \
-        (lambda raw: str(raw.get("type", "")).startswith("task-"))
     try:  # Ctrl-C leaves with exit 0 whenever it comes (watch itself ends quietly on it too)
         if as_json:
             def emit(raw: dict) -> None:
-                if countable(raw):
+                if raw.get("type") != "worker-heartbeat":  # every few seconds per worker: noise in a stream
                     print(dump_json_line(stats.event(raw)), flush=True)
-            summary = stream.watch(cli.celery_app, emit, lambda: None, duration=duration, count=count,
-                                   counts=countable)
+            summary = stream.watch(cli.celery_app, emit, lambda: None, duration=duration, count=count)
         else:
             from rich.live import Live
 
@@ -54,7 +51,7 @@ def events(ctx: typer.Context, json: JsonOpt = False, duration: DurationOpt = No
             try:  # not `with Live(...)`: a Ctrl-C during its first draw would skip its exit (cursor hidden)
                 live.start(refresh=True)
                 summary = stream.watch(cli.celery_app, lambda raw: stats.add(stats.event(raw)), redraw,
-                                       duration=duration, count=count, counts=countable)
+                                       duration=duration, count=count)
                 redraw()  # the events that arrived after the last redraw
             finally:
                 live.stop()  # shows the cursor again
