@@ -67,6 +67,18 @@ def kombu_broker_url(url: str) -> str:
     return url
 
 
+def register_socket_scheme() -> None:
+    """Let kombu resolve a bare `socket://` URL to this project's transport.
+
+    Celery's `report` and `inspect conf` mask the broker URL by building a `Connection` from the URL
+    alone (without `broker_transport`), and kombu knows no `socket` transport: KeyError. Registering
+    the scheme makes every such path resolve to the transport the app itself uses.
+    """
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES.setdefault("socket", TRANSPORT_PATH)
+
+
 def redis_py_url(url: str) -> str:
     """A Celery/kombu Redis URL in the form redis-py understands (`redis+socket://` -> `unix://`)."""
     for prefix in ("redis+socket://", "socket://"):

@@ -25,6 +25,7 @@ from cars_bot.broker import (
     TRANSPORT_PATH,
     is_redis_url,
     kombu_broker_url,
+    register_socket_scheme,
 )
 from cars_bot.config import QUEUES, Settings, get_settings
 
@@ -155,6 +156,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_scheduler": "cars_bot.beat:LockedScheduler",
     }
     if redis_broker:
+        register_socket_scheme()  # `celery report` / `inspect conf` parse the URL without the transport
         config["broker_transport"] = TRANSPORT_PATH
         config["broker_transport_options"] = {
             "priority_steps": PRIORITY_STEPS,

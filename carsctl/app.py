@@ -135,6 +135,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("carsctl.commands.monitor", "app"),
     "broker": ("carsctl.commands.broker", "app"),
     "inspect": ("carsctl.commands.inspect", "app"),
+    "control": ("carsctl.commands.control", "app"),
+    "events": ("carsctl.commands.events", "events"),
     "queues": ("carsctl.commands.queues", "queues"),
     "purge": ("carsctl.commands.queues", "purge"),
     "task": ("carsctl.commands.task", "app"),

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from carsctl.cluster.event_stream import LiveSnapshot, RateRow
     from carsctl.cluster.queue_ops import QueueRow, QueueTotals
     from carsctl.cluster.remote_control import NodeReplyRow, TaskRow, WorkerReply, WorkerStats
+    from carsctl.cluster.runtime_control import ControlReport, Effect
     from carsctl.health.checkup import DoctorReport
     from carsctl.health.overview import StatusReport
 
@@ -23,6 +25,47 @@ def dump_json(data: Any) -> str:
     """The one JSON serialiser of `--json`: typed results (dataclasses) as objects with their field
     names as keys, StrEnum outcomes as their values, datetimes in ISO 8601, paths and the rest as text."""
     return json.dumps(data, ensure_ascii=False, indent=2, default=_json_default)
+
+
+#: Telegram's HTML tags (parse_mode=HTML) -> the terminal style that reads the same.
+_TELEGRAM_STYLES = {"b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline",
+                    "ins": "underline", "s": "strike", "strike": "strike", "del": "strike", "code": "cyan",
+                    "pre": "cyan", "tg-spoiler": "reverse", "blockquote": "italic dim", "a": "underline blue"}
+
+
+def telegram_html(text: str) -> Any:
+    """A post's Telegram HTML as styled terminal text: <b> bold, <i> italic, <a href> a link, entities
+    decoded; everything else is text (post text is data: no Rich markup is interpreted)."""
+    from html.parser import HTMLParser
+
+    from rich.style import Style
+    from rich.text import Text
+
+    result = Text()
+    styles: list[Style] = []
+
+    class Telegram(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            style = Style.parse(_TELEGRAM_STYLES.get(tag, "none"))
+            href = dict(attrs).get("href") if tag == "a" else None
+            styles.append(style + Style(link=href) if href else style)
+
+        def handle_endtag(self, tag: str) -> None:
+            if styles:
+                styles.pop()
+
+        def handle_data(self, data: str) -> None:
+            result.append(data, style=Style.combine(styles) if styles else None)
+
+    parser = Telegram(convert_charrefs=True)
+    parser.feed(text)
+    parser.close()
+    return result
+
+
+def dump_json_line(data: Any) -> str:
+    """One compact JSON object on one line (NDJSON streams such as `carsctl events --json`)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -179,6 +222,67 @@ _NODE_VIEWS: dict[str, tuple[tuple[str, ...], str, Any]] = {
 }
 
 
+def control_table(report: ControlReport) -> Any:
+    """`carsctl control`: one row per addressed node, its outcome and what it now runs with."""
+    title = f"{report.action} {report.request}"
+    return table(title, ("Worker", "Result", "Now"), (
+        (n.worker, n.outcome if n.outcome != "refused" else f"refused: {n.reply}", effect_text(n.effect))
+        for n in report.nodes))
+
+
+def effect_text(effect: Effect | None) -> str:
+    """A node's state after a control command, as one short line."""
+    from carsctl.cluster.runtime_control import AutoscaleRange, ConsumedQueues, PoolSize, TaskLimits
+
+    if isinstance(effect, TaskLimits):
+        return (f"rate {effect.rate_limit or 'none'}, soft {limit(effect.soft_time_limit_s)}, "
+                f"hard {limit(effect.time_limit_s)}")
+    if isinstance(effect, PoolSize):
+        return f"{effect.before} -> {effect.now} processes"
+    if isinstance(effect, AutoscaleRange):
+        return f"max {effect.max}, min {effect.min}, {effect.processes} processes now"
+    if isinstance(effect, ConsumedQueues):
+        return ", ".join(effect.queues) or "no queue"
+    return ""
+
+
+def live_screen(snapshot: LiveSnapshot) -> Any:
+    """`carsctl events`: rates per task and per node over the window, queue depths, the last failures."""
+    from rich.console import Group
+
+    from cars_bot.task_names import task_alias
+
+    window = limit(snapshot.window_s)
+    heading = (f"last {window}: {plural(len(snapshot.nodes_online), 'node')} heard from "
+               f"({', '.join(snapshot.nodes_online) or 'none yet'}), {snapshot.events} task events since start")
+    parts: list[Any] = [safe(heading)]
+    columns = ("Sent", "Recv", "Start", "OK", "Fail", "Retry", "p50", "p95")
+    for title, rows, name in (("Tasks", snapshot.tasks, lambda r: task_alias(r.key) if "." in r.key else r.key),
+                              ("Nodes", snapshot.nodes, lambda r: r.key)):
+        sent = title == "Tasks"  # clients send tasks, nodes receive them
+        parts.append(table(f"{title} (last {window})", (title[:-1], *columns[0 if sent else 1:]), (
+            (name(r), *_rate_cells(r)[0 if sent else 1:]) for r in rows)) if rows
+            else safe(f"{title}: no task events yet"))
+    if snapshot.queues:
+        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked"), (
+            (q.queue, q.ready, priorities(q.by_priority), q.unacked) for q in snapshot.queues)))
+    if snapshot.failures:
+        parts.append(table("Last failures", ("When", "Node", "Task", "Error"), (
+            (_clock(f.at), f.node, task_alias(f.task) if f.task else "", f"{f.type}: {f.error}")
+            for f in snapshot.failures)))
+    return Group(*parts)
+
+
+def _clock(at: str | None) -> str:
+    """An ISO moment as local HH:MM:SS (the live screen's failures are all recent)."""
+    return f"{datetime.fromisoformat(at).astimezone():%H:%M:%S}" if at else ""
+
+
+def _rate_cells(r: RateRow) -> tuple[Any, ...]:
+    return (r.sent, r.received, r.started, r.succeeded, r.failed, r.retried, duration(r.runtime_p50_s),
+            duration(r.runtime_p95_s))
+
+
 def priorities(by_priority: dict[str, int]) -> str:
     """{'9': 3, '5': 10} -> 'p9:3 p5:10' (most urgent first)."""
     return " ".join(f"p{level}:{count}" for level, count in by_priority.items())
@@ -221,9 +325,16 @@ def status_screen(report: StatusReport) -> Any:
         (n.node, n.state, n.pid, n.concurrency, n.active, n.reserved, n.processed, duration(n.uptime_s))
         for n in report.nodes)) if report.nodes else "Workers: none running (start one with `carsctl worker start`)"
     parts = [services, nodes]
+    for n in report.nodes:
+        if n.state == "crashed":
+            parts.append(safe(f"{n.node} {n.note}" + "".join(f"\n  {line}" for line in n.last_errors)))
     if report.queues:
-        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked"), (
-            (q.queue, q.ready, priorities(q.by_priority), q.unacked) for q in report.queues)))
+        starved, consumers = {q.queue for q in report.unconsumed}, report.queue_consumers
+        parts.append(table("Queues", ("Queue", "Ready", "By priority", "Unacked",
+                                      *(("Consumers",) if consumers is not None else ())), (
+            (q.queue, q.ready, priorities(q.by_priority), q.unacked,
+             *(("NONE" if q.queue in starved else len(consumers.get(q.queue, [])),) if consumers is not None else ()))
+            for q in report.queues)))
     return Group(*parts)
 
 

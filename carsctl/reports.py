@@ -63,7 +63,7 @@ def report_stopped(cli: CliContext, results: Sequence[StopResult], json: bool) -
 def report_status(cli: CliContext, rows: Sequence[NodeStatusRow], json: bool, title: str = "Worker nodes") -> int:
     """Print a status table (or, with `json`, JSON); return the exit code (3 when there is nothing)."""
     from carsctl.lifecycle.node_specs import exit_code_of
-    from carsctl.render import table
+    from carsctl.render import duration, safe, table
 
     if json:
         cli.emit_json(list(rows))
@@ -71,9 +71,14 @@ def report_status(cli: CliContext, rows: Sequence[NodeStatusRow], json: bool, ti
         cli.out.print(table(title, ("node", "status", "pid", "queues", "pool", "up", "note"), (
             (r.hostname, r.status, r.pid or "", ",".join(r.queues),
              f"{r.pool or ''}{'/' + str(r.concurrency) if r.concurrency else ''}",
-             f"{r.uptime_seconds:.0f}s" if r.uptime_seconds is not None else "", r.note)
+             duration(r.uptime_seconds), r.note)
             for r in rows)))
     if not rows:
         cli.info("no worker nodes started by carsctl (start one with `carsctl worker start`)")
         return 3
+    for row in rows:
+        if row.last_errors and not json:
+            cli.info(safe(f"{row.hostname}: last errors in {row.logfile}:"))
+            for line in row.last_errors:
+                cli.err.print(f"  {line}", markup=False, highlight=False)
     return exit_code_of([r.exit_code for r in rows])

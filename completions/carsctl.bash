@@ -9,7 +9,7 @@
 _carsctl_cmd() {
     _cc_subs=() _cc_opts=()
     case $1 in
-        '') _cc_subs=(demo up down status worker beat monitor broker inspect queues purge task schedule logs post doctor flower systemd config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
+        '') _cc_subs=(demo up down status worker beat monitor broker inspect control events queues purge task schedule logs post doctor flower systemd config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
         demo) _cc_opts=(--file --timeout --json -h --help) ;;
         up) _cc_opts=(-n --node -P --pool -c --concurrency -l --loglevel --no-beat --timeout --json -h --help) ;;
         down) _cc_opts=(--timeout --cold-timeout --force --keep-broker --json -h --help) ;;
@@ -42,6 +42,15 @@ _carsctl_cmd() {
         'inspect revoked') _cc_opts=(-d --destination --timeout --json -h --help) ;;
         'inspect queues') _cc_opts=(-d --destination --timeout --json -h --help) ;;
         'inspect ping') _cc_opts=(-d --destination --timeout --json -h --help) ;;
+        control) _cc_subs=(rate-limit time-limit pool autoscale add-consumer cancel-consumer shutdown) _cc_opts=(-h --help) ;;
+        'control rate-limit') _cc_opts=(-d --destination --timeout --json -h --help) ;;
+        'control time-limit') _cc_opts=(-d --destination --timeout --json -h --help) ;;
+        'control pool') _cc_opts=(-d --destination --timeout --json -h --help) ;;
+        'control autoscale') _cc_opts=(-d --destination --timeout --json -h --help) ;;
+        'control add-consumer') _cc_opts=(-d --destination --timeout --json -h --help) ;;
+        'control cancel-consumer') _cc_opts=(-d --destination --timeout --json -h --help) ;;
+        'control shutdown') _cc_opts=(-y --yes --timeout --json -h --help) ;;
+        events) _cc_opts=(--json --duration --count --window -h --help) ;;
         queues) _cc_opts=(-Q --queue --timeout --json -h --help) ;;
         purge) _cc_opts=(-Q --queue -y --yes --include-unacked --json -h --help) ;;
         task) _cc_subs=(list run result revoke failed retry) _cc_opts=(-h --help) ;;
@@ -127,6 +136,22 @@ _carsctl_optval() {
         'inspect queues|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'inspect ping|-d'|'inspect ping|--destination') _cc_val=(n); _cc_nargs=1 ;;
         'inspect ping|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'control rate-limit|-d'|'control rate-limit|--destination') _cc_val=(n); _cc_nargs=1 ;;
+        'control rate-limit|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'control time-limit|-d'|'control time-limit|--destination') _cc_val=(n); _cc_nargs=1 ;;
+        'control time-limit|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'control pool|-d'|'control pool|--destination') _cc_val=(n); _cc_nargs=1 ;;
+        'control pool|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'control autoscale|-d'|'control autoscale|--destination') _cc_val=(n); _cc_nargs=1 ;;
+        'control autoscale|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'control add-consumer|-d'|'control add-consumer|--destination') _cc_val=(n); _cc_nargs=1 ;;
+        'control add-consumer|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'control cancel-consumer|-d'|'control cancel-consumer|--destination') _cc_val=(n); _cc_nargs=1 ;;
+        'control cancel-consumer|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'control shutdown|--timeout') _cc_val=(-); _cc_nargs=1 ;;
+        'events|--duration') _cc_val=(-); _cc_nargs=1 ;;
+        'events|--count') _cc_val=(-); _cc_nargs=1 ;;
+        'events|--window') _cc_val=(-); _cc_nargs=1 ;;
         'queues|-Q'|'queues|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
         'queues|--timeout') _cc_val=(-); _cc_nargs=1 ;;
         'purge|-Q'|'purge|--queue') _cc_val=(w default ai_processing publishing sheets_sync monitoring); _cc_nargs=1 ;;
@@ -173,6 +198,18 @@ _carsctl_argval() {
         'worker stop|'*) _cc_val=(n) ;;
         'worker restart|'*) _cc_val=(n) ;;
         'worker status|'*) _cc_val=(n) ;;
+        'control rate-limit|1') _cc_val=(t) ;;
+        'control rate-limit|2') _cc_val=(-) ;;
+        'control time-limit|1') _cc_val=(t) ;;
+        'control time-limit|2') _cc_val=(-) ;;
+        'control time-limit|3') _cc_val=(-) ;;
+        'control pool|1') _cc_val=(w grow shrink) ;;
+        'control pool|2') _cc_val=(-) ;;
+        'control autoscale|1') _cc_val=(-) ;;
+        'control autoscale|2') _cc_val=(-) ;;
+        'control add-consumer|1') _cc_val=(w default ai_processing publishing sheets_sync monitoring) ;;
+        'control cancel-consumer|1') _cc_val=(w default ai_processing publishing sheets_sync monitoring) ;;
+        'control shutdown|1') _cc_val=(n) ;;
         'task run|1') _cc_val=(t) ;;
         'task run|'*) _cc_val=(-) ;;
         'task result|1') _cc_val=(-) ;;

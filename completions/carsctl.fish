@@ -11,7 +11,7 @@ function __carsctl_cmd
     set -g __carsctl_opts
     switch $argv[1]
         case ''
-            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, the monitor, beat...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' monitor\t'The Telegram monitor service: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' task\t'Run tasks by hand, look at their results, revoke them, retry...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' post\t'Add, import and inspect posts.' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' config\t'Show the effective configuration.' db\t'Database migrations.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
+            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, the monitor, beat...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' monitor\t'The Telegram monitor service: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' control\t'Change the running workers: rate-limit, time-limit, pool...' events\t'Watch the workers live: per task and per node, events and runtimes...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' task\t'Run tasks by hand, look at their results, revoke them, retry...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' post\t'Add, import and inspect posts.' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' config\t'Show the effective configuration.' db\t'Database migrations.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --debug\t'Show tracebacks of errors.' -v\t'More detail.' --verbose\t'More detail.' -q\t'Only errors on stderr.' --quiet\t'Only errors on stderr.' --no-color\t'No colours (also: NO_COLOR).' --version\t'Print the version and exit.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case demo
             set -g __carsctl_opts --file\t'JSON-lines posts instead of the samples.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -82,6 +82,25 @@ function __carsctl_cmd
             set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case 'inspect ping'
             set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case control
+            set -g __carsctl_subs rate-limit\t'Limit how often each worker starts a task; shows the rate each...' time-limit\t'Set a task\'s soft and hard time limits; shows the limits each node...' pool\t'Add or remove pool processes (prefork); shows each node\'s...' autoscale\t'Change the autoscale range of workers started with --autoscale...' add-consumer\t'Make workers consume from one more queue; shows the queues each...' cancel-consumer\t'Make workers stop consuming from a queue; shows the queues each...' shutdown\t'Shut a worker node down (warm: running tasks finish first), after...'
+            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'control rate-limit'
+            set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'control time-limit'
+            set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'control pool'
+            set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'control autoscale'
+            set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'control add-consumer'
+            set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'control cancel-consumer'
+            set -g __carsctl_opts -d\t'Only this worker node (repeat for several).' --destination\t'Only this worker node (repeat for several).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'control shutdown'
+            set -g __carsctl_opts -y\t'Do not ask for confirmation.' --yes\t'Do not ask for confirmation.' --timeout\t'Seconds to wait until the node stops answering.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case events
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --duration\t'Stop after this many seconds. [default: until Ctrl-C]' --count\t'Stop after N task events. [default: until Ctrl-C]' --window\t'Seconds of events the rates and percentiles cover.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case queues
             set -g __carsctl_opts -Q\t'A queue (repeat for several; default: all).' --queue\t'A queue (repeat for several; default: all).' --timeout\t'Seconds to wait for a silent worker; the others\' replies return at...' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case purge
@@ -299,6 +318,54 @@ function __carsctl_optval
         case 'inspect ping|--timeout'
             set -g __carsctl_val -
             set -g __carsctl_nargs 1
+        case 'control rate-limit|-d' 'control rate-limit|--destination'
+            set -g __carsctl_val n
+            set -g __carsctl_nargs 1
+        case 'control rate-limit|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'control time-limit|-d' 'control time-limit|--destination'
+            set -g __carsctl_val n
+            set -g __carsctl_nargs 1
+        case 'control time-limit|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'control pool|-d' 'control pool|--destination'
+            set -g __carsctl_val n
+            set -g __carsctl_nargs 1
+        case 'control pool|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'control autoscale|-d' 'control autoscale|--destination'
+            set -g __carsctl_val n
+            set -g __carsctl_nargs 1
+        case 'control autoscale|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'control add-consumer|-d' 'control add-consumer|--destination'
+            set -g __carsctl_val n
+            set -g __carsctl_nargs 1
+        case 'control add-consumer|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'control cancel-consumer|-d' 'control cancel-consumer|--destination'
+            set -g __carsctl_val n
+            set -g __carsctl_nargs 1
+        case 'control cancel-consumer|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'control shutdown|--timeout'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'events|--duration'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'events|--count'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'events|--window'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
         case 'queues|-Q' 'queues|--queue'
             set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
             set -g __carsctl_nargs 1
@@ -417,6 +484,30 @@ function __carsctl_argval
         case 'worker restart|*'
             set -g __carsctl_val n
         case 'worker status|*'
+            set -g __carsctl_val n
+        case 'control rate-limit|1'
+            set -g __carsctl_val t
+        case 'control rate-limit|2'
+            set -g __carsctl_val -
+        case 'control time-limit|1'
+            set -g __carsctl_val t
+        case 'control time-limit|2'
+            set -g __carsctl_val -
+        case 'control time-limit|3'
+            set -g __carsctl_val -
+        case 'control pool|1'
+            set -g __carsctl_val w grow shrink
+        case 'control pool|2'
+            set -g __carsctl_val -
+        case 'control autoscale|1'
+            set -g __carsctl_val -
+        case 'control autoscale|2'
+            set -g __carsctl_val -
+        case 'control add-consumer|1'
+            set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
+        case 'control cancel-consumer|1'
+            set -g __carsctl_val w default ai_processing publishing sheets_sync monitoring
+        case 'control shutdown|1'
             set -g __carsctl_val n
         case 'task run|1'
             set -g __carsctl_val t

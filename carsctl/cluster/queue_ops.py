@@ -119,9 +119,10 @@ def depths(app: Celery, queues: list[str] | None = None, *, settings: Settings |
     scheduled: dict[str, int] = {}
     workers = Repliers(replied=[], silent=[], listeners=None)
     if with_scheduled:
-        from carsctl.cluster.remote_control import broadcast, task_rows
+        from carsctl.cluster.remote_control import scheduled as scheduled_tasks
+        from carsctl.cluster.remote_control import task_rows
 
-        outcome = broadcast(app, "scheduled", {"safe": True}, timeout=timeout, settings=settings)
+        outcome = scheduled_tasks(app, timeout=timeout, settings=settings)  # revoked ones left out
         for row in task_rows(outcome):
             if row.queue is not None:
                 scheduled[row.queue] = scheduled.get(row.queue, 0) + 1
@@ -173,3 +174,38 @@ def _purge_one(conn: Any, channel: Any, name: str) -> int:
         return int(channel.queue_purge(name) or 0)
     except conn.channel_errors:  # AMQP: a queue nobody declared yet holds nothing
         return 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnconsumedQueue:
+    """A queue with messages waiting and no running worker consuming it: they wait forever."""
+
+    queue: str
+    ready: int
+    fix: str
+
+
+def queue_consumers(app: Celery, *, nodes: list[str] | None = None, timeout: float = 1.0,
+                    settings: Settings | None = None) -> dict[str, list[str]]:
+    """Queue name -> the running worker nodes consuming it (one early-returning `active_queues`)."""
+    from carsctl.cluster.remote_control import broadcast
+
+    consumers: dict[str, list[str]] = {}
+    outcome = broadcast(app, "active_queues", destination=nodes, timeout=timeout, settings=settings)
+    for node, queues in sorted(outcome.replies.items()):
+        for queue in queues or []:
+            consumers.setdefault(queue.get("name"), []).append(node)
+    return consumers
+
+
+def unconsumed(rows: list[QueueRow], consumers: dict[str, list[str]], *, any_worker: bool) -> list[UnconsumedQueue]:
+    """The queues among `rows` whose ready messages no running worker consumes, each with its fix."""
+    return [UnconsumedQueue(queue=row.queue, ready=row.ready, fix=consumer_fix(row.queue, any_worker=any_worker))
+            for row in rows if row.ready and not consumers.get(row.queue)]
+
+
+def consumer_fix(queue: str, *, any_worker: bool) -> str:
+    """How to get `queue` consumed: a new node for it, or (when workers run) one of them taking it on."""
+    start = f"carsctl worker start {queue.split('_', 1)[0]} -Q {queue}"
+    return f"{start}, or carsctl control add-consumer {queue}" if any_worker else start
+

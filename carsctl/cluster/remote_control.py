@@ -243,22 +243,55 @@ def inspect(app: Celery, what: str, *, destination: list[str] | None = None, tim
 
     command, arguments = INSPECT_COMMANDS[what]
     nodes = [node_hostname(node) for node in destination] if destination else None  # `-d ai` = ai@this-host
+    if what == "scheduled":
+        return scheduled(app, destination=nodes, timeout=timeout, settings=settings)
     return broadcast(app, command, arguments, destination=nodes, timeout=timeout, settings=settings)
 
 
-def require_replies(outcome: Broadcast) -> None:
-    """Raise DependencyUnavailable (exit 69) when no worker answered."""
+def scheduled(app: Celery, *, destination: list[str] | None = None, timeout: float = 1.0,
+              settings: Settings | None = None) -> Broadcast:
+    """The ETA tasks the workers hold, without the revoked ones.
+
+    A worker keeps a revoked ETA task in its timer until it is due (and then drops it), and `scheduled`
+    still lists it; carsctl asks the same nodes for their revoked ids and leaves those out, so
+    `inspect scheduled` and `queues` agree with a revoke or a `purge --include-unacked`.
+    """
+    outcome = broadcast(app, "scheduled", {"safe": True}, destination=destination, timeout=timeout,
+                        settings=settings)
+    if not any(outcome.replies.values()):
+        return outcome
+    revoked = broadcast(app, "revoked", {}, destination=sorted(outcome.replies), timeout=timeout).replies
+    for node, items in outcome.replies.items():
+        dropped = set(revoked.get(node) or [])
+        if dropped and isinstance(items, list):
+            outcome.replies[node] = [item for item in items
+                                     if ((item.get("request") or {}) if isinstance(item, dict) else {}).get("id")
+                                     not in dropped]
+    return outcome
+
+
+def require_replies(outcome: Broadcast, *, app: Celery | None = None, settings: Settings | None = None) -> None:
+    """Raise DependencyUnavailable (exit 69) when no worker answered.
+
+    When the addressed nodes were silent and `app` is given, the nodes that do answer are named (one
+    more early-returning ping), so a mistyped `-d` is told what to type instead.
+    """
     if outcome.replies:
         return
+    hint = "start one with `carsctl worker start`"
     if outcome.listeners == 0:
         message = "no worker is running (none listens for remote control)"
     elif outcome.destination:
         message = f"{', '.join(outcome.destination)} did not reply within {outcome.timeout:g}s"
+        if app is not None:
+            others = sorted(broadcast(app, "ping", {}, timeout=outcome.timeout, settings=settings).replies)
+            hint = (f"nodes that answer: {', '.join(others)}" if others
+                    else "no other node answers either; start one with `carsctl worker start`")
     else:
         message = f"no worker replied within {outcome.timeout:g}s"
     if outcome.not_running:
         message += f"; not running: {', '.join(outcome.not_running)}"
-    raise DependencyUnavailable(message, hint="start one with `carsctl worker start`")
+    raise DependencyUnavailable(message, hint=hint)
 
 
 # --- turning replies into rows ---------------------------------------------------------------------
@@ -308,7 +341,8 @@ def task_rows(outcome: Broadcast, now: float | None = None) -> list[TaskRow]:
                 started_at=_iso(started),
                 runtime_s=round(now - started, 1) if started else None,
                 eta=item.get("eta") if "request" in item else request.get("eta"),
-                priority=item.get("priority", delivery.get("priority")),
+                # the message's own priority: a `scheduled` item's "priority" is the worker's timer's (6)
+                priority=delivery.get("priority"),
                 queue=delivery.get("routing_key"),
                 worker_pid=request.get("worker_pid"),
                 acknowledged=request.get("acknowledged"),

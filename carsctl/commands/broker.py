@@ -72,7 +72,23 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
     else:
         from carsctl.render import key_values
 
-        cli.out.print(key_values("Broker", ((k, v) for k, v in state.items() if v not in (None, [], ()))))
+        cli.out.print(key_values("Broker", _shown(state, running)))
     if not running:
         cli.info("embedded Redis is not running: start it with `carsctl broker start`")
         raise typer.Exit(69)
+
+
+def _shown(state: dict[str, object], running: bool) -> list[tuple[str, object]]:
+    """The status as an operator reads it: "state running", yes/no for flags, lists joined, nothing empty."""
+    rows: list[tuple[str, object]] = [("state", "running" if running else "not running")]
+    for key, value in state.items():
+        if key == "running" or value in (None, [], ()):
+            continue
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif key == "latency_ms" and isinstance(value, float):
+            key, value = "latency", f"{value:.1f} ms"
+        elif isinstance(value, list | tuple):
+            value = ", ".join(str(item) for item in value)
+        rows.append((key.replace("_", " "), value))
+    return rows

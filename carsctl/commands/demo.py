@@ -10,6 +10,9 @@ import typer
 from carsctl.context import obj
 from carsctl.options import JsonOpt, TimeoutOpt
 
+#: The queues a post passes through in the demo: classify/extract/describe, then publish.
+DEMO_QUEUES = ("ai_processing", "publishing")
+
 if TYPE_CHECKING:
     from cars_bot.posts import PostDescription
     from carsctl.context import CliContext
@@ -26,14 +29,20 @@ def demo(ctx: typer.Context,
     Example: carsctl up && carsctl demo
     """
     from cars_bot.posts import DONE_STATUSES, read_jsonl, sample_posts_path
+    from carsctl.cluster.queue_ops import consumer_fix, queue_consumers
     from carsctl.dispatch.post_runs import describe_post, store_and_enqueue, wait_for_posts
     from carsctl.errors import DependencyUnavailable
     from carsctl.health.connectivity import check_broker
 
     cli = obj(ctx)
     check_broker(cli.settings)
-    if not cli.celery_app.control.ping(timeout=1.0):
+    consumers = queue_consumers(cli.celery_app, settings=cli.settings)
+    if not consumers:
         raise DependencyUnavailable("no worker is running", hint="start the stack with `carsctl up`")
+    missing = [queue for queue in DEMO_QUEUES if queue not in consumers]
+    if missing:  # the posts would wait there for the whole --timeout: say so now
+        raise DependencyUnavailable(f"no worker consumes {', '.join(missing)}: the demo's posts would wait there",
+                                    hint=consumer_fix(missing[0], any_worker=True))
     # Fresh message ids on every run, so each run pushes posts through the pipeline again.
     records = [{k: v for k, v in r.items() if k != "message_id"} for r in read_jsonl(file or sample_posts_path())]
     rows = store_and_enqueue(cli, records, process=True)
@@ -50,7 +59,7 @@ def demo(ctx: typer.Context,
 
 
 def _report(cli: CliContext, posts: list[PostDescription]) -> None:
-    from carsctl.render import safe, table
+    from carsctl.render import table, telegram_html
 
     def car(p: PostDescription) -> str:
         return " ".join(str(v) for v in (p.car.brand, p.car.model, p.car.year) if v) if p.car else ""
@@ -62,7 +71,7 @@ def _report(cli: CliContext, posts: list[PostDescription]) -> None:
     if published:
         post_id, publication = published[0]
         cli.out.print(f"\nPublished post {post_id} as it would appear in the channel:\n")
-        cli.out.print(safe(publication.text))
+        cli.out.print(telegram_html(publication.text))
         if publication.target == "outbox":
             cli.info(f"\nTelegram is not configured: the posts are in {cli.settings.home / 'outbox'}; "
                      f"`carsctl post show {post_id}` shows one.")

@@ -27,8 +27,8 @@ def run_inspect(ctx: typer.Context, what: str, destination: list[str] | None, ti
     cli = obj(ctx)
     outcome = remote.inspect(cli.celery_app, what, destination=destination or None, timeout=timeout,
                              settings=cli.settings)
+    remote.require_replies(outcome, app=cli.celery_app, settings=cli.settings)  # names the nodes that answer
     _warn_missing(cli, outcome)
-    remote.require_replies(outcome)
     data = remote.inspect_data(outcome)
     if json or cli.json:
         cli.emit_json(data)

@@ -21,8 +21,9 @@ def status(ctx: typer.Context, json: JsonOpt = False, watch: WatchOpt = None,
            timeout: ReplyTimeoutOpt = 1.0) -> None:
     """One screen: broker, database, worker nodes, beat, queue depths, failed tasks, monitor service.
 
-    Exit code 0 when all is well, 1 when something carsctl started is down or silent, 69 when the
-    broker or the database is unreachable. Replaces `make celery-status`.
+    Exit code 0 when all is well, 1 when something carsctl started is down or silent or a queue's
+    messages wait with no worker consuming it, 69 when the broker or the database is unreachable.
+    Replaces `make celery-status`.
 
     \b
     Example: carsctl status --watch 2

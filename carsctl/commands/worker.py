@@ -2,7 +2,7 @@
 and `make stop-celery`).
 
 Exit codes of `worker status` (a systemd/Kubernetes probe can use them): 0 running, 3 not running,
-4 running but not answering a ping, 5 stale pidfile, 69 broker unreachable; with several nodes, the
+4 running but not answering a ping, 5 crashed or stale pidfile, 69 broker unreachable; with several nodes, the
 highest. Exit codes of `worker stop`/`restart`: 0 stopped gracefully (or was not running), 10 needed a
 cold shutdown (running tasks re-queued), 11 needed SIGKILL (--force), 1 still running (no --force).
 """
@@ -132,7 +132,7 @@ def status(ctx: typer.Context, nodes: NodesArg = None,
            json: JsonOpt = False) -> None:
     """Each node: process alive? answers a ping addressed to it? with pid, queues, pool, uptime.
 
-    Exit code 0 running, 3 not running, 4 running but not responding, 5 stale pidfile, 69 broker
+    Exit code 0 running, 3 not running, 4 running but not responding, 5 crashed or stale pidfile, 69 broker
     unreachable (with several nodes: the highest), so it can serve as a liveness probe.
 
     Example: carsctl worker status ai --json

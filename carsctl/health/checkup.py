@@ -73,6 +73,7 @@ def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> DoctorR
         lambda: check_workers_and_clocks(app, settings, timeout),
         lambda: check_beats(app, settings),
         lambda: check_pidbox_keys(app),
+        lambda: check_queue_consumers(app, settings, timeout),
     ]
     for check in checks:
         if broker_ok:
@@ -309,6 +310,22 @@ def check_pidbox_keys(app: Celery) -> list[Finding]:
         return [Finding("pidbox replies", Level.PROBLEM, f"{stale} remote-control reply keys without a TTL",
                         "carsctl task run cleanup-old-results (gives them a TTL)")]
     return [Finding("pidbox replies", Level.OK, f"{stale} reply key(s) without a TTL")]
+
+
+def check_queue_consumers(app: Celery, settings: Settings, timeout: float) -> list[Finding]:
+    """A queue whose messages no running worker consumes: they wait forever, and nothing else says so."""
+    from cars_bot.broker import queue_depths
+    from carsctl.cluster.queue_ops import queue_consumers, queue_row, unconsumed
+
+    rows = [queue_row(name, depth) for name, depth in queue_depths(app).items()]
+    consumers = queue_consumers(app, timeout=timeout, settings=settings)
+    starved = unconsumed(rows, consumers, any_worker=bool(consumers))
+    if not starved:
+        waiting = sum(row.ready for row in rows)
+        return [Finding("queue consumers", Level.OK, f"every queue with messages has a consumer ({waiting} waiting)")]
+    return [Finding("queue consumers", Level.PROBLEM,
+                    f"{q.queue}: {q.ready} message(s) waiting and no worker consumes it",
+                    f"start a worker consuming {q.queue}: {q.fix}") for q in starved]
 
 
 def check_log_dir(settings: Settings) -> list[Finding]:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from cars_bot.beat import Heartbeat
     from cars_bot.config import Settings
-    from carsctl.cluster.queue_ops import QueueRow
+    from carsctl.cluster.queue_ops import QueueRow, UnconsumedQueue
     from carsctl.health.connectivity import BrokerInfo
     from carsctl.process.nodes import NodeState
 
@@ -33,6 +33,7 @@ class WorkerState(StrEnum):
     ONLINE = "online"                 # answered remote control
     SILENT = "silent"                 # its process runs (or runs elsewhere) but it did not answer
     NOT_RUNNING = "not running"       # carsctl started it and its process is gone
+    CRASHED = "crashed"               # ... and it died without a clean shutdown (see `note`, `last_errors`)
     UNKNOWN = "unknown"               # the broker is unreachable: nobody could be asked
 
 
@@ -81,6 +82,8 @@ class WorkerRow:
     reserved: int | None = None
     processed: int | None = None
     uptime_s: float | None = None
+    note: str | None = None                  # not running / crashed: how it ended, as far as its traces tell
+    last_errors: list[str] = field(default_factory=list)  # crashed: the last error lines of its log
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,9 @@ class StatusReport:
     problems: list[str]
     exit_code: int
     elapsed_ms: float
+    # queue -> the nodes consuming it; None when not asked (no message waits, so none can be stranded)
+    queue_consumers: dict[str, list[str]] | None = None
+    unconsumed: list[UnconsumedQueue] = field(default_factory=list)     # messages waiting, nobody consumes
 
 
 def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusReport:
@@ -141,21 +147,39 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
         problems.append(f"database: {database.error}")
     elif settings.openai_api_key:
         problems += openai_problems(settings)
+    consumers: dict[str, list[str]] | None = None
+    starved: list[UnconsumedQueue] = []
     if broker.reachable:
         nodes = worker_rows(app, settings, timeout)
         queues = _queues(app)
         beat = beat_info(app, settings)
+        consumers, starved = _consumers(app, nodes, queues, timeout)
     else:
         nodes = [_state_row(state, WorkerState.UNKNOWN) for state in _states(settings)]
         queues, beat = [], BeatInfo(state=BeatState.UNKNOWN)
     monitor = monitor_status(settings)
     problems += _node_problems(nodes, beat, monitor)
+    problems += [f"queue {q.queue}: {q.ready} message(s) waiting and no worker consumes it (fix: {q.fix})"
+                 for q in starved]
     unavailable = not broker.reachable or not database.reachable
     return StatusReport(
         checked_at=checked_at, broker=broker, database=database, nodes=nodes, queues=queues, beat=beat,
         monitor=monitor, problems=problems,
         exit_code=EXIT_UNAVAILABLE if unavailable else EXIT_FAILED if problems else EXIT_OK,
-        elapsed_ms=round((time.monotonic() - began) * 1000, 1))
+        elapsed_ms=round((time.monotonic() - began) * 1000, 1), queue_consumers=consumers, unconsumed=starved)
+
+
+def _consumers(app: Celery, nodes: list[WorkerRow], queues: list[QueueRow],
+               timeout: float) -> tuple[dict[str, list[str]] | None, list[UnconsumedQueue]]:
+    """Who consumes each queue (asked of the nodes that answered), and the queues nobody consumes; not
+    asked when no message waits (a healthy idle cluster keeps its three broadcasts)."""
+    from carsctl.cluster.queue_ops import queue_consumers, unconsumed
+
+    if not any(queue.ready for queue in queues):
+        return None, []
+    online = [row.node for row in nodes if row.state == WorkerState.ONLINE]
+    consumers = queue_consumers(app, nodes=online, timeout=timeout) if online else {}
+    return consumers, unconsumed(queues, consumers, any_worker=bool(online))
 
 
 def openai_problems(settings: Settings) -> list[str]:
@@ -214,6 +238,15 @@ def _state_row(state: NodeState, worker_state: WorkerState) -> WorkerRow:
                       started_by_carsctl=True)
 
 
+def _gone_row(state: NodeState) -> WorkerRow:
+    """A node carsctl started whose process is gone: crashed or not, told from its pidfile and log."""
+    from carsctl.process.exit_reason import diagnose
+
+    diagnosis = diagnose(state.logfile, bool(state.pidfile) and Path(state.pidfile).exists())
+    return replace(_state_row(state, WorkerState.CRASHED if diagnosis.crashed else WorkerState.NOT_RUNNING),
+                   note=diagnosis.reason, last_errors=list(diagnosis.last_errors))
+
+
 def worker_rows(app: Celery, settings: Settings, timeout: float = 1.0) -> list[WorkerRow]:
     """One row per worker node: carsctl's own (even when down) and every other that answered."""
     from carsctl.cluster.remote_control import broadcast, known_nodes
@@ -225,8 +258,7 @@ def worker_rows(app: Celery, settings: Settings, timeout: float = 1.0) -> list[W
     reserved = broadcast(app, "reserved", {"safe": True}, destination=sorted(expected), timeout=timeout) \
         if expected else None
     _alive, gone = known_nodes(settings)
-    rows = {state.hostname: _state_row(state, WorkerState.NOT_RUNNING if state.hostname in gone
-                                       else WorkerState.SILENT)
+    rows = {state.hostname: _gone_row(state) if state.hostname in gone else _state_row(state, WorkerState.SILENT)
             for state in _states(settings)}
     for node, data in stats.replies.items():
         pool = data.get("pool") or {}
@@ -320,7 +352,9 @@ def monitor_status(settings: Settings) -> MonitorInfo:
 def _node_problems(nodes: list[WorkerRow], beat: BeatInfo, monitor: MonitorInfo) -> list[str]:
     problems = []
     for row in nodes:
-        if row.started_by_carsctl and row.state in (WorkerState.NOT_RUNNING, WorkerState.SILENT):
+        if row.state == WorkerState.CRASHED:
+            problems.append(f"worker {row.node}: {row.note}")
+        elif row.started_by_carsctl and row.state in (WorkerState.NOT_RUNNING, WorkerState.SILENT):
             problems.append(f"worker {row.node}: {row.state}")
         elif row.state == WorkerState.SILENT:
             problems.append(f"worker {row.node}: silent")

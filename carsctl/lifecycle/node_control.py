@@ -80,12 +80,20 @@ def clean_up(settings: Settings, state: NodeState) -> list[str]:
 
 
 def not_running(settings: Settings, state: NodeState, condition: Condition) -> StatusVerdict:
-    """A node whose process is gone or not ours: a stale pidfile if Celery's pidfile is still there
-    (a crash: SIGKILL, OOM) or the pid was reused; not-running if it exited cleanly on its own."""
-    crashed = state.pidfile and Path(state.pidfile).exists()
-    if condition is Condition.FOREIGN or crashed:
+    """A node whose process is gone or not ours: crashed when its traces say so (an error logged last,
+    or its pidfile left without a logged shutdown: SIGKILL, OOM), a stale pidfile when the pid was
+    reused, not-running when it exited cleanly on its own."""
+    from carsctl.process.exit_reason import diagnose
+
+    if condition is Condition.FOREIGN:
         return StatusVerdict(NodeStatus.STALE, _stale_reason(state, condition))
-    return StatusVerdict(NodeStatus.NOT_RUNNING, "exited (stopped outside carsctl)")
+    pidfile_left = bool(state.pidfile) and Path(state.pidfile).exists()
+    diagnosis = diagnose(state.logfile, pidfile_left)
+    if diagnosis.crashed:
+        return StatusVerdict(NodeStatus.CRASHED, f"pid {state.pid} is dead, {diagnosis.reason}")
+    if pidfile_left:
+        return StatusVerdict(NodeStatus.STALE, _stale_reason(state, condition))
+    return StatusVerdict(NodeStatus.NOT_RUNNING, diagnosis.reason)
 
 
 def ping_nodes(app: Any, hostnames: Sequence[str], timeout: float) -> set[str]:
@@ -226,7 +234,9 @@ def stop_nodes(settings: Settings, states: Sequence[NodeState], *, timeout: floa
             running[state.name] = state
             continue
         verdict = not_running(settings, state, condition) if state.pid else None
-        stale = verdict is not None and verdict.status is NodeStatus.STALE
+        pidfile_left = bool(state.pidfile) and Path(state.pidfile).exists()
+        stale = verdict is not None and (verdict.status is NodeStatus.STALE
+                                         or (verdict.status is NodeStatus.CRASHED and pidfile_left))
         removed = clean_up(settings, state)
         results[state.name] = StopResult(name=state.name, hostname=state.hostname, pid=state.pid,
                                          outcome=StopOutcome.STALE if stale else StopOutcome.NOT_RUNNING,

@@ -10,7 +10,9 @@ highest code among the nodes it reports):
 |                  |      | node name; beat: its heartbeat in Redis is recent and is its own)    |
 | not-running      | 3    | nothing runs (never started, stopped, or exited cleanly)             |
 | not-responding   | 4    | our process is alive but does not answer / beat stopped ticking      |
-| stale            | 5    | a pidfile whose pid is dead (a crash) or is not our process (reused) |
+| crashed          | 5    | its process died without a clean shutdown (killed, or an error it   |
+|                  |      | logged last); the note says why, `last_errors` holds the log lines   |
+| stale            | 5    | a pidfile whose pid is dead or is not our process (reused)           |
 | (broker down)    | 69   | the broker cannot be reached, so the answer is unknown               |
 
 Stop outcomes and their exit codes: 0 stopped gracefully (warm), or was not running / only a stale
@@ -38,6 +40,7 @@ class NodeStatus(StrEnum):
     RUNNING = "running"
     NOT_RUNNING = "not-running"
     NOT_RESPONDING = "not-responding"
+    CRASHED = "crashed"
     STALE = "stale"
 
     @property
@@ -46,7 +49,8 @@ class NodeStatus(StrEnum):
         return _STATUS_EXIT[self]
 
 
-_STATUS_EXIT = {NodeStatus.RUNNING: 0, NodeStatus.NOT_RUNNING: 3, NodeStatus.NOT_RESPONDING: 4, NodeStatus.STALE: 5}
+_STATUS_EXIT = {NodeStatus.RUNNING: 0, NodeStatus.NOT_RUNNING: 3, NodeStatus.NOT_RESPONDING: 4, NodeStatus.CRASHED: 5,
+                NodeStatus.STALE: 5}
 
 
 class StartState(StrEnum):
@@ -149,6 +153,7 @@ class NodeStatusRow:
     status: NodeStatus
     note: str = ""
     uptime_seconds: float | None = None
+    last_errors: tuple[str, ...] = ()  # crashed: the last error lines of its log (secrets masked)
     exit_code: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -156,10 +161,15 @@ class NodeStatusRow:
 
     @classmethod
     def of(cls, state: NodeState, status: NodeStatus, note: str = "", **extra: Any) -> Self:
-        """The row of `state` (uptime only while its process runs); `extra` fills a subclass's fields."""
+        """The row of `state` (uptime only while its process runs; a crashed node's last error lines);
+        `extra` fills a subclass's fields."""
         shown = {name: getattr(state, name) for name in _SHOWN}
         shown["queues"], shown["include"] = tuple(state.queues), tuple(state.include)
         alive = status in (NodeStatus.RUNNING, NodeStatus.NOT_RESPONDING)
+        if status is NodeStatus.CRASHED and "last_errors" not in extra:
+            from carsctl.process.exit_reason import diagnose
+
+            extra["last_errors"] = diagnose(state.logfile, pidfile_left=True).last_errors
         return cls(**shown, status=status, note=note, uptime_seconds=_uptime(state) if alive else None, **extra)
 
 

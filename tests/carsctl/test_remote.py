@@ -146,7 +146,8 @@ def test_status_with_two_nodes_is_one_screen_of_early_returning_broadcasts(two_w
     real_broadcast = remote_control.broadcast
     monkeypatch.setattr(remote_control, "broadcast", recorded)
     report = gather(app, settings)
-    # stats, then active and reserved of the nodes that answered: each returned on its last reply
+    # stats, then active and reserved of the nodes that answered: each returned on its last reply (the
+    # queues they consume are asked only when messages wait)
     assert [(o.command, o.stopped_because) for o in outcomes] == [
         (command, remote_control.StopReason.ALL_REPLIED) for command in ("stats", "active", "reserved")]
     nodes = {row.node: row for row in report.nodes}
@@ -188,3 +189,21 @@ def test_purge_with_unacked_revokes_what_live_workers_prefetched(two_workers, se
     assert sorted(report["revoked_by"]) == sorted(node for _, node in workers)
     revoked = json.loads(invoke("inspect", "revoked", "--json").stdout)
     assert all(task_id in row["items"] for row in revoked["rows"])
+
+
+def test_status_names_a_queue_the_running_workers_do_not_consume(two_workers, settings, migrated_database,
+                                                                  redis_client) -> None:
+    from cars_bot.task_names import PROCESS_POST
+    from carsctl.health.overview import gather
+
+    app, workers = two_workers
+    app.send_task(PROCESS_POST, args=[7], queue="ai_processing")
+    try:
+        report = gather(app, settings)
+    finally:
+        redis_client.delete("ai_processing", *(f"ai_processing:{level}" for level in range(1, 10)))
+    assert report.queue_consumers == {"monitoring": sorted(node for _, node in workers)}
+    assert [(q.queue, q.ready) for q in report.unconsumed] == [("ai_processing", 1)]
+    assert report.unconsumed[0].fix == ("carsctl worker start ai -Q ai_processing, or "
+                                        "carsctl control add-consumer ai_processing")
+    assert report.exit_code == 1

@@ -76,3 +76,30 @@ def test_unreachable_broker_is_one_line_exit_69(tmp_path) -> None:
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "broker unreachable at redis://:****@127.0.0.1:1/0" in result.stderr
     assert "s3cretpass" not in result.stderr
+
+
+@pytest.mark.redis
+def test_status_reads_as_words_not_python_values(redis_url, settings) -> None:
+    result = invoke("broker", "status")
+    cells = [line.split("│") for line in result.stdout.splitlines() if "│" in line]
+    rows = {key.strip(): value.strip() for key, value in cells}
+    assert result.exit_code == 0 and rows["state"] == "running" and rows["reachable"] == "yes"
+    assert "True" not in result.stdout and "False" not in result.stdout
+    assert json.loads(invoke("broker", "status", "--json").stdout)["running"] is True  # JSON keeps its types
+
+
+def test_uptime_reads_the_same_in_worker_status_as_in_status() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from rich.console import Console
+
+    from carsctl.context import CliContext
+    from carsctl.lifecycle.node_results import NodeStatus, NodeStatusRow
+    from carsctl.process.nodes import NodeState
+    from carsctl.reports import report_status
+
+    started = (datetime.now(UTC) - timedelta(seconds=146.2)).isoformat()
+    row = NodeStatusRow.of(NodeState(name="ai", hostname="ai@h", pid=1, started_at=started), NodeStatus.RUNNING)
+    cli = CliContext(_out=Console(record=True, width=120, no_color=True))
+    report_status(cli, [row], json=False)
+    assert "2m26s" in cli.out.export_text()  # render.duration, as `status` shows it (not "146s")

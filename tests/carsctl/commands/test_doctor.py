@@ -80,3 +80,15 @@ def test_broker_down_is_a_problem_and_the_broker_side_checks_are_skipped() -> No
                                  "message": "not checked: the broker is unreachable"}
     assert not {"clock skew", "beat", "pidbox replies"} & set(checks)  # not attempted against a dead broker
     assert report["healthy"] is False and report["counts"]["problem"] >= 1
+
+
+def test_a_queue_with_messages_and_no_consumer_is_a_problem_with_the_fix(celery_app_real, db, settings) -> None:
+    from cars_bot.task_names import PROCESS_POST
+
+    assert by_check(json.loads(invoke("doctor", "--json").stdout))["queue consumers"]["level"] == "ok"
+    celery_app_real.send_task(PROCESS_POST, args=[42], queue="ai_processing")
+    result = invoke("doctor", "--json")
+    finding = by_check(json.loads(result.stdout))["queue consumers"]
+    assert result.exit_code == 1 and finding["level"] == "problem"
+    assert finding["message"] == "ai_processing: 1 message(s) waiting and no worker consumes it"
+    assert finding["fix"] == "start a worker consuming ai_processing: carsctl worker start ai -Q ai_processing"

@@ -14,6 +14,9 @@ OPS_COMMANDS = [
     *(("inspect", what) for what in ("active", "reserved", "scheduled", "stats", "registered", "revoked",
                                       "queues", "ping")),
     *(("task", what) for what in ("list", "run", "result", "revoke", "failed", "retry")),
+    *(("control", what) for what in ("rate-limit", "time-limit", "pool", "autoscale", "add-consumer",
+                                     "cancel-consumer", "shutdown")),
+    ("events",),
 ]
 
 
@@ -77,3 +80,38 @@ def test_durations_limits_and_arguments_read_well() -> None:
     assert call_args([42, "x"], {"days_old": 7}) == '42, "x", days_old=7'
     assert call_args(["a" * 100], None, width=10).endswith("…") and len(call_args(["a" * 100], None, width=10)) == 10
     assert plural(1, "queue") == "1 queue" and plural(3, "queue") == "3 queues"
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_scheduled_shows_each_message_priority_and_agrees_with_revoke_and_purge(celery_app_real, redis_client,
+                                                                                 settings, tmp_path) -> None:
+    import json
+    import time
+
+    from tests.workers import celery_worker
+
+    cleanup = "cars_bot.tasks.monitoring_tasks.cleanup_old_results_task"
+    app = celery_app_real
+    with celery_worker(app, queues="monitoring", log=tmp_path / "worker.log") as (_process, node):
+        sent = {app.send_task(cleanup, queue="monitoring", countdown=600, priority=p).id: p for p in (2, 8, 5)}
+        deadline = time.monotonic() + 15
+        rows: list = []
+        while len(rows) < 3 and time.monotonic() < deadline:  # the worker takes them from the queue
+            rows = json.loads(invoke("inspect", "scheduled", "--json").stdout)["rows"]
+        assert {row["id"]: row["priority"] for row in rows} == sent  # not the worker's timer priority (6)
+
+        revoked = next(iter(sent))
+        app.control.revoke(revoked)
+        after_revoke = json.loads(invoke("inspect", "scheduled", "--json").stdout)["rows"]
+        assert sorted(row["id"] for row in after_revoke) == sorted(set(sent) - {revoked})
+
+        assert invoke("purge", "-Q", "monitoring", "--yes", "--include-unacked").exit_code == 0
+        (queue,) = json.loads(invoke("queues", "-Q", "monitoring", "--json").stdout)["queues"]
+        assert (queue["unacked"], queue["scheduled"]) == (0, 0)  # not "Unacked 0, of which ETA 2"
+        assert "no scheduled tasks" in invoke("inspect", "scheduled").stderr
+
+        unknown = invoke("inspect", "ping", "-d", "ai@nosuchhost")
+    assert unknown.exit_code == 69
+    assert unknown.stderr.count("ai@nosuchhost did not reply") == 1  # said once, not as a warning and an error
+    assert f"nodes that answer: {node}" in unknown.stderr and "carsctl worker start" not in unknown.stderr

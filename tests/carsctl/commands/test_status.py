@@ -15,7 +15,7 @@ pytestmark = pytest.mark.redis
 
 #: the keys of `status --json` that scripts read
 STATUS_KEYS = {"checked_at", "broker", "database", "nodes", "queues", "beat", "monitor", "problems", "exit_code",
-               "elapsed_ms"}
+               "elapsed_ms", "queue_consumers", "unconsumed"}
 
 
 def test_nothing_running_nothing_wrong(celery_app_real, redis_client, db, settings) -> None:
@@ -75,3 +75,45 @@ def test_watch_redraws_until_ctrl_c(celery_app_real, db, carsctl_process) -> Non
     watched.wait_for(lambda lines: sum("Services" in line for line in lines) >= 2)
     code, _stdout, stderr = watched.interrupt()
     assert code == 0 and "Traceback" not in stderr
+
+
+def test_a_queue_with_messages_and_no_consumer_is_marked_and_fails(celery_app_real, redis_client, db, settings) -> None:
+    from cars_bot.task_names import PROCESS_POST
+
+    for post_id in (1, 2, 3):
+        celery_app_real.send_task(PROCESS_POST, args=[post_id], queue="ai_processing")
+    result = invoke("status", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["exit_code"] == 1
+    assert [(q["queue"], q["ready"]) for q in report["unconsumed"]] == [("ai_processing", 3)]
+    assert report["unconsumed"][0]["fix"] == "carsctl worker start ai -Q ai_processing"
+    assert "queue ai_processing: 3 message(s) waiting and no worker consumes it" in result.stderr
+    screen = invoke("status")
+    rows = [[cell.strip() for cell in line.split("│")] for line in screen.stdout.splitlines()]
+    assert ["ai_processing", "3", "p9:3", "0", "NONE"] in rows, screen.stdout
+
+
+@pytest.mark.slow
+def test_a_killed_node_is_shown_crashed_in_worker_status_and_status(lifecycle) -> None:
+    import signal
+    import socket
+    import uuid
+
+    from tests.carsctl.ops import pid_alive, wait_for
+
+    name = f"dies{uuid.uuid4().hex[:6]}"
+    start = lifecycle.run("worker", "start", name, "-Q", "monitoring", "--pool", "solo", "-c", "1")
+    assert start.returncode == 0, start.stderr
+    node = f"{name}@{socket.gethostname()}"
+    pid = lifecycle.state(name)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), 10, "the worker to die")
+
+    worker = lifecycle.run("worker", "status", name, "--json")
+    (row,) = json.loads(worker.stdout)  # exit 5, as a stale pidfile was before: probes keep working
+    assert worker.returncode == 5 and row["status"] == "crashed"
+    assert "killed without logging a shutdown" in row["note"]
+    overview = lifecycle.invoke("status")
+    assert overview.exit_code == 1
+    assert f"problem: worker {node}: crashed: killed without logging a shutdown" in overview.stderr
+    assert f"{node} crashed: killed" in overview.stdout
