@@ -140,7 +140,7 @@ def test_status_exit_codes_from_the_process_and_its_heartbeat(lifecycle: Any, mo
     process.kill()
     process.wait()
     crashed = lifecycle.invoke("monitor", "status", "--json")  # dead, its pidfile left behind
-    assert crashed.exit_code == 5 and json.loads(crashed.stdout)["status"] == "stale"
+    assert crashed.exit_code == 5 and json.loads(crashed.stdout)["status"] == "crashed"
 
 
 def test_the_publishers_session_is_refused_and_doctor_says_why(lifecycle: Any, monkeypatch: Any) -> None:
