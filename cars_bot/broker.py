@@ -192,33 +192,58 @@ def _sub_lists(channel: Any, queue: str) -> list[str]:
     return [channel._q_for_pri(queue, level) for level in channel.priority_steps]
 
 
+def message_task_id(raw: Any) -> str | None:
+    """The task id of one raw message as kombu's Redis transport stores it (a ready-list entry's JSON,
+    or the message dict inside an `unacked` entry); None when it is not a Celery task message."""
+    message = raw
+    if isinstance(raw, (bytes, str)):
+        try:
+            message = json.loads(raw)
+        except (ValueError, TypeError):
+            return None
+    if not isinstance(message, dict):
+        return None
+    headers = message.get("headers")
+    task_id = headers.get("id") if isinstance(headers, dict) else None
+    if task_id is None:  # Celery's message protocol 1 keeps the id only in the properties
+        properties = message.get("properties")
+        task_id = properties.get("correlation_id") if isinstance(properties, dict) else None
+    return task_id if isinstance(task_id, str) else None
+
+
 def _queued_with(channel: Any, queues: Iterable[str], task_id: str) -> Iterator[tuple[str, str, bytes]]:
-    """(queue, sub-list key, raw message) of every ready message that holds `task_id`."""
-    if not has_redis_layout(channel):
+    """(queue, sub-list key, raw message) of every ready message whose task id is exactly `task_id`.
+
+    The raw bytes are only a cheap prefilter; a message counts when its parsed task id is equal, so an
+    id that is a substring of another message (or of its arguments) never matches it.
+    """
+    if not has_redis_layout(channel) or not task_id:
         return
     needle = task_id.encode()
     for queue in queues:
         for key in _sub_lists(channel, queue):
             for raw in channel.client.lrange(key, 0, -1):
-                if needle in raw:
+                if needle in raw and message_task_id(raw) == task_id:
                     yield queue, key, raw
 
 
 def find_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
-    """The queue whose ready messages hold `task_id` (any priority sub-list), or None."""
+    """The queue whose ready messages hold the task `task_id` (any priority sub-list), or None."""
     return next((queue for queue, _key, _raw in _queued_with(channel, queues, task_id)), None)
 
 
 def is_unacked(channel: Any, task_id: str) -> bool:
-    """True when `task_id` was delivered to a worker and not yet acknowledged."""
-    if not has_redis_layout(channel):
+    """True when the task `task_id` was delivered to a worker and not yet acknowledged."""
+    if not has_redis_layout(channel) or not task_id:
         return False
     needle = task_id.encode()
-    return any(needle in raw for raw in channel.client.hvals(channel.unacked_key))
+    return any(needle in raw and message_task_id(_unacked_entry(raw)[0]) == task_id
+               for raw in channel.client.hvals(channel.unacked_key))
 
 
 def remove_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
-    """Take the ready message of `task_id` out of its queue; return that queue (None if not found)."""
+    """Take the one ready message of the task `task_id` out of its queue; return that queue (None if
+    not found). LREM removes only an entry equal to those exact bytes, never another message."""
     for queue, key, raw in _queued_with(channel, queues, task_id):
         if channel.client.lrem(key, 1, raw):
             return queue
