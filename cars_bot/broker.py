@@ -93,7 +93,13 @@ def _transport_classes() -> tuple[type, type]:
             # Given a transport class, kombu parses `socket:///path` into a virtual host (and Celery's
             # clones fill in hostname "localhost"). A Redis virtual host is a db number, so anything
             # else is the socket path: hand it to the Redis channel in the form it understands.
-            conninfo = self.connection.client
+            conninfo = getattr(self.connection, "client", None)
+            if conninfo is None:
+                # The kombu Connection is closing (after a broker restart Celery closes the old one
+                # while its channels still open pools): kombu has already cleared the transport's
+                # `client`. That is a lost connection, which Celery recovers from by reconnecting; an
+                # AttributeError here would kill the worker instead.
+                raise _connection_closed()
             socket_path = _socket_path(conninfo.virtual_host)
             if socket_path is None:
                 return super()._connparams(asynchronous)
@@ -111,6 +117,12 @@ def _transport_classes() -> tuple[type, type]:
         Channel = PriorityChannel
 
     return Transport, PriorityChannel
+
+
+def _connection_closed() -> Exception:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return RedisConnectionError("the broker connection is closing (kombu cleared its client); reconnect")
 
 
 def _socket_path(vhost: Any) -> str | None:

@@ -215,6 +215,41 @@ def _mask_secrets_in_logs(logger: logging.Logger, **_: Any) -> None:
             handler.addFilter(SecretMaskingFilter())
 
 
+def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    logging.getLogger("cars_bot").critical("uncaught %s: the process stops", exc_type.__name__,
+                                           exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: Any) -> None:
+    if args.exc_type is not SystemExit:
+        logging.getLogger("cars_bot").critical("uncaught %s in thread %s", args.exc_type.__name__,
+                                               getattr(args.thread, "name", "?"),
+                                               exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    logging.getLogger("cars_bot").error("%s: %r", unraisable.err_msg or "exception ignored", unraisable.object,
+                                        exc_info=(unraisable.exc_type, unraisable.exc_value,
+                                                  unraisable.exc_traceback))
+
+
+@signals.after_setup_logger.connect
+def _tracebacks_as_one_record(**_: Any) -> None:
+    """An uncaught exception is logged as one record, with its traceback.
+
+    Celery redirects stdout/stderr to the log (`worker_redirect_stdouts`), one record per `write`; the
+    interpreter's own traceback printer writes a traceback piece by piece (a file name, a line number,
+    every `^` of its marker line), so a crash became thousands of one-token records. These hooks hand
+    the exception to logging instead, before anything is printed.
+    """
+    import sys
+    import threading
+
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
+
+
 @signals.worker_init.connect
 def _preload_domain_modules(**_: Any) -> None:
     """Import the heavy domain modules once, in the worker's main process, before the pool forks.
