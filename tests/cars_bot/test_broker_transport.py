@@ -116,3 +116,44 @@ def test_restored_unacked_messages_keep_their_urgency_and_place(celery_app_real,
         while (message := channel.basic_get("monitoring", no_ack=True)) is not None:
             served.append(names[message.headers["id"]])
     assert served == ["D", "C", "A", "B"]
+
+
+@pytest.fixture
+def silent_redis(monkeypatch: pytest.MonkeyPatch):
+    """A "Redis" that accepts connections and never answers (a broker lost behind a NAT or failover),
+    and settings pointing at it with the smallest socket timeout."""
+    import socket
+
+    from cars_bot.config import get_settings, reset_settings
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{server.getsockname()[1]}/0")
+    monkeypatch.setenv("BROKER_SOCKET_TIMEOUT", "2")
+    reset_settings()
+    try:
+        yield get_settings()
+    finally:
+        server.close()
+        reset_settings()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)  # without socket timeouts both calls below wait forever
+def test_a_silent_broker_fails_a_publish_and_a_result_read_instead_of_hanging(silent_redis) -> None:
+    import redis.exceptions
+    from kombu.exceptions import OperationalError
+
+    from cars_bot.celery_app import create_app
+
+    app = create_app(silent_redis)
+    try:
+        # sending subscribes to the result first: the backend's "retry limit exceeded" RuntimeError
+        with pytest.raises((OperationalError, redis.exceptions.TimeoutError, redis.exceptions.ConnectionError,
+                            RuntimeError)):
+            app.send_task(TASK, queue="monitoring")
+        with pytest.raises((redis.exceptions.TimeoutError, redis.exceptions.ConnectionError, RuntimeError)):
+            app.backend.get_task_meta("1f0c9a3e-5b7d-4c1e-9f2a-0d6b8e4c7a12")
+    finally:
+        app.close()
