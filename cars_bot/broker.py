@@ -20,6 +20,7 @@ through the dotted path `cars_bot.broker:PriorityRedisTransport` when the first 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -75,11 +76,49 @@ def redis_py_url(url: str) -> str:
     return url
 
 
+#: Delivery tags of the messages this process held (delivered, not acked) when its broker connection was
+#: lost: kombu gives them back when a channel closes, which fails while the broker is down, and they
+#: would then wait in the `unacked` hash for the visibility timeout (2 h). The next channel this
+#: process opens gives them back at once.
+_UNRESTORED: set[str] = set()
+
+
 def _transport_classes() -> tuple[type, type]:
     from kombu.transport import redis as kombu_redis
 
+    class PriorityQoS(kombu_redis.QoS):
+        def restore_unacked(self, client: Any = None) -> Any:
+            try:
+                return super().restore_unacked(client)
+            except Exception:
+                _UNRESTORED.update(self._delivered)  # restore_by_tag later skips what was given back
+                raise
+
     class PriorityChannel(kombu_redis.Channel):
-        """A Redis channel whose sub-lists are ordered by urgency, most urgent first."""
+        """A Redis channel whose sub-lists are ordered by urgency, most urgent first, and which gives
+        back, once the broker is reachable again, the messages it could not give back when the
+        connection was lost (see `_UNRESTORED`)."""
+
+        QoS = PriorityQoS
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)  # pings the broker: it is reachable from here on
+            if _UNRESTORED:
+                self._restore_unrestored()
+
+        def _restore_unrestored(self) -> None:
+            restored = 0
+            for tag in list(_UNRESTORED):
+                try:
+                    # Only if the entry is still in the unacked hash (not acked, not given back by
+                    # anyone else meanwhile); served next, as after a visibility timeout.
+                    self.qos.restore_by_tag(tag)
+                except self.connection_errors:
+                    return  # the broker went away again: the next channel tries again
+                _UNRESTORED.discard(tag)
+                restored += 1
+            logging.getLogger("cars_bot.broker").warning(
+                "gave back %d message(s) held when the broker connection was lost", restored)
 
         def _get_message_priority(self, message: dict[str, Any], reverse: bool = False) -> int:
             try:
