@@ -7,7 +7,10 @@ worker and beat run against it and tasks keep being sent. Afterwards:
 - the worker and beat are the same processes as at the start: they reconnected by themselves, and
   after every restart the worker answered a ping and ran a beat tick sent after the restart;
 - no task is lost: every task sent has a SUCCESS result and ran (a line in `done.txt`);
-- every carsctl command issued during an outage exited 69 with one line, within 3 s.
+- every carsctl command issued during an outage exited 69 with one line, within 3 s of what the same
+  interpreter start and imports take on this machine at that moment (`carsctl task list` run alongside,
+  which needs no broker): the commands fail at once, they do not wait for retries. The raw times are
+  printed (on an idle machine they are 1-2 s in all).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ def beat_tick():
 '''
 #: carsctl commands an operator would type during the outage (each must exit 69 within 3 s).
 OUTAGE_COMMANDS = (("queues",), ("task", "run", "collect-stats"), ("beat", "status"))
+#: The same start-up and imports, no broker: what the machine's load alone costs a command.
+BASELINE_COMMAND = ("task", "list")
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
@@ -248,7 +253,8 @@ def test_worker_and_beat_survive_repeated_broker_restarts(stack: Stack) -> None:
     wait_for(lambda: read_heartbeat(client) is not None, 60, "beat's first heartbeat")
     sent: list[str] = []
     numbers = iter(range(1, 1_000_000))
-    outage_commands: list[tuple[str, int, float, str]] = []
+    outage_commands: list[tuple[str, int, float, str, float]] = []
+    baselines: list[float] = []
     survived = 0
     reconnect_seconds: list[float] = []
     for _round in range(RESTARTS):
@@ -256,9 +262,12 @@ def test_worker_and_beat_survive_repeated_broker_restarts(stack: Stack) -> None:
             sent.append(app.send_task("reliability.echo", args=[next(numbers)], queue="default").id)
         stack.broker.stop()
         stopped = time.monotonic()
+        baseline_done, baseline = stack.carsctl(*BASELINE_COMMAND)
+        assert baseline_done.returncode == 0, baseline_done.stderr
+        baselines.append(baseline)
         for command in OUTAGE_COMMANDS:
             done, seconds = stack.carsctl(*command)
-            outage_commands.append((" ".join(command), done.returncode, seconds, done.stderr.strip()))
+            outage_commands.append((" ".join(command), done.returncode, seconds, done.stderr.strip(), baseline))
         alive()
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))  # the outage itself, not a sync
         stack.broker.start()
@@ -287,14 +296,19 @@ def test_worker_and_beat_survive_repeated_broker_restarts(stack: Stack) -> None:
     done = [int(n) for n in stack.lines("done.txt")]
     assert set(done) >= set(range(1, len(sent) + 1))
     alive()
-    bad = [c for c in outage_commands if c[1] != 69 or len(c[3].splitlines()) != 1 or c[2] > 3.0]
-    slowest = max(seconds for _c, _rc, seconds, _e in outage_commands)
+    bad = [c for c in outage_commands if c[1] != 69 or len(c[3].splitlines()) != 1 or c[2] - c[4] > 3.0]
+    worker_log = (stack.tmp / "worker.log").read_text(errors="replace")
+    assert "Traceback" not in "\n".join(line for line in worker_log.splitlines() if "CRITICAL" in line)
+    slowest = max(seconds for _c, _rc, seconds, _e, _b in outage_commands)
     print(f"\nbroker restarts survived: {survived}/{RESTARTS}; tasks sent {len(sent)}, ran {len(done)} "
           f"(duplicates {len(done) - len(set(done))}); carsctl during outages: {len(outage_commands)} commands, "
-          f"slowest exit {slowest:.2f}s; back to work after a restart in at most {max(reconnect_seconds):.1f}s")
+          f"slowest exit {slowest:.2f}s; back to work after a restart in at most {max(reconnect_seconds):.1f}s; "
+          f"worker log: {worker_log.count('gave back')} give-backs after reconnecting, "
+          f"{worker_log.count('kombu cleared its client')} closing-connection errors recovered")
     timings = {}
-    for command, _rc, seconds, _e in outage_commands:
+    for command, _rc, seconds, _e, _b in outage_commands:
         timings.setdefault(command, []).append(seconds)
+    timings[" ".join(BASELINE_COMMAND) + " (baseline, no broker needed)"] = baselines
     print("carsctl exit times during outages (s): " + "; ".join(
         f"{command}: max {max(values):.2f}, median {sorted(values)[len(values) // 2]:.2f}"
         for command, values in timings.items()))
