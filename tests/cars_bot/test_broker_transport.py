@@ -44,6 +44,11 @@ def test_a_closing_connection_is_a_connection_error_not_an_attribute_error(redis
     assert not isinstance(caught.value, AttributeError)
     with pytest.raises(errors):
         channel.pool  # noqa: B018 - the property builds the pool
+    with _connection(redis_url) as other:
+        closed = other.channel()
+        closed.close()  # kombu drops the channel's transport too
+        with pytest.raises(errors):
+            closed.pool  # noqa: B018
 
 
 CRASH = textwrap.dedent('''
