@@ -2,7 +2,8 @@
 
 This is the one module that knows kombu's Redis key layout (`_q_for_pri`, the `unacked` hash and its
 lock) and calls private kombu or Celery names (`_get_exec_options`, `Mailbox._publish`,
-`Channel._put_fanout`, crontab's `_orig_*` fields). Everything else calls the functions below, so a
+`Channel._put_fanout`, crontab's `_orig_*` fields, and the Redis QoS's `_delivered` and
+`restore_by_tag`). Everything else calls the functions below, so a
 kombu or Celery upgrade that moves one of them is fixed here and nowhere else.
 
 Priorities in this project mean what the seed says: 0-9, **9 is the most urgent**, 10 is clamped to 9,
@@ -118,7 +119,8 @@ def _transport_classes() -> tuple[type, type]:
                 _UNRESTORED.discard(tag)
                 restored += 1
             logging.getLogger("cars_bot.broker").warning(
-                "gave back %d message(s) held when the broker connection was lost", restored)
+                "gave back the messages still unacknowledged of %d held when the broker connection was lost",
+                restored)
 
         def _get_message_priority(self, message: dict[str, Any], reverse: bool = False) -> int:
             try:
