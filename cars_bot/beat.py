@@ -3,14 +3,20 @@
 Two beats against one broker send every periodic task twice (celery#2856, #4808), and a beat that
 keeps running but stops ticking is invisible (celery#9622). So :class:`LockedScheduler`:
 
-- takes the lock `cars_bot:beat:lock` (`SET NX PX`, value = JSON with a random token, pid and host)
-  before it opens its schedule file, and refuses to start when another beat holds it, whichever
-  directory or host that beat was started from. A holder on this host whose pid is dead (a beat killed
-  with SIGKILL) is taken over at once; one on another host only after its lock expired (`LOCK_TTL`);
-- refreshes the lock on every tick (a tick comes at least every `MAX_TICK_INTERVAL` seconds); if the
-  lock was taken by someone else meanwhile, it stops instead of sending duplicates;
+- takes the lock `cars_bot:beat:lock` (`SET NX PX`, value = JSON with a random token, pid, host and
+  machine) before it opens its schedule file, and refuses to start when another beat holds it,
+  whichever directory or host that beat was started from. The token alone says whose lock it is. A
+  holder on this machine (same kernel boot and pid namespace, not merely the same hostname: containers
+  share hostnames) whose pid is dead, e.g. a beat killed with SIGKILL, is taken over at once; any
+  other only once its lock expired (`BEAT_LOCK_TTL`, 60 s by default);
+- refreshes the lock and checks that it still holds it BEFORE every tick that may send (as
+  celery-redbeat does), and again right before a send if the tick's check is older than a second, so a
+  beat that was paused (SIGSTOP, a frozen VM) past the TTL while another took over sends nothing: it
+  stops, and its process exits with status 1. A tick comes at least every TTL/4 (at most 10) seconds.
+  When the broker cannot be reached, the tick sends nothing and is retried a second later;
 - writes the heartbeat `cars_bot:beat:heartbeat` on every tick: JSON
-  `{"pid", "hostname", "tick_at", "max_interval", "entries": {name: {"task", "last_run_at", "next_run_at"}}}`
+  `{"pid", "hostname", "token", "tick_at", "max_interval", "entries": {name: {"task", "last_run_at",
+  "next_run_at"}}}`
   with a TTL of `HEARTBEAT_TTL`, read by `carsctl beat status` / `carsctl status` through
   :func:`read_heartbeat`;
 - releases the lock and deletes the heartbeat on shutdown.
@@ -27,9 +33,11 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Self
 
 from celery.beat import PersistentScheduler
@@ -39,8 +47,12 @@ logger = logging.getLogger("cars_bot.beat")
 HEARTBEAT_KEY = "cars_bot:beat:heartbeat"
 LOCK_KEY = "cars_bot:beat:lock"
 MAX_TICK_INTERVAL = 10.0
-LOCK_TTL = 60.0
+LOCK_TTL = 60.0  # the default of BEAT_LOCK_TTL
 HEARTBEAT_TTL = 180
+#: A send more than this many seconds after the tick's lock check checks again (the beat was paused).
+RECHECK_AFTER = 1.0
+#: Seconds to the next tick when the broker could not be reached.
+RETRY_INTERVAL = 1.0
 
 # Refresh our lock; take it if it expired meanwhile. 1 = held, 0 = someone else holds it.
 _REFRESH = """
@@ -64,6 +76,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+class BeatLockLost(SystemExit):
+    """Another beat took this beat's lock while it was paused or cut off: it stops, with status 1."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
 
 
 class BeatLockHeld(SystemExit):
@@ -95,6 +114,7 @@ class Heartbeat:
     tick_at: str | None = None
     max_interval: float | None = None
     entries: dict[str, EntryRuns] = field(default_factory=dict)
+    token: str | None = None  # the token of the lock this beat holds
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -102,7 +122,7 @@ class Heartbeat:
                                    next_run_at=entry.get("next_run_at"))
                    for name, entry in (data.get("entries") or {}).items() if isinstance(entry, dict)}
         return cls(pid=data.get("pid"), hostname=data.get("hostname"), tick_at=data.get("tick_at"),
-                   max_interval=data.get("max_interval"), entries=entries)
+                   max_interval=data.get("max_interval"), entries=entries, token=data.get("token"))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -116,11 +136,12 @@ class LockHolder:
     pid: int | None = None
     hostname: str | None = None
     acquired_at: str | None = None
+    machine: str | None = None  # machine_id() of the holder: whether its pid means anything here
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         return cls(token=data.get("token"), pid=data.get("pid"), hostname=data.get("hostname"),
-                   acquired_at=data.get("acquired_at"))
+                   acquired_at=data.get("acquired_at"), machine=data.get("machine"))
 
 
 def read_heartbeat(redis_client: Any) -> Heartbeat | None:
@@ -162,14 +183,31 @@ def break_lock(redis_client: Any, holder: LockHolder) -> bool:
         return False
     removed = bool(redis_client.eval(_COMPARE_AND_DELETE, 1, LOCK_KEY, raw))
     heartbeat = read_heartbeat(redis_client)
-    if heartbeat and heartbeat.pid == holder.pid and heartbeat.hostname == holder.hostname:
+    if heartbeat and heartbeat.token == holder.token:
         redis_client.delete(HEARTBEAT_KEY)
     return removed
 
 
+def machine_id() -> str:
+    """Where a pid means this process table: the host name, the kernel's boot id and the pid namespace.
+
+    Two containers with one hostname differ in their pid namespace (or boot id), so a beat in one never
+    judges the other's pid. Without /proc (not Linux) it is the host name alone.
+    """
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip())
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        pass
+    return "/".join(parts)
+
+
 def holder_is_dead(holder: LockHolder) -> bool:
-    """True when the holder ran on this host and its pid is gone (or was reused after it took the lock)."""
-    if holder.hostname != socket.gethostname():
+    """True when the holder ran on this machine (see machine_id) and its pid is gone or was reused
+    after it took the lock. A holder elsewhere, or one that does not say where, is never judged dead:
+    its lock expires by itself."""
+    if not holder.machine or holder.machine != machine_id():
         return False
     import psutil
 
@@ -215,15 +253,21 @@ class LockedScheduler(PersistentScheduler):
     """PersistentScheduler that holds the broker-wide beat lock and writes a heartbeat every tick."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from cars_bot.config import get_settings
+
         self._redis: Any = None
         self._lock_conn: Any = None
         self._lock_value: str | None = None
+        self._lock_ttl = get_settings().beat_lock_ttl
+        self._checked_at: float | None = None  # time.monotonic() of the last successful lock check
+        self._lost = False
+        self._unreachable = False
         super().__init__(*args, **kwargs)
 
     # --- lifecycle -------------------------------------------------------------------------
     def setup_schedule(self) -> None:
         """Take the lock (or refuse to start), then open the schedule file and write a first heartbeat."""
-        self.max_interval = min(self.max_interval, MAX_TICK_INTERVAL)
+        self.max_interval = min(self.max_interval, MAX_TICK_INTERVAL, self._lock_ttl / 4)
         self._redis = self._open_redis()
         if self._redis is not None:
             self._acquire_lock()  # before the schedule file is opened: a second beat must not touch it
@@ -231,19 +275,40 @@ class LockedScheduler(PersistentScheduler):
         self._write_heartbeat()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        """One scheduler pass, then refresh the lock and write the heartbeat."""
+        """Refresh the lock and check it is still ours, then one scheduler pass, then the heartbeat.
+
+        Raises BeatLockLost when another beat holds the lock; sends nothing (and retries in a second)
+        when the broker cannot be reached.
+        """
+        if self._redis is not None and not self._refresh_lock():
+            return RETRY_INTERVAL
         interval = super().tick(*args, **kwargs)
-        if self._redis is not None:
-            self._refresh_lock()
-            self._write_heartbeat()
+        self._write_heartbeat()
         return min(interval, self.max_interval)
 
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
+        """Send one due entry, checking the lock again first if this beat may have been paused since."""
+        if self._redis is not None and (self._checked_at is None
+                                        or time.monotonic() - self._checked_at > RECHECK_AFTER):
+            if not self._refresh_lock():
+                from celery.beat import SchedulingError
+
+                raise SchedulingError(f"not sending {entry.name}: the beat lock could not be checked")
+        return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+
     def close(self) -> None:
-        """Save the schedule, release the lock and delete the heartbeat."""
+        """Save the schedule, release the lock and delete the heartbeat.
+
+        After the lock was lost, raise BeatLockLost again: Celery's beat loop swallows the SystemExit
+        raised in tick() (the process would exit 0), but this runs in its `finally`, so the status 1
+        reaches the interpreter.
+        """
         try:
             super().close()
         finally:
             self._release()
+        if self._lost:
+            raise BeatLockLost()
 
     # --- the lock --------------------------------------------------------------------------
     def _open_redis(self) -> Any:
@@ -260,8 +325,8 @@ class LockedScheduler(PersistentScheduler):
 
     def _acquire_lock(self) -> None:
         value = json.dumps({"token": uuid.uuid4().hex, "pid": os.getpid(), "hostname": socket.gethostname(),
-                            "acquired_at": _iso(datetime.now(UTC))}, sort_keys=True)
-        ttl = int(LOCK_TTL * 1000)
+                            "machine": machine_id(), "acquired_at": _iso(datetime.now(UTC))}, sort_keys=True)
+        ttl = int(self._lock_ttl * 1000)
         if not self._redis.set(LOCK_KEY, value, nx=True, px=ttl):
             raw = self._redis.get(LOCK_KEY)
             data = _loads(raw) if raw is not None else None
@@ -279,19 +344,32 @@ class LockedScheduler(PersistentScheduler):
             logger.warning("took over the beat lock of %s (pid %s), which no longer runs",
                            holder.hostname if holder else None, holder.pid if holder else None)
         self._lock_value = value
+        self._checked_at = time.monotonic()
 
-    def _refresh_lock(self) -> None:
+    def _refresh_lock(self) -> bool:
+        """Extend our lock (or take it again if it expired and nobody took it). True: it is ours, send.
+        False: the broker cannot be reached, send nothing. Raises BeatLockLost when another beat has it."""
+        if self._lost:
+            raise BeatLockLost()
         try:
-            held = self._redis.eval(_REFRESH, 1, LOCK_KEY, self._lock_value, int(LOCK_TTL * 1000))
-        except Exception as error:  # noqa: BLE001 - broker hiccup: beat's own sends fail the same way
-            logger.warning("could not refresh the beat lock: %s", error)
-            return
+            held = self._redis.eval(_REFRESH, 1, LOCK_KEY, self._lock_value, int(self._lock_ttl * 1000))
+        except Exception as error:  # noqa: BLE001 - the broker is down or restarting: retry next tick
+            if not self._unreachable:
+                logger.warning("cannot check the beat lock, sending nothing until the broker is back: %s", error)
+            self._unreachable = True
+            return False
+        if self._unreachable:
+            logger.warning("the broker is back: beat holds its lock again")
+            self._unreachable = False
         if not held:
             holder = lock_holder(self._redis) or LockHolder()
-            logger.critical("the beat lock was taken by %s (pid %s): stopping this beat to avoid duplicates",
-                            holder.hostname, holder.pid)
+            logger.critical("the beat lock was taken by %s (pid %s) while this beat was paused or cut off: "
+                            "stopping without sending, to avoid duplicates", holder.hostname, holder.pid)
             self._lock_value = None
-            raise SystemExit(1)
+            self._lost = True
+            raise BeatLockLost()
+        self._checked_at = time.monotonic()
+        return True
 
     def _release(self) -> None:
         if self._redis is None:
@@ -300,7 +378,7 @@ class LockedScheduler(PersistentScheduler):
             if self._lock_value is not None:
                 self._redis.eval(_COMPARE_AND_DELETE, 1, LOCK_KEY, self._lock_value)
                 heartbeat = read_heartbeat(self._redis)
-                if heartbeat and heartbeat.pid == os.getpid():
+                if heartbeat and heartbeat.token == self._token():
                     self._redis.delete(HEARTBEAT_KEY)
         except Exception as error:  # noqa: BLE001 - shutting down: the TTLs clean up
             logger.warning("could not release the beat lock: %s", error)
@@ -324,7 +402,11 @@ class LockedScheduler(PersistentScheduler):
                                       last_run_at=_iso(entry.last_run_at) if entry.total_run_count else None,
                                       next_run_at=_iso(_whole_seconds(now + max(remaining, timedelta(0)))))
         return Heartbeat(pid=os.getpid(), hostname=socket.gethostname(), tick_at=_iso(now),
-                         max_interval=self.max_interval, entries=entries)
+                         max_interval=self.max_interval, entries=entries, token=self._token())
+
+    def _token(self) -> str | None:
+        data = _loads(self._lock_value) if self._lock_value else None
+        return data.get("token") if data else None
 
     def _write_heartbeat(self) -> None:
         if self._redis is None:

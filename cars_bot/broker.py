@@ -2,7 +2,8 @@
 
 This is the one module that knows kombu's Redis key layout (`_q_for_pri`, the `unacked` hash and its
 lock) and calls private kombu or Celery names (`_get_exec_options`, `Mailbox._publish`,
-`Channel._put_fanout`, crontab's `_orig_*` fields). Everything else calls the functions below, so a
+`Channel._put_fanout`, crontab's `_orig_*` fields, and the Redis QoS's `_delivered` and
+`restore_by_tag`). Everything else calls the functions below, so a
 kombu or Celery upgrade that moves one of them is fixed here and nowhere else.
 
 Priorities in this project mean what the seed says: 0-9, **9 is the most urgent**, 10 is clamped to 9,
@@ -20,6 +21,7 @@ through the dotted path `cars_bot.broker:PriorityRedisTransport` when the first 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -87,11 +89,50 @@ def redis_py_url(url: str) -> str:
     return url
 
 
+#: Delivery tags of the messages this process held (delivered, not acked) when its broker connection was
+#: lost: kombu gives them back when a channel closes, which fails while the broker is down, and they
+#: would then wait in the `unacked` hash for the visibility timeout (2 h). The next channel this
+#: process opens gives them back at once.
+_UNRESTORED: set[str] = set()
+
+
 def _transport_classes() -> tuple[type, type]:
     from kombu.transport import redis as kombu_redis
 
+    class PriorityQoS(kombu_redis.QoS):
+        def restore_unacked(self, client: Any = None) -> Any:
+            try:
+                return super().restore_unacked(client)
+            except Exception:
+                _UNRESTORED.update(self._delivered)  # restore_by_tag later skips what was given back
+                raise
+
     class PriorityChannel(kombu_redis.Channel):
-        """A Redis channel whose sub-lists are ordered by urgency, most urgent first."""
+        """A Redis channel whose sub-lists are ordered by urgency, most urgent first, and which gives
+        back, once the broker is reachable again, the messages it could not give back when the
+        connection was lost (see `_UNRESTORED`)."""
+
+        QoS = PriorityQoS
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)  # pings the broker: it is reachable from here on
+            if _UNRESTORED:
+                self._restore_unrestored()
+
+        def _restore_unrestored(self) -> None:
+            restored = 0
+            for tag in list(_UNRESTORED):
+                try:
+                    # Only if the entry is still in the unacked hash (not acked, not given back by
+                    # anyone else meanwhile); served next, as after a visibility timeout.
+                    self.qos.restore_by_tag(tag)
+                except self.connection_errors:
+                    return  # the broker went away again: the next channel tries again
+                _UNRESTORED.discard(tag)
+                restored += 1
+            logging.getLogger("cars_bot.broker").warning(
+                "gave back the messages still unacknowledged of %d held when the broker connection was lost",
+                restored)
 
         def _get_message_priority(self, message: dict[str, Any], reverse: bool = False) -> int:
             try:
@@ -105,7 +146,13 @@ def _transport_classes() -> tuple[type, type]:
             # Given a transport class, kombu parses `socket:///path` into a virtual host (and Celery's
             # clones fill in hostname "localhost"). A Redis virtual host is a db number, so anything
             # else is the socket path: hand it to the Redis channel in the form it understands.
-            conninfo = self.connection.client
+            conninfo = getattr(self.connection, "client", None)
+            if conninfo is None:
+                # The kombu Connection is closing (after a broker restart Celery closes the old one
+                # while its channels still open pools): kombu has already cleared the transport's
+                # `client`. That is a lost connection, which Celery recovers from by reconnecting; an
+                # AttributeError here would kill the worker instead.
+                raise _connection_closed()
             socket_path = _socket_path(conninfo.virtual_host)
             if socket_path is None:
                 return super()._connparams(asynchronous)
@@ -123,6 +170,12 @@ def _transport_classes() -> tuple[type, type]:
         Channel = PriorityChannel
 
     return Transport, PriorityChannel
+
+
+def _connection_closed() -> Exception:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return RedisConnectionError("the broker connection is closing (kombu cleared its client); reconnect")
 
 
 def _socket_path(vhost: Any) -> str | None:
@@ -204,33 +257,58 @@ def _sub_lists(channel: Any, queue: str) -> list[str]:
     return [channel._q_for_pri(queue, level) for level in channel.priority_steps]
 
 
+def message_task_id(raw: Any) -> str | None:
+    """The task id of one raw message as kombu's Redis transport stores it (a ready-list entry's JSON,
+    or the message dict inside an `unacked` entry); None when it is not a Celery task message."""
+    message = raw
+    if isinstance(raw, (bytes, str)):
+        try:
+            message = json.loads(raw)
+        except (ValueError, TypeError):
+            return None
+    if not isinstance(message, dict):
+        return None
+    headers = message.get("headers")
+    task_id = headers.get("id") if isinstance(headers, dict) else None
+    if task_id is None:  # Celery's message protocol 1 keeps the id only in the properties
+        properties = message.get("properties")
+        task_id = properties.get("correlation_id") if isinstance(properties, dict) else None
+    return task_id if isinstance(task_id, str) else None
+
+
 def _queued_with(channel: Any, queues: Iterable[str], task_id: str) -> Iterator[tuple[str, str, bytes]]:
-    """(queue, sub-list key, raw message) of every ready message that holds `task_id`."""
-    if not has_redis_layout(channel):
+    """(queue, sub-list key, raw message) of every ready message whose task id is exactly `task_id`.
+
+    The raw bytes are only a cheap prefilter; a message counts when its parsed task id is equal, so an
+    id that is a substring of another message (or of its arguments) never matches it.
+    """
+    if not has_redis_layout(channel) or not task_id:
         return
     needle = task_id.encode()
     for queue in queues:
         for key in _sub_lists(channel, queue):
             for raw in channel.client.lrange(key, 0, -1):
-                if needle in raw:
+                if needle in raw and message_task_id(raw) == task_id:
                     yield queue, key, raw
 
 
 def find_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
-    """The queue whose ready messages hold `task_id` (any priority sub-list), or None."""
+    """The queue whose ready messages hold the task `task_id` (any priority sub-list), or None."""
     return next((queue for queue, _key, _raw in _queued_with(channel, queues, task_id)), None)
 
 
 def is_unacked(channel: Any, task_id: str) -> bool:
-    """True when `task_id` was delivered to a worker and not yet acknowledged."""
-    if not has_redis_layout(channel):
+    """True when the task `task_id` was delivered to a worker and not yet acknowledged."""
+    if not has_redis_layout(channel) or not task_id:
         return False
     needle = task_id.encode()
-    return any(needle in raw for raw in channel.client.hvals(channel.unacked_key))
+    return any(needle in raw and message_task_id(_unacked_entry(raw)[0]) == task_id
+               for raw in channel.client.hvals(channel.unacked_key))
 
 
 def remove_queued(channel: Any, queues: Iterable[str], task_id: str) -> str | None:
-    """Take the ready message of `task_id` out of its queue; return that queue (None if not found)."""
+    """Take the one ready message of the task `task_id` out of its queue; return that queue (None if
+    not found). LREM removes only an entry equal to those exact bytes, never another message."""
     for queue, key, raw in _queued_with(channel, queues, task_id):
         if channel.client.lrem(key, 1, raw):
             return queue

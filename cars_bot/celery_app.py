@@ -39,6 +39,9 @@ MAX_COUNTDOWN = 60 * 60
 # task would run twice (celery#2599, kombu#337). 2 h covers both with margin, and a worker killed
 # without a warm shutdown still gets its messages back the same day, not after the 12 h of the prior system.
 VISIBILITY_TIMEOUT = 2 * 60 * 60
+#: Seconds a Redis connection may sit idle before redis-py PINGs it before use; kombu also drops a
+#: BRPOP connection whose reply is this much overdue (a half-open socket after a broker failover).
+HEALTH_CHECK_INTERVAL = 25
 
 #: Queue -> default priority of its tasks (the seed's table; its 10 is clamped to 9, the most urgent).
 QUEUE_PRIORITY: dict[str, int] = {
@@ -62,30 +65,39 @@ TASK_PRIORITY: dict[str, int] = {
     "cars_bot.tasks.publishing_tasks.send_contact_info_task": MAX_PRIORITY,
 }
 
+#: Every periodic task expires after at most its period (`options.expires`, seconds): after a worker
+#: outage or a Sheets 429 episode the backlog is dropped instead of running in a burst, and a retry
+#: is never scheduled past the next run (cars_bot.tasks.base).
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "sync-channels-every-minute": {
         "task": "cars_bot.tasks.sheets_tasks.sync_channels_task",
         "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
     "sync-subscribers-every-5-minutes": {
         "task": "cars_bot.tasks.sheets_tasks.sync_subscribers_task",
         "schedule": 5 * 60.0,
+        "options": {"expires": 5 * 60.0},
     },
     "update-analytics-hourly": {
         "task": "cars_bot.tasks.sheets_tasks.update_analytics_task",
         "schedule": crontab(minute=0),
+        "options": {"expires": 60 * 60.0},
     },
     "check-subscriptions-daily": {
         "task": "cars_bot.tasks.monitoring_tasks.check_subscriptions_task",
         "schedule": crontab(hour=0, minute=0),
+        "options": {"expires": 24 * 60 * 60.0},
     },
     "collect-stats-every-15-minutes": {
         "task": "cars_bot.tasks.monitoring_tasks.collect_stats_task",
         "schedule": 15 * 60.0,
+        "options": {"expires": 15 * 60.0},
     },
     "cleanup-old-results-daily": {
         "task": "cars_bot.tasks.monitoring_tasks.cleanup_old_results_task",
         "schedule": crontab(hour=3, minute=0),
+        "options": {"expires": 24 * 60 * 60.0},
     },
 }
 
@@ -96,6 +108,10 @@ def route_task(name: str, args: Any = None, kwargs: Any = None, options: Any = N
     module = name.rsplit(".", 1)[0]
     queue = MODULE_QUEUE.get(module, "default")
     return {"queue": queue, "priority": TASK_PRIORITY.get(name, QUEUE_PRIORITY[queue])}
+
+
+def _is_tcp(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -146,7 +162,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_publish_retry_policy": {
             "max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1,
         },
+        # Redis connections never wait forever on a dead peer (kombu: a publish would hang): connect and
+        # read/write timeouts, keepalive, and a PING before reusing a connection idle for 25 s.
         "redis_socket_connect_timeout": timeout,
+        "redis_socket_timeout": settings.broker_socket_timeout,
+        "redis_socket_keepalive": _is_tcp(backend_url),  # redis-py refuses it for a unix socket
+        "redis_backend_health_check_interval": HEALTH_CHECK_INTERVAL,
         "redis_retry_on_timeout": True,
         "result_backend_transport_options": {"retry_policy": {"timeout": timeout, "max_retries": 2}},
         # beat
@@ -163,6 +184,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "sep": PRIORITY_SEP,
             "visibility_timeout": VISIBILITY_TIMEOUT,
             "socket_connect_timeout": timeout,
+            # Above kombu's BRPOP wait (1 s, `brpop_timeout`), or every idle blocking read would time out.
+            "socket_timeout": settings.broker_socket_timeout,
+            "socket_keepalive": _is_tcp(broker_url),
+            "health_check_interval": HEALTH_CHECK_INTERVAL,
             "max_connections": 20,
         }
     else:
@@ -215,6 +240,41 @@ def _mask_secrets_in_logs(logger: logging.Logger, **_: Any) -> None:
     for handler in logger.handlers:
         if not any(isinstance(f, SecretMaskingFilter) for f in handler.filters):
             handler.addFilter(SecretMaskingFilter())
+
+
+def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    logging.getLogger("cars_bot").critical("uncaught %s: the process stops", exc_type.__name__,
+                                           exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: Any) -> None:
+    if args.exc_type is not SystemExit:
+        logging.getLogger("cars_bot").critical("uncaught %s in thread %s", args.exc_type.__name__,
+                                               getattr(args.thread, "name", "?"),
+                                               exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    logging.getLogger("cars_bot").error("%s: %r", unraisable.err_msg or "exception ignored", unraisable.object,
+                                        exc_info=(unraisable.exc_type, unraisable.exc_value,
+                                                  unraisable.exc_traceback))
+
+
+@signals.after_setup_logger.connect
+def _tracebacks_as_one_record(**_: Any) -> None:
+    """An uncaught exception is logged as one record, with its traceback.
+
+    Celery redirects stdout/stderr to the log (`worker_redirect_stdouts`), one record per `write`; the
+    interpreter's own traceback printer writes a traceback piece by piece (a file name, a line number,
+    every `^` of its marker line), so a crash became thousands of one-token records. These hooks hand
+    the exception to logging instead, before anything is printed.
+    """
+    import sys
+    import threading
+
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
 
 
 @signals.worker_init.connect

@@ -80,6 +80,16 @@ def _seconds_between(low: int, high: int) -> Callable[[str, str], int]:
     return parse
 
 
+def _between(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        value = _float(name, raw)
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in raw.split(",") if w.strip())
 
@@ -138,6 +148,12 @@ VARS: tuple[Var, ...] = (
         "Seconds a task result is kept in the result backend.", group="broker"),
     Var("BROKER_CONNECT_TIMEOUT", "broker_connect_timeout", 3.0, _float,
         "Seconds a command waits for the broker before it reports it unreachable.", group="broker"),
+    Var("BROKER_SOCKET_TIMEOUT", "broker_socket_timeout", 15.0, _between(2.0, 600.0),
+        "Seconds a read or write on an open broker/result-backend connection may take before it is "
+        "dropped and retried (above the 1 s a worker's BRPOP waits).", group="broker"),
+    Var("BEAT_LOCK_TTL", "beat_lock_ttl", 60.0, _between(5.0, 3600.0),
+        "Seconds the beat lock outlives a silent beat: a stopped or partitioned beat is replaced, "
+        "and stops sending, after this.", group="broker"),
     # AI
     Var("OPENAI_API_KEY", "openai_api_key", None, _str, "OpenAI API key. Unset: the offline rules backend.",
         secret=True, group="ai"),
@@ -208,6 +224,8 @@ class Settings:
     database_url_raw: str | None
     result_expires: int
     broker_connect_timeout: float
+    broker_socket_timeout: float
+    beat_lock_ttl: float
     openai_api_key: str | None
     openai_model: str
     openai_base_url: str | None

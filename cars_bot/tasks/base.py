@@ -5,6 +5,10 @@ failed-task registry.
   exponential backoff and full jitter, capped at 10 min, up to `max_retries` (5). When the remote
   side said how long to wait (`TransientError.retry_after`: Telegram FloodWait, HTTP Retry-After),
   that delay is used instead, capped at :data:`cars_bot.celery_app.MAX_COUNTDOWN`.
+- A message with an expiry (every periodic task: beat gives each entry one no longer than its period)
+  is not retried when the retry would come after it expires: the next periodic run does the same
+  work, and a backlog of retries would only add to the burst (more Sheets 429s). It is logged and
+  ignored instead.
 - Anything else fails at once: retrying a bug or a bad input only repeats it.
 - A task that fails for good (permanent error, or retries exhausted) is written to the failed-task
   registry with its arguments, so `carsctl task failed` / `carsctl task retry` can show and re-run it.
@@ -20,7 +24,7 @@ import dataclasses
 import logging
 import random
 import socket
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -66,6 +70,17 @@ def retry_delay(retries: int, exc: BaseException) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def _expiry(value: Any) -> datetime | None:
+    """A request's `expires` (ISO text or datetime) as an aware datetime; None without one."""
+    if not value:
+        return None
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class CarsTask(Task):
     """Base task: see the module docstring. Subclass options: `max_retries`, time limits."""
 
@@ -91,6 +106,13 @@ class CarsTask(Task):
             if self.request.called_directly:
                 raise
             delay = retry_delay(self.request.retries, exc)
+            expires = _expiry(self.request.expires)
+            if expires is not None and datetime.now(UTC) + timedelta(seconds=delay) >= expires:
+                from celery.exceptions import Ignore
+
+                logger.warning("task %s[%s] not retried: %s: %s; a retry in %.0fs would come after it expires at %s",
+                               self.name, self.request.id, type(exc).__name__, exc, delay, expires.isoformat())
+                raise Ignore() from exc
             # Task.retry raises Retry, or the original error once max_retries is reached.
             raise self.retry(exc=exc, countdown=delay) from exc
 

@@ -7,6 +7,7 @@ the `unacked` hash or with a worker.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +19,25 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from cars_bot.config import Settings
+
+
+#: A Celery task id as Celery and carsctl make them: a UUID in its canonical 36-character form.
+_TASK_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def is_task_id(text: str) -> bool:
+    """True for a string that can be a task id of this project (Celery's `uuid()`: a canonical UUID)."""
+    return _TASK_ID.fullmatch(text) is not None
+
+
+def check_task_id(text: str) -> str:
+    """`text` itself when it can be a task id; UsageError (exit 2) otherwise, before anything is touched."""
+    from carsctl.errors import UsageError
+
+    if not is_task_id(text):
+        raise UsageError(f"not a task id: {text!r} (a task id is a UUID such as 1f0c9a3e-5b7d-4c1e-9f2a-0d6b8e4c7a12)",
+                         hint="carsctl task failed and carsctl inspect active show task ids")
+    return text
 
 
 class TaskState(StrEnum):
@@ -185,9 +205,14 @@ def wait_for_result(app: Celery, task_id: str, timeout: float,
 
 def revoke(app: Celery, task_id: str, *, terminate: bool = False, settings: Settings | None = None,
            timeout: float = 1.0) -> RevokeResult:
-    """Revoke a task: tell the running workers, and take it out of its queue if it is still there."""
+    """Revoke one task: tell the running workers, and take its message out of its queue if it is there.
+
+    Only the message whose task id is exactly `task_id` is touched; a string that cannot be a task id
+    is refused (UsageError) before anything is sent or removed.
+    """
     from carsctl.cluster.remote_control import broadcast
 
+    check_task_id(task_id)
     removed = _remove_from_queues(app, task_id)
     outcome = broadcast(app, "revoke", {"task_id": task_id, "terminate": terminate, "signal": "SIGTERM"},
                         timeout=timeout, settings=settings)

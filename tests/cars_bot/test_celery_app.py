@@ -1,5 +1,7 @@
 """The Celery app is configured exactly as the seed describes."""
 
+import itertools
+
 from celery.schedules import crontab
 
 from cars_bot.broker import PRIORITY_STEPS, clamp_priority, list_level
@@ -89,3 +91,22 @@ def test_seed_import_style() -> None:
                  publish_post_task):
         assert task.app is app and task.name in app.tasks
         assert task.name.rsplit(".", 1)[1] == task.__name__
+
+
+def _period_seconds(schedule) -> float:
+    """An interval's seconds, or a crontab's shortest gap between two runs (minute by minute, 2 days)."""
+    from datetime import UTC, datetime, timedelta
+
+    if isinstance(schedule, (int, float)):
+        return float(schedule)
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    runs = [start + timedelta(minutes=m) for m in range(2 * 24 * 60)]
+    runs = [t for t in runs if t.minute in schedule.minute and t.hour in schedule.hour
+            and t.isoweekday() % 7 in schedule.day_of_week]
+    return min((b - a).total_seconds() for a, b in itertools.pairwise(runs))
+
+
+def test_every_periodic_task_expires_within_its_period() -> None:
+    for name, entry in app.conf.beat_schedule.items():
+        expires = entry.get("options", {}).get("expires")
+        assert expires is not None and 0 < expires <= _period_seconds(entry["schedule"]), name

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -112,3 +112,40 @@ def test_task_result_is_plain_json() -> None:
     published = task_result(PublishResult(PublishOutcome.ALREADY_PUBLISHED, 7, message_ids=[1, 2]))
     assert published["status"] == "already_published" and type(published["status"]) is str
     assert published["message_ids"] == [1, 2] and published["reason"] is None
+
+
+
+class _WithExpiry(CarsTask):
+    """Eager apply() leaves a message's `expires` in the headers; a worker's request carries it."""
+
+    abstract = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.request.expires = (self.request.headers or {}).get("expires")
+        return super().__call__(*args, **kwargs)
+
+
+def expiring_task(app: Celery, retry_after: float, failures: int) -> tuple[Any, list[int]]:
+    attempts: list[int] = []
+
+    @app.task(bind=True, base=_WithExpiry, name=f"tests.task_base.expiring.{next(_serial)}", max_retries=MAX_RETRIES)
+    def expiring(self: CarsTask) -> str:
+        attempts.append(self.request.retries)
+        if len(attempts) <= failures:
+            raise TransientError("429", retry_after=retry_after)
+        return "done"
+
+    return expiring, attempts
+
+
+def test_a_retry_past_the_messages_expiry_is_not_scheduled(eager_app: Celery, recorded: list[dict[str, Any]]) -> None:
+    # A periodic task expires after its period: a Sheets 429 asking for 120 s would retry after the
+    # next run is already there. It is dropped (logged), not retried and not recorded as failed.
+    soon = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
+    task, attempts = expiring_task(eager_app, retry_after=120, failures=5)
+    result = task.apply(headers={"expires": soon})
+    assert attempts == [0] and result.state == "IGNORED" and recorded == []
+    later = (datetime.now(UTC) + timedelta(seconds=600)).isoformat()
+    task, attempts = expiring_task(eager_app, retry_after=0, failures=2)
+    result = task.apply(headers={"expires": later})
+    assert result.get() == "done" and attempts == [0, 1, 2]  # within the expiry: retried

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -209,32 +210,47 @@ def test_locked_scheduler_holds_the_lock_and_writes_a_heartbeat(tmp_path, redis_
 
 
 def test_a_dead_local_holder_is_taken_over_a_live_remote_one_is_not(tmp_path, redis_client) -> None:
-    from cars_bot.beat import LOCK_KEY, BeatLockHeld, LockHolder, lock_holder
+    from cars_bot.beat import LOCK_KEY, BeatLockHeld, LockHolder, lock_holder, machine_id
 
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
     import socket
 
-    dead = {"token": "t", "pid": finished.pid, "hostname": socket.gethostname(), "acquired_at": None}
+    dead = {"token": "t", "pid": finished.pid, "hostname": socket.gethostname(), "machine": machine_id(),
+            "acquired_at": None}
     redis_client.set(LOCK_KEY, json.dumps(dead, sort_keys=True), px=60_000)
     scheduler = _scheduler(tmp_path, "s")
     assert lock_holder(redis_client).pid == os.getpid()
     scheduler.close()
-    remote = {**dead, "hostname": "another-host", "pid": 1}
-    redis_client.set(LOCK_KEY, json.dumps(remote, sort_keys=True), px=60_000)
-    with pytest.raises(BeatLockHeld):
-        _scheduler(tmp_path, "s2")
-    assert lock_holder(redis_client) == LockHolder(**remote)
+    # Another host; the same hostname in another container (another pid namespace); a holder that does
+    # not say which machine it runs on: none of their pids means anything here, so they keep the lock.
+    for other in ({**dead, "hostname": "another-host", "machine": "another-host/boot/pid:[1]", "pid": 1},
+                  {**dead, "machine": socket.gethostname() + "/boot/pid:[4026532999]"},
+                  {key: value for key, value in dead.items() if key != "machine"}):
+        redis_client.set(LOCK_KEY, json.dumps(other, sort_keys=True), px=60_000)
+        with pytest.raises(BeatLockHeld):
+            _scheduler(tmp_path, "s2")
+        assert lock_holder(redis_client) == LockHolder(**other)
 
 
-def test_a_beat_whose_lock_was_taken_stops(tmp_path, redis_client) -> None:
-    from cars_bot.beat import LOCK_KEY
+def test_a_beat_whose_lock_was_taken_stops_before_sending(tmp_path, redis_client) -> None:
+    from cars_bot.beat import LOCK_KEY, BeatLockLost
 
     scheduler = _scheduler(tmp_path, "s")
+    sent = []
+    scheduler.apply_entry = lambda entry, producer=None: sent.append(entry.name)
+    for entry in scheduler.schedule.values():  # everything is due: a paused beat's first tick sends
+        entry.last_run_at = entry.last_run_at - timedelta(days=2)
+    scheduler.populate_heap()
     try:
         redis_client.set(LOCK_KEY, json.dumps({"token": "other", "pid": 1, "hostname": "elsewhere"}))
-        with pytest.raises(SystemExit):
+        with pytest.raises(BeatLockLost):
+            scheduler.tick()
+        assert sent == []
+        with pytest.raises(BeatLockLost):  # and never sends again
             scheduler.tick()
     finally:
-        scheduler.close()
+        with pytest.raises(BeatLockLost) as closed:  # close() re-raises: Celery swallows tick()'s SystemExit
+            scheduler.close()
+    assert closed.value.code == 1 and sent == []
     assert json.loads(redis_client.get(LOCK_KEY))["token"] == "other"  # not released: not ours
