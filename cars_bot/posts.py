@@ -31,6 +31,9 @@ from cars_bot.db.models import (
 DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED})
 #: Nothing more will happen to the post on its own.
 FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED}
+#: Telegram's limit on a message's text. A longer post is cut to it when stored, with the reason in its
+#: status_reason, so that no post can hold the AI pipeline past its time limit.
+MAX_STORED_TEXT = 4096
 
 
 def channel_username(channel: str) -> str:
@@ -68,9 +71,13 @@ def store_post(session: Session, *, channel: str, text: str, message_id: int | N
     existing = session.scalar(select(Post).where(Post.channel_id == row.id, Post.message_id == message_id))
     if existing is not None:
         return existing, False
+    reason = None
+    if len(text) > MAX_STORED_TEXT:
+        reason = f"text cut to {MAX_STORED_TEXT} of its {len(text)} characters at ingest (Telegram's message limit)"
+        text = text[:MAX_STORED_TEXT]
     post = Post(channel_id=row.id, message_id=message_id, text=text, text_hash=text_hash(text),
                 link=link or f"https://t.me/{row.username}/{message_id}", media=list(media or []),
-                message_ids=list(message_ids or []), media_group_id=media_group_id)
+                message_ids=list(message_ids or []), media_group_id=media_group_id, status_reason=reason)
     try:
         with session.begin_nested():
             session.add(post)
