@@ -54,9 +54,10 @@ class MigrationState:
 def upgrade(url: str, revision: str = "head") -> Upgrade:
     """Bring the database at `url` to `revision`; returns the revision before and after."""
     from alembic import command
-
     from alembic.util import CommandError
 
+    if not revision.strip():
+        raise UnknownRevision("a revision is required (default: head)")
     _prepare_sqlite_dir(url)
     before = current_revision(url)
     try:

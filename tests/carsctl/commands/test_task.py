@@ -137,18 +137,21 @@ def test_wait_prints_the_result(celery_app_real, redis_client, db, settings, tmp
     assert shown.exit_code == 0 and json.loads(shown.stdout)["state"] == "SUCCESS"
 
 
+ORIGINAL_ID = "0a1b2c3d-0000-4000-8000-000000000001"
+
+
 def test_failed_tasks_are_listed_and_retried_with_their_arguments(celery_app_real, redis_client, db,
                                                                   settings) -> None:
     from cars_bot.db.models import FailedTask, FailedTaskStatus
 
     with db() as session:
-        record = FailedTask(task_id="original-1", task_name="cars_bot.tasks.ai_tasks.process_post_task",
+        record = FailedTask(task_id=ORIGINAL_ID, task_name="cars_bot.tasks.ai_tasks.process_post_task",
                             args=[42], kwargs={}, queue="ai_processing", exception="TimeoutError: [red]x[/red]")
         session.add(record)
         session.commit()
         record_id = record.id
     listed = invoke("task", "failed", "--json")
-    assert [row["task_id"] for row in json.loads(listed.stdout)] == ["original-1"]
+    assert [row["task_id"] for row in json.loads(listed.stdout)] == [ORIGINAL_ID]
     assert "[red]x[/red]" in invoke("task", "failed").stdout  # exception text shown as data
 
     result = invoke("task", "retry", str(record_id), "--json")
@@ -160,7 +163,7 @@ def test_failed_tasks_are_listed_and_retried_with_their_arguments(celery_app_rea
         stored = session.get(FailedTask, record_id)
         assert stored.status == FailedTaskStatus.RETRIED and stored.retry_task_id == retried["retry_task_id"]
         assert stored.retried_at is not None
-    again = invoke("task", "retry", "original-1")
+    again = invoke("task", "retry", ORIGINAL_ID)
     assert again.exit_code == 1 and "already retried" in again.stderr
     assert invoke("task", "failed", "--json").stdout.strip() == "[]"
 
