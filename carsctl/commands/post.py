@@ -58,19 +58,20 @@ def import_(ctx: typer.Context,
     from carsctl.render import safe
 
     cli = obj(ctx)
+    name = file if len(file) <= 200 else file[:197] + "..."
     try:
         parsed = parse_post_lines(sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes())
     except OSError as error:
-        raise UsageError(f"cannot read {file}: {error.strerror or error}") from None
+        raise UsageError(f"cannot read {name}: {error.strerror or error}") from None
     except PostInputError as error:
-        raise UsageError(f"{file}: {error}") from None
+        raise UsageError(f"{name}: {error}") from None
     for bad in parsed.invalid:
-        cli.err.print(safe(f"{file}:{bad.line}: {bad.reason}"), soft_wrap=True)
+        cli.err.print(safe(f"{name}:{bad.line}: {bad.reason}"), soft_wrap=True)
     if parsed.invalid and not skip_invalid:
-        raise UsageError(f"{len(parsed.invalid)} invalid line(s) in {file}: nothing stored",
+        raise UsageError(f"{len(parsed.invalid)} invalid line(s) in {name}: nothing stored",
                          hint="fix them, or --skip-invalid to store the valid lines")
     if parsed.invalid:
-        cli.info(safe(f"skipped {len(parsed.invalid)} invalid line(s) of {file}"))
+        cli.info(safe(f"skipped {len(parsed.invalid)} invalid line(s) of {name}"))
     _store(ctx, [post.model_dump(exclude_none=True) for post in parsed.posts], process, wait, timeout, json)
 
 
