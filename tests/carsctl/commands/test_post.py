@@ -115,3 +115,9 @@ def test_db_upgrade_to_an_unknown_revision_is_a_usage_error(migrated_database, s
     result = invoke("db", "upgrade", "bogusrev")
     assert result.exit_code == 2, result.output
     assert "cannot upgrade to 'bogusrev': Can't locate revision identified by 'bogusrev'" in result.stderr
+
+
+def test_the_quick_schema_check_finds_alembics_head() -> None:
+    from cars_bot.db.migrate import head_revision, newest_revision_file
+
+    assert newest_revision_file() == head_revision() is not None
