@@ -41,7 +41,8 @@ class DependencyUnavailable(CarsctlError):
 def typed_error(error: BaseException) -> CarsctlError | None:
     """A known failure of the layers below as the typed error the boundary reports; None if unexpected.
 
-    A file-system error names the path and the reason (exit 1). Database errors become one line
+    An OverflowError is a number too large for where it goes (exit 2). A file-system error names the
+    path and the reason (exit 1). Database errors become one line
     (SQLAlchemy's message carries the SQL and a link on further lines): unreachable, locked or a schema
     behind is 69, anything else the database refused is 1.
     """
@@ -51,6 +52,8 @@ def typed_error(error: BaseException) -> CarsctlError | None:
         return DependencyUnavailable(str(error), hint="run `carsctl db upgrade`")
     if isinstance(error, UnknownRevision):
         return UsageError(str(error), hint="`carsctl db status` shows the newest")
+    if isinstance(error, OverflowError):  # a number given on the command line that nothing can hold
+        return UsageError(f"a number is out of range: {error}")
     if isinstance(error, OSError) and error.filename is not None:  # e.g. an unwritable --output-dir
         target = error.filename if error.filename2 is None else f"{error.filename} -> {error.filename2}"
         return OperationFailed(f"cannot use {target}: {error.strerror or type(error).__name__}")

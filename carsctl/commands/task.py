@@ -55,7 +55,8 @@ def run(
     queue: QueueOpt = None,
     priority: Annotated[int | None, typer.Option("--priority", "-p", min=0, max=9, help="0-9, 9 most urgent.")]
     = None,
-    countdown: Annotated[float | None, typer.Option("--countdown", min=0.0, help="Run in S seconds.")] = None,
+    countdown: Annotated[float | None, typer.Option("--countdown", min=0.0, max=315_360_000.0,
+                                                                   help="Run in S seconds.")] = None,
     eta: Annotated[str | None, typer.Option("--eta", help="Run at this ISO time (no zone: local time).")] = None,
     wait: WaitOpt = False,
     timeout: WaitTimeoutOpt = 300.0,
@@ -236,7 +237,8 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
 
 
 @app.command("failed")
-def failed(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N.")] = 50,
+def failed(ctx: typer.Context,
+           limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="At most N.")] = 50,
            include_retried: Annotated[bool, typer.Option("--include-retried", help="Also those retried.")] = False,
            json: JsonOpt = False) -> None:
     """The failed-task registry: tasks that failed for good, with their arguments, newest first.

@@ -27,4 +27,10 @@ def test_typed_errors_of_the_layers_below() -> None:
     assert typed_error(DatabaseBehind("behind")).exit_code == 69
     assert typed_error(UnknownRevision("nope")).exit_code == 2
     assert typed_error(PermissionError(13, "Permission denied", "/etc/x")).exit_code == 1
+    assert typed_error(OverflowError("Python int too large to convert to SQLite INTEGER")).exit_code == 2
     assert typed_error(RuntimeError("unexpected")) is None
+
+
+def test_a_limit_too_large_for_the_database_is_a_usage_error(db, settings) -> None:
+    result = invoke("task", "failed", "--limit", "99999999999999999999")
+    assert result.exit_code == 2 and "Invalid value for '--limit'" in result.output, result.output
