@@ -4,7 +4,6 @@ so that no caller outside the domain queries the tables."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,22 +88,19 @@ def store_post(session: Session, *, channel: str, text: str, message_id: int | N
     return post, True
 
 
-def read_jsonl(path: Path | str, lines: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Records of a JSON-lines file: {"channel", "text", optional "message_id", "link", "media", ...}.
+def read_jsonl(path: Path | str) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines file, each checked against the one schema (`cars_bot.post_input`).
 
-    Raises ValueError naming the line of a malformed record.
+    Raises PostInputError (a ValueError) naming the first invalid line.
     """
-    source = lines if lines is not None else Path(path).read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or not record.get("channel") or not isinstance(record.get("text"), str):
-            raise ValueError(f"{path}:{number}: each line needs \"channel\" and \"text\"")
-        yield record
+    from cars_bot.post_input import PostInputError, parse_post_lines
+
+    parsed = parse_post_lines(Path(path).read_bytes())
+    if parsed.invalid:
+        bad = parsed.invalid[0]
+        raise PostInputError(f"{path}:{bad.line}: {bad.reason}")
+    for post in parsed.posts:
+        yield post.model_dump(exclude_none=True)
 
 
 POST_FIELDS = ("channel", "text", "message_id", "link", "media", "message_ids", "media_group_id")

@@ -47,7 +47,10 @@ def typed_error(error: BaseException) -> CarsctlError | None:
     behind is 69, anything else the database refused is 1.
     """
     from cars_bot.db.migrate import DatabaseBehind, UnknownRevision
+    from cars_bot.post_input import PostInputError
 
+    if isinstance(error, PostInputError):  # a post that does not fit the schema (`demo --file`)
+        return UsageError(str(error))
     if isinstance(error, DatabaseBehind):
         return DependencyUnavailable(str(error), hint="run `carsctl db upgrade`")
     if isinstance(error, UnknownRevision):

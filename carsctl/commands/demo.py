@@ -31,11 +31,11 @@ def demo(ctx: typer.Context,
     from carsctl.health.connectivity import check_broker
 
     cli = obj(ctx)
+    # Fresh message ids on every run, so each run pushes posts through the pipeline again.
+    records = [{k: v for k, v in r.items() if k != "message_id"} for r in read_jsonl(file or sample_posts_path())]
     check_broker(cli.settings)
     if not cli.celery_app.control.ping(timeout=1.0):
         raise DependencyUnavailable("no worker is running", hint="start the stack with `carsctl up`")
-    # Fresh message ids on every run, so each run pushes posts through the pipeline again.
-    records = [{k: v for k, v in r.items() if k != "message_id"} for r in read_jsonl(file or sample_posts_path())]
     rows = store_and_enqueue(cli, records, process=True)
     cli.info(f"posts: {len(rows)} stored and sent to the ai_processing queue")
     with cli.err.status("waiting for the pipeline..."):

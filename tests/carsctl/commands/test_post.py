@@ -121,3 +121,11 @@ def test_the_quick_schema_check_finds_alembics_head() -> None:
     from cars_bot.db.migrate import head_revision, newest_revision_file
 
     assert newest_revision_file() == head_revision() is not None
+
+
+def test_demo_checks_its_file_against_the_schema_first(settings, tmp_path) -> None:
+    bad = tmp_path / "demo.jsonl"
+    bad.write_bytes(b'{"channel": "@x", "text": "a"}\n{"channel": "@x", "text": "a", "media": "abc"}\n')
+    result = invoke("demo", "--file", str(bad))
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"carsctl: error: {bad}:2: media: Input should be a valid list (got 'abc')\n"
