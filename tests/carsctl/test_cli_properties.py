@@ -56,7 +56,8 @@ _numbers = st.one_of(
 _words = st.sampled_from(["", " ", "-", "--", "@cars_msk", "https://t.me/cars_msk", "-1001234567890",
                           "process-post", "head", "bogusrev", "ai_processing", "celery@host", "null", "true",
                           "{}", "[]", '{"a": 1}', "KEY=VALUE", "post_id=1", "days_old=-100000000",
-                          "1f0c6a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6", "prefork", "bash", "new", "user:", "0.0.0.0",
+                          "1f0c6a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6", "ai:ai_processing:²", "ai::0", "10,2", "²,1",
+                          "prefork", "bash", "new", "user:", "0.0.0.0",
                           "--bogus", "-Z"])
 _unicode = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40)
 #: Long, not huge: error messages are masked for secrets, whose quadratic regex (issue 15 item 1, fixed on

@@ -3,6 +3,8 @@ never "internal error" with a multi-line dump."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.carsctl.cli import invoke
 
 
@@ -34,3 +36,10 @@ def test_typed_errors_of_the_layers_below() -> None:
 def test_a_limit_too_large_for_the_database_is_a_usage_error(db, settings) -> None:
     result = invoke("task", "failed", "--limit", "99999999999999999999")
     assert result.exit_code == 2 and "Invalid value for '--limit'" in result.output, result.output
+
+
+@pytest.mark.parametrize("node", ["a::²", "a::0", "a::99999999999999999999999", "a::٣"])
+def test_a_node_concurrency_that_is_not_a_small_integer_is_a_usage_error(settings, node) -> None:
+    result = invoke("systemd", "--node", node)
+    assert result.exit_code == 2, result.output
+    assert "the concurrency must be an integer from 1 to 10000" in result.stderr
