@@ -49,13 +49,6 @@ def _int(name: str, raw: str) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _positive_int(name: str, raw: str) -> int:
-    value = _int(name, raw)
-    if value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {raw!r}")
-    return value
-
-
 def _float(name: str, raw: str) -> float:
     try:
         return float(raw.strip())
@@ -63,31 +56,41 @@ def _float(name: str, raw: str) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _int_in(low: int, high: int) -> Callable[[str, str], int]:
+    """An integer from `low` to `high` (both included)."""
+
+    def parse(name: str, raw: str) -> int:
+        value = _int(name, raw)
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be an integer from {low} to {high}, got {raw.strip()[:40]!r}")
+        return value
+
+    return parse
+
+
+def _seconds(high: float, low: float = 0.0) -> Callable[[str, str], float]:
+    """A duration in seconds: above 0, at least `low` and at most `high` (not nan, not inf)."""
+    floor = f"at least {low:g}" if low > 0 else "above 0"
+
+    def parse(name: str, raw: str) -> float:
+        value = _float(name, raw)
+        if not (0 < value <= high and value >= low):  # False for nan too
+            raise ConfigError(f"{name} must be a number of seconds {floor} and at most {high:g}, "
+                              f"got {raw.strip()[:40]!r}")
+        return value
+
+    return parse
+
+
+MAX_INT64 = 2**63 - 1  # prices are BIGINT columns
+MAX_DAYS = 36_500
+
+
 def _fraction(name: str, raw: str) -> float:
     value = _float(name, raw)
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name} must be between 0 and 1, got {raw!r}")
     return value
-
-
-def _seconds_between(low: int, high: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
-        value = _int(name, raw)
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low} and {high} seconds, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _between(low: float, high: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        value = _float(name, raw)
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
-        return value
-
-    return parse
 
 
 def _words(name: str, raw: str) -> tuple[str, ...]:
@@ -144,14 +147,14 @@ VARS: tuple[Var, ...] = (
         "Overrides REDIS_URL for the result backend.", group="broker"),
     Var("DATABASE_URL", "database_url_raw", None, _url(DB_SCHEMES),
         "SQLAlchemy URL. Unset: SQLite at CARSCTL_HOME/cars_bot.sqlite3.", group="database"),
-    Var("RESULT_EXPIRES", "result_expires", 86400, _positive_int,
+    Var("RESULT_EXPIRES", "result_expires", 86400, _int_in(1, 10 * 365 * 86400),
         "Seconds a task result is kept in the result backend.", group="broker"),
-    Var("BROKER_CONNECT_TIMEOUT", "broker_connect_timeout", 3.0, _float,
+    Var("BROKER_CONNECT_TIMEOUT", "broker_connect_timeout", 3.0, _seconds(600),
         "Seconds a command waits for the broker before it reports it unreachable.", group="broker"),
-    Var("BROKER_SOCKET_TIMEOUT", "broker_socket_timeout", 15.0, _between(2.0, 600.0),
+    Var("BROKER_SOCKET_TIMEOUT", "broker_socket_timeout", 15.0, _seconds(600, low=2),
         "Seconds a read or write on an open broker/result-backend connection may take before it is "
         "dropped and retried (above the 1 s a worker's BRPOP waits).", group="broker"),
-    Var("BEAT_LOCK_TTL", "beat_lock_ttl", 60.0, _between(5.0, 3600.0),
+    Var("BEAT_LOCK_TTL", "beat_lock_ttl", 60.0, _seconds(3600, low=5),
         "Seconds the beat lock outlives a silent beat: a stopped or partitioned beat is replaced, "
         "and stops sending, after this.", group="broker"),
     # AI
@@ -160,18 +163,19 @@ VARS: tuple[Var, ...] = (
     Var("OPENAI_MODEL", "openai_model", "gpt-4o-mini", _str, "OpenAI model.", group="ai"),
     Var("OPENAI_BASE_URL", "openai_base_url", None, _url(("http", "https")), "OpenAI-compatible API base URL.",
         group="ai"),
-    Var("OPENAI_TIMEOUT", "openai_timeout", 30.0, _float, "Seconds per OpenAI request.", group="ai"),
+    Var("OPENAI_TIMEOUT", "openai_timeout", 30.0, _seconds(3600), "Seconds per OpenAI request.", group="ai"),
     Var("OPENAI_PRICES", "openai_prices", (), _prices,
         "USD per 1M tokens by exact model name, model=input/output[/cached],...; extends the built-in table "
         "(cached input defaults to half the input price).", group="ai"),
     Var("MIN_CONFIDENCE_SCORE", "min_confidence", 0.75, _fraction,
         "A post is treated as a sale ad only at or above this classifier confidence.", group="ai"),
-    Var("MIN_PRICE", "min_price", None, _int, "Reject ads priced below this (RUB).", group="ai"),
-    Var("MAX_PRICE", "max_price", None, _int, "Reject ads priced above this (RUB).", group="ai"),
+    Var("MIN_PRICE", "min_price", None, _int_in(0, MAX_INT64), "Reject ads priced below this (RUB).", group="ai"),
+    Var("MAX_PRICE", "max_price", None, _int_in(0, MAX_INT64), "Reject ads priced above this (RUB).", group="ai"),
     Var("EXCLUDED_WORDS", "excluded_words", (), _words, "Comma list: reject posts containing any of them.",
         group="ai"),
     # Telegram
-    Var("TELEGRAM_API_ID", "telegram_api_id", None, _int, "Telegram API id (my.telegram.org).", group="telegram"),
+    Var("TELEGRAM_API_ID", "telegram_api_id", None, _int_in(1, 2**31 - 1), "Telegram API id (my.telegram.org).",
+        group="telegram"),
     Var("TELEGRAM_API_HASH", "telegram_api_hash", None, _str, "Telegram API hash.", secret=True, group="telegram"),
     Var("TELEGRAM_SESSION_STRING", "telegram_session_string", None, _str,
         "Telethon StringSession of the publishing account.", secret=True, group="telegram"),
@@ -184,7 +188,7 @@ VARS: tuple[Var, ...] = (
         "Bot username for the contact deep link.", group="telegram"),
     Var("TELEGRAM_CHANNEL", "telegram_channel", None, _str,
         "Target channel (@name or -100...). Unset: publish to the outbox.", group="telegram"),
-    Var("PUBLISH_RATE_PER_MINUTE", "publish_rate_per_minute", 20, _positive_int,
+    Var("PUBLISH_RATE_PER_MINUTE", "publish_rate_per_minute", 20, _int_in(1, 10_000),
         "Posts per minute to the target channel, across the whole cluster.", group="telegram"),
     # Google Sheets
     Var("GOOGLE_CREDENTIALS_FILE", "google_credentials_file", None, _path,
@@ -194,12 +198,12 @@ VARS: tuple[Var, ...] = (
     Var("SHEETS_WORKBOOK", "sheets_workbook_raw", None, _path,
         "Local workbook used when Google is not configured. Default: CARSCTL_HOME/workbook.json.", group="sheets"),
     # retention
-    Var("STATS_RETENTION_DAYS", "stats_retention_days", 90, _positive_int, "Days stats snapshots are kept.",
+    Var("STATS_RETENTION_DAYS", "stats_retention_days", 90, _int_in(1, MAX_DAYS), "Days stats snapshots are kept.",
         group="maintenance"),
-    Var("FAILED_TASK_RETENTION_DAYS", "failed_task_retention_days", 30, _positive_int,
+    Var("FAILED_TASK_RETENTION_DAYS", "failed_task_retention_days", 30, _int_in(1, MAX_DAYS),
         "Days failed-task records are kept.", group="maintenance"),
     # the monitor service
-    Var("MONITOR_UPDATE_INTERVAL", "monitor_update_interval", 60, _seconds_between(5, 3600),
+    Var("MONITOR_UPDATE_INTERVAL", "monitor_update_interval", 60, _int_in(5, 3600),
         "Seconds between the monitor's reads of the active channels (5-3600): a channel added in the sheet "
         "is joined within one interval, a deactivated one dropped.", group="telegram"),
     Var("MONITOR_CLIENT_FACTORY", "monitor_client_factory", None, _str,

@@ -4,7 +4,6 @@ so that no caller outside the domain queries the tables."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,9 @@ from cars_bot.db.models import (
 DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED})
 #: Nothing more will happen to the post on its own.
 FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED}
+#: Telegram's limit on a message's text. A longer post is cut to it when stored, with the reason in its
+#: status_reason, so that no post can hold the AI pipeline past its time limit.
+MAX_STORED_TEXT = 4096
 
 
 def channel_username(channel: str) -> str:
@@ -75,9 +77,13 @@ def store_channel_post(session: Session, row: Channel, *, text: str, message_id:
     existing = session.scalar(select(Post).where(Post.channel_id == row.id, Post.message_id == message_id))
     if existing is not None:
         return existing, False
+    reason = None
+    if len(text) > MAX_STORED_TEXT:
+        reason = f"text cut to {MAX_STORED_TEXT} of its {len(text)} characters at ingest (Telegram's message limit)"
+        text = text[:MAX_STORED_TEXT]
     post = Post(channel_id=row.id, message_id=message_id, text=text, text_hash=text_hash(text),
                 link=link or f"https://t.me/{row.username}/{message_id}", media=list(media or []),
-                message_ids=list(message_ids or []), media_group_id=media_group_id)
+                message_ids=list(message_ids or []), media_group_id=media_group_id, status_reason=reason)
     try:
         with session.begin_nested():
             session.add(post)
@@ -89,22 +95,19 @@ def store_channel_post(session: Session, row: Channel, *, text: str, message_id:
     return post, True
 
 
-def read_jsonl(path: Path | str, lines: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Records of a JSON-lines file: {"channel", "text", optional "message_id", "link", "media", ...}.
+def read_jsonl(path: Path | str) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines file, each checked against the one schema (`cars_bot.post_input`).
 
-    Raises ValueError naming the line of a malformed record.
+    Raises PostInputError (a ValueError) naming the first invalid line.
     """
-    source = lines if lines is not None else Path(path).read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or not record.get("channel") or not isinstance(record.get("text"), str):
-            raise ValueError(f"{path}:{number}: each line needs \"channel\" and \"text\"")
-        yield record
+    from cars_bot.post_input import PostInputError, parse_post_lines
+
+    parsed = parse_post_lines(Path(path).read_bytes())
+    if parsed.invalid:
+        bad = parsed.invalid[0]
+        raise PostInputError(f"{path}:{bad.line}: {bad.reason}")
+    for post in parsed.posts:
+        yield post.model_dump(exclude_none=True)
 
 
 POST_FIELDS = ("channel", "text", "message_id", "link", "media", "message_ids", "media_group_id")

@@ -56,11 +56,17 @@ class CarsctlGroup(TyperGroup):
             raise Exit(error.exit_code) from None
         except Exception as error:  # noqa: BLE001 - the boundary: anything unexpected
             from cars_bot.config import ConfigError
+            from carsctl.errors import typed_error
 
             if isinstance(error, ConfigError):
                 _report(ctx, f"configuration error: {error}", error)
                 raise Exit(EXIT_USAGE) from None
-            _report(ctx, f"internal error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+            typed = typed_error(error)
+            if typed is not None:
+                _report(ctx, str(typed), error)
+                raise Exit(typed.exit_code) from None
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            _report(ctx, f"internal error: {type(error).__name__}: {first_line} (run with --debug for the traceback)",
                     error)
             raise Exit(EXIT_FAILED) from None
 

@@ -64,7 +64,7 @@ _carsctl_cmd() {
         logs) _cc_opts=(-f --follow -n --lines -l --level --task-id -g --grep --json -h --help) ;;
         post) _cc_subs=(add import show list) _cc_opts=(-h --help) ;;
         'post add') _cc_opts=(--channel --text --message-id --process --no-process --wait --timeout --json -h --help) ;;
-        'post import') _cc_opts=(--process --no-process --wait --timeout --json -h --help) ;;
+        'post import') _cc_opts=(--skip-invalid --process --no-process --wait --timeout --json -h --help) ;;
         'post show') _cc_opts=(--json -h --help) ;;
         'post list') _cc_opts=(--status --limit --json -h --help) ;;
         doctor) _cc_opts=(--json --timeout -h --help) ;;

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 _engines: dict[tuple[str, int], Engine] = {}
+_schema_checked: set[str] = set()
 
 
 def normalize_database_url(url: str) -> str:
@@ -92,7 +93,15 @@ def dispose_engines() -> None:
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    """Sessions on the database at `url`, whose schema is checked (SQLite: migrated) on first use."""
+    engine = get_engine(url)
+    key = engine.url.render_as_string(hide_password=False)
+    if key not in _schema_checked:
+        from cars_bot.db.migrate import ensure_current
+
+        ensure_current(key)
+        _schema_checked.add(key)
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 @contextmanager

@@ -35,6 +35,8 @@ def demo(ctx: typer.Context,
     from carsctl.health.connectivity import check_broker
 
     cli = obj(ctx)
+    # Fresh message ids on every run, so each run pushes posts through the pipeline again.
+    records = [{k: v for k, v in r.items() if k != "message_id"} for r in read_jsonl(file or sample_posts_path())]
     check_broker(cli.settings)
     consumers = queue_consumers(cli.celery_app, settings=cli.settings)
     if not consumers:
@@ -43,8 +45,6 @@ def demo(ctx: typer.Context,
     if missing:  # the posts would wait there for the whole --timeout: say so now
         raise DependencyUnavailable(f"no worker consumes {', '.join(missing)}: the demo's posts would wait there",
                                     hint=consumer_fix(missing[0], any_worker=True))
-    # Fresh message ids on every run, so each run pushes posts through the pipeline again.
-    records = [{k: v for k, v in r.items() if k != "message_id"} for r in read_jsonl(file or sample_posts_path())]
     rows = store_and_enqueue(cli, records, process=True)
     cli.info(f"posts: {len(rows)} stored and sent to the ai_processing queue")
     with cli.err.status("waiting for the pipeline..."):

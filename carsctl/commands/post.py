@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from carsctl.context import obj
+from carsctl.errors import UsageError
 from carsctl.options import JsonOpt, TimeoutOpt
 
 app = typer.Typer(help="Add, import and inspect posts.", no_args_is_help=True)
@@ -20,33 +21,58 @@ WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until each post is p
 
 @app.command("add")
 def add(ctx: typer.Context,
-        channel: Annotated[str, typer.Option("--channel", help="Source channel, e.g. @cars_msk.")],
+        channel: Annotated[str, typer.Option("--channel", help="Source channel: @name, a t.me link or -100... id.")],
         text: Annotated[str, typer.Option("--text", help="The post's text.")],
         message_id: Annotated[int | None, typer.Option("--message-id", help="Source message id.")] = None,
         process: ProcessOpt = True, wait: WaitOpt = False, timeout: TimeoutOpt = 60.0,
         json: JsonOpt = False) -> None:
     """Store one post (de-duplicated by channel and message id) and enqueue its processing.
 
+    The post is checked as `post import` checks each line; text over 4096 characters is cut to it.
     Example: carsctl post add --channel @cars_msk --text "Продам Kia Rio 2017, 750 т.р." --wait
     """
-    _store(ctx, [{"channel": channel, "text": text, "message_id": message_id}], process, wait, timeout, json)
+    from cars_bot.post_input import PostInputError, validate_post
+
+    given = {"channel": channel, "text": text, "message_id": message_id}
+    try:
+        post = validate_post({key: value for key, value in given.items() if value is not None})
+    except PostInputError as error:
+        raise UsageError(str(error)) from None
+    _store(ctx, [post.model_dump(exclude_none=True)], process, wait, timeout, json)
 
 
 @app.command("import")
 def import_(ctx: typer.Context,
             file: Annotated[str, typer.Argument(help="JSON-lines file ('-' for stdin): channel, text, message_id...")],
+            skip_invalid: Annotated[bool, typer.Option(
+                "--skip-invalid", help="Store the valid lines and report the others (default: store nothing).")]
+            = False,
             process: ProcessOpt = True, wait: WaitOpt = False, timeout: TimeoutOpt = 120.0,
             json: JsonOpt = False) -> None:
-    """Store every post of a JSON-lines file and enqueue processing of the new ones.
+    """Store every post of a JSON-lines file (UTF-8) and enqueue processing of the new ones.
 
+    Every line is checked first; with an invalid line nothing is stored (exit 2) unless --skip-invalid.
     Example: carsctl post import ads.jsonl --wait
     """
-    from cars_bot.posts import read_jsonl
+    from cars_bot.post_input import PostInputError, parse_post_lines
+    from carsctl.render import safe
 
-    if file != "-" and not Path(file).is_file():
-        raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
-    records = list(read_jsonl(file, sys.stdin.read().splitlines() if file == "-" else None))
-    _store(ctx, records, process, wait, timeout, json)
+    cli = obj(ctx)
+    name = file if len(file) <= 200 else file[:197] + "..."
+    try:
+        parsed = parse_post_lines(sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes())
+    except OSError as error:
+        raise UsageError(f"cannot read {name}: {error.strerror or error}") from None
+    except PostInputError as error:
+        raise UsageError(f"{name}: {error}") from None
+    for bad in parsed.invalid:
+        cli.err.print(safe(f"{name}:{bad.line}: {bad.reason}"), soft_wrap=True)
+    if parsed.invalid and not skip_invalid:
+        raise UsageError(f"{len(parsed.invalid)} invalid line(s) in {name}: nothing stored",
+                         hint="fix them, or --skip-invalid to store the valid lines")
+    if parsed.invalid:
+        cli.info(safe(f"skipped {len(parsed.invalid)} invalid line(s) of {name}"))
+    _store(ctx, [post.model_dump(exclude_none=True) for post in parsed.posts], process, wait, timeout, json)
 
 
 def _store(ctx: typer.Context, records: list[dict], process: bool, wait: bool, timeout: float, json: bool) -> None:
@@ -81,7 +107,8 @@ def _summary(states: Mapping[int, str]) -> str:
 
 
 @app.command("show")
-def show(ctx: typer.Context, post_id: Annotated[int, typer.Argument(help="Post id.")], json: JsonOpt = False) -> None:
+def show(ctx: typer.Context, post_id: Annotated[int, typer.Argument(min=1, max=2**31 - 1, help="Post id.")],
+         json: JsonOpt = False) -> None:
     """Show a post: status and reason, classification, car data, and what was published.
 
     Example: carsctl post show 42
@@ -112,7 +139,7 @@ def _fields(value: Any, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
 @app.command("list")
 def list_(ctx: typer.Context,
           status: Annotated[str | None, typer.Option("--status", help="Only posts with this status.")] = None,
-          limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
+          limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most this many.")] = 20,
           json: JsonOpt = False) -> None:
     """List the newest posts with their status and car.
 

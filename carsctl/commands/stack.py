@@ -27,7 +27,7 @@ from carsctl.reports import report_started, report_stopped
 
 
 def up(ctx: typer.Context, node: NodeOpt = None, pool: PoolOpt = None,
-       concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, show_default=False,
+       concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=10_000, show_default=False,
                                                        help="Concurrency of nodes that do not set their own.")] = None,
        loglevel: LoglevelOpt = None,
        no_beat: Annotated[bool, typer.Option("--no-beat", help="Do not start beat.")] = False,

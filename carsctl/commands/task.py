@@ -55,7 +55,8 @@ def run(
     queue: QueueOpt = None,
     priority: Annotated[int | None, typer.Option("--priority", "-p", min=0, max=9, help="0-9, 9 most urgent.")]
     = None,
-    countdown: Annotated[float | None, typer.Option("--countdown", min=0.0, help="Run in S seconds.")] = None,
+    countdown: Annotated[float | None, typer.Option("--countdown", min=0.0, max=315_360_000.0,
+                                                                   help="Run in S seconds.")] = None,
     eta: Annotated[str | None, typer.Option("--eta", help="Run at this ISO time (no zone: local time).")] = None,
     wait: WaitOpt = False,
     timeout: WaitTimeoutOpt = 300.0,
@@ -117,9 +118,15 @@ def _run_bulk(cli: CliContext, task: Any, source: str, args: list[str], kwargs: 
     if args or kwargs:
         raise UsageError("give the arguments on the command line or in --from-file, not both")
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        text = data.decode("utf-8")
     except OSError as error:
         raise UsageError(f"cannot read {source}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{source} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}): "
+                         "give one task's arguments per line") from None
+    if "\x00" in text:
+        raise UsageError(f"{source} is a binary file (it contains NUL bytes): give one task's arguments per line")
     arg_lists = []
     for number, raw in enumerate(read_argument_lines(text.splitlines()), start=1):
         try:
@@ -193,8 +200,10 @@ def result(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     \b
     Example: carsctl task result 1f0c...e2 --wait --timeout 60
     """
+    from carsctl.dispatch.arguments import task_id_argument
     from carsctl.dispatch.task_results import FINISHED, result_info
 
+    task_id = task_id_argument(task_id)
     cli = obj(ctx)
     info = result_info(cli.celery_app, task_id, settings=cli.settings)
     if wait and info.known and info.state not in FINISHED:
@@ -212,8 +221,10 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     \b
     Example: carsctl task revoke 1f0c...e2 --terminate
     """
+    from carsctl.dispatch.arguments import task_id_argument
     from carsctl.dispatch.task_results import revoke as revoke_task
 
+    task_id = task_id_argument(task_id)
     cli = obj(ctx)
     outcome = revoke_task(cli.celery_app, task_id, terminate=terminate, settings=cli.settings)
     if json or cli.json:
@@ -226,7 +237,8 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
 
 
 @app.command("failed")
-def failed(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N.")] = 50,
+def failed(ctx: typer.Context,
+           limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="At most N.")] = 50,
            include_retried: Annotated[bool, typer.Option("--include-retried", help="Also those retried.")] = False,
            json: JsonOpt = False) -> None:
     """The failed-task registry: tasks that failed for good, with their arguments, newest first.
@@ -263,11 +275,13 @@ def retry(ctx: typer.Context,
     Example: carsctl task retry 17
     Example: carsctl task retry --all --yes
     """
+    from carsctl.dispatch.arguments import failed_task_argument
     from carsctl.dispatch.failed_registry import pending_count, retry_failed
 
     cli = obj(ctx)
-    if every == bool(ident):
+    if every == (ident is not None):
         raise UsageError("give one failed task's ID, or --all")
+    ident = None if ident is None else failed_task_argument(ident)
     if every and not yes:
         cli.confirm_or_refuse(f"Send {pending_count()} failed task(s) again?", "retry every failed task")
     done = retry_failed(cli.celery_app, ident, every=every)

@@ -40,7 +40,7 @@ def _loader(cli: CliContext) -> Any:
 def start(
     ctx: typer.Context,
     nodes: NodesArg = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, show_default=False,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=10_000, show_default=False,
                                                     help="Pool processes/threads. [default: 4]")] = None,
     queues: Annotated[str | None, typer.Option("--queues", "-Q", show_default=False,
                                                help="Comma list of queues. [default: all five]")] = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect as pyinspect
 import json
+import math
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ def convert_value(raw: str, annotation: Any, name: str) -> Any:
     without an annotation, a JSON literal or else the string. UsageError naming the parameter on a mismatch."""
     adapter = None if annotation in (pyinspect.Parameter.empty, Any, object) else _adapter(annotation)
     if adapter is None:
-        return _literal(raw)
+        return _in_range(name, _literal(raw), raw)
     from pydantic import ValidationError
 
     attempts = [adapter.validate_strings, adapter.validate_json]  # scalars as text, containers as JSON
@@ -103,12 +104,41 @@ def convert_value(raw: str, annotation: Any, name: str) -> Any:
     errors = []
     for attempt in attempts:
         try:
-            return attempt(raw)
+            return _in_range(name, attempt(raw), raw)
         except ValidationError as error:
             errors.append(error.errors()[0])
     error = next((e for e in reversed(errors) if e["type"] != "json_invalid"), errors[-1])
     expected = _EXPECTED.get(error["type"].split("_", 1)[0]) or error["msg"].replace("Input should be ", "", 1)
     raise UsageError(f"{name}: expected {expected}, got {raw!r}")
+
+
+#: The ranges the database and the tasks hold, by parameter name: post ids are INTEGER keys, Telegram
+#: user ids BIGINT, and `days_old` becomes a timedelta. Checked before sending, so that a worker never
+#: meets a value it cannot store (`process-post 9223372036854775808` failed there with OverflowError).
+PARAMETER_RANGES: dict[str, tuple[int, int]] = {
+    "post_id": (1, 2**31 - 1), "user_id": (1, 2**63 - 1), "days_old": (1, 36_500),
+}
+#: Any other integer must fit a signed 64-bit column (and JSON readers in other languages).
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _in_range(name: str, value: Any, raw: str) -> Any:
+    """`value` if every integer in it is within its parameter's range; UsageError naming it otherwise."""
+    low, high = PARAMETER_RANGES.get(name, INT64)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not low <= item <= high:
+            raise UsageError(f"{name}: expected an integer from {low} to {high}, got {raw[:60]!r}")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise UsageError(f"{name}: expected a finite number, got {raw[:60]!r}")
+        if isinstance(item, (list, tuple, set)):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+    return value
 
 
 @functools.lru_cache(maxsize=64)
@@ -207,3 +237,35 @@ def send_options(app: Celery, *, queue: str | None, priority: int | None, countd
 def read_argument_lines(lines: Iterable[str]) -> list[list[str]]:
     """One task's positional arguments per line (whitespace-separated); blank lines and # comments skipped."""
     return [line.split() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+#: The largest row id of the database's integer keys (PostgreSQL INTEGER; SQLite's is larger).
+MAX_ROW_ID = 2**31 - 1
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def task_id_argument(text: str) -> str:
+    """A task id from the command line, checked, in Celery's form (a lowercase UUID).
+
+    Celery gives every task a UUID and this project never chooses its own (`task_id=`), so any other
+    string cannot name a task: UsageError (exit 2) instead of a PENDING that never existed.
+    """
+    import uuid
+
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError:
+        raise UsageError(f"{_shown(text)} is not a task id",
+                         hint="task ids are UUIDs like 1f0c6a2e-3b4d-4c5e-8f90-a1b2c3d4e5f6") from None
+
+
+def failed_task_argument(text: str) -> str:
+    """A failed-task registry id (digits, as `carsctl task failed` shows) or a task id; UsageError otherwise."""
+    if text.isascii() and text.isdigit():
+        if len(text) > 10 or not 1 <= int(text) <= MAX_ROW_ID:
+            raise UsageError(f"no failed task {_shown(text)}: registry ids go from 1 to {MAX_ROW_ID}")
+        return str(int(text))
+    return task_id_argument(text)

@@ -158,8 +158,9 @@ def parse_node_layout(specs: Sequence[str]) -> list[NodeLayout]:
             raise UsageError(f"--node {spec!r} must be NAME[:QUEUES[:CONCURRENCY]], e.g. ai:ai_processing:2")
         concurrency = None
         if len(parts) > 2 and parts[2]:
-            if not parts[2].isdigit() or int(parts[2]) < 1:
-                raise UsageError(f"--node {spec!r}: the concurrency must be a positive integer")
+            digits = parts[2].isascii() and parts[2].isdigit() and len(parts[2]) <= 6
+            if not digits or not 1 <= int(parts[2]) <= 10_000:
+                raise UsageError(f"--node {spec[:60]!r}: the concurrency must be an integer from 1 to 10000")
             concurrency = int(parts[2])
         queues = tuple(q.strip() for q in parts[1].split(",") if q.strip()) if len(parts) > 1 and parts[1] else None
         layout.append(NodeLayout(parts[0], queues, concurrency))

@@ -41,7 +41,7 @@ def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("env", "fragment"), [
     ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL has an unsupported scheme 'http://'"),
     ({"MIN_PRICE": "cheap"}, "MIN_PRICE must be an integer, got 'cheap'"),
-    ({"PUBLISH_RATE_PER_MINUTE": "0"}, "PUBLISH_RATE_PER_MINUTE must be a positive integer"),
+    ({"PUBLISH_RATE_PER_MINUTE": "0"}, "PUBLISH_RATE_PER_MINUTE must be an integer from 1 to 10000"),
     ({"MIN_CONFIDENCE_SCORE": "1.5"}, "MIN_CONFIDENCE_SCORE must be between 0 and 1"),
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL has an unsupported scheme"),
 ])
@@ -82,3 +82,30 @@ def test_integrations_not_configured_without_credentials(tmp_path: Path) -> None
            "TELEGRAM_API_ID": "12345", "TELEGRAM_API_HASH": "0123456789abcdef"}
     configured = load_settings(env, cwd=tmp_path).integrations()
     assert configured["openai"] == "configured" and configured["telegram"] == "configured"
+
+
+def _numeric_vars() -> list:
+    from cars_bot.config import VARS
+
+    def parsed(var):  # the value "1" gives, None if the variable is not a number at all
+        try:
+            return var.parse(var.name, "1")
+        except ConfigError:
+            return None
+
+    return [var for var in VARS if type(parsed(var)) in (int, float)]
+
+
+@pytest.mark.parametrize("var", _numeric_vars(), ids=lambda var: var.name)
+@pytest.mark.parametrize("raw", ["-1", "nan", "inf", "-inf", "1e30", "9" * 30])
+def test_every_numeric_setting_has_a_range(var, raw) -> None:
+    """Out of range, nan or inf is refused naming the variable (BROKER_CONNECT_TIMEOUT=nan was accepted
+    and surfaced later as "broker unreachable: Timeout value out of range")."""
+    with pytest.raises(ConfigError, match=var.name):
+        load_settings({var.name: raw}, cwd=Path("/nonexistent"))
+
+
+def test_numeric_settings_are_found() -> None:
+    names = {var.name for var in _numeric_vars()}
+    assert {"BROKER_CONNECT_TIMEOUT", "RESULT_EXPIRES", "OPENAI_TIMEOUT", "MIN_PRICE", "MAX_PRICE",
+            "TELEGRAM_API_ID", "PUBLISH_RATE_PER_MINUTE", "MIN_CONFIDENCE_SCORE"} <= names

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.carsctl.cli import invoke
 
 
@@ -30,3 +32,100 @@ def test_an_unknown_post_or_status_is_one_line(db, settings) -> None:
     assert missing.exit_code == 1 and "no post with id 424242" in missing.stderr
     bad = invoke("post", "list", "--status", "nope")
     assert bad.exit_code == 2 and "unknown status 'nope'" in bad.stderr and "published" in bad.stderr
+
+
+def test_an_import_with_invalid_lines_stores_nothing_and_names_them(db, settings, tmp_path) -> None:
+    ads = tmp_path / "ads.jsonl"
+    ads.write_bytes(b'\xef\xbb\xbf{"channel": "@cars_msk", "message_id": 1, "text": "Kia Rio"}\n'
+                    b'{"channel": "@cars_msk", "message_id": "abc", "text": "x"}\n'
+                    b'{"channel": "@cars_msk", "text": "caf\xe9"}\n'
+                    b'{"channel": "@cars_msk", "message_id": 2, "text": "Lada"}\n')
+    refused = invoke("post", "import", str(ads), "--no-process")
+    assert refused.exit_code == 2, refused.output
+    assert f"{ads}:2: message_id: Input should be a valid integer (got 'abc')" in refused.stderr
+    assert f"{ads}:3: not UTF-8 text" in refused.stderr
+    assert "2 invalid line(s)" in refused.stderr and "nothing stored" in refused.stderr
+    assert json.loads(invoke("post", "list", "--json").stdout) == []
+
+    skipped = invoke("post", "import", str(ads), "--no-process", "--skip-invalid", "--json")
+    assert skipped.exit_code == 0, skipped.output
+    assert [row["created"] for row in json.loads(skipped.stdout)] == [True, True]
+    assert "skipped 2 invalid line(s)" in skipped.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\x00\x01\x02\xff binary", "binary file"),
+    (b"not json at all\n", ":1: not valid JSON"),
+    (b'{"text": "no channel"}\n', ":1: channel: required"),
+    (b'{"channel": "@x", "text": "t", "message_id": 1e23}\n', ":1: message_id: Input should be a valid integer"),
+])
+def test_bad_import_files_are_usage_errors(db, settings, tmp_path, content, message) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(content)
+    result = invoke("post", "import", str(path), "--no-process")
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("post", "add", "--channel", "cars", "--text", "x", "--no-process"), "channel must be @name"),
+    (("post", "add", "--channel", "@x", "--text", " ", "--no-process"), "text is empty"),
+    (("post", "add", "--channel", "@x", "--text", "x", "--message-id", "99999999999999999999", "--no-process"),
+     "message_id: Input should be less than or equal to 9223372036854775807"),
+    (("post", "show", "99999999999999999999"), "Invalid value for 'post_id'"),
+    (("post", "show", "0"), "Invalid value for 'post_id'"),
+])
+def test_out_of_range_post_input_is_a_usage_error(db, settings, args, message) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_the_embedded_database_is_migrated_on_first_use(settings, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.chdir(tmp_path)
+    added = invoke("post", "add", "--channel", "@cars_msk", "--text", "Продам Kia Rio", "--no-process", "--json")
+    assert added.exit_code == 0, added.output
+    assert (settings.home / "cars_bot.sqlite3").is_file()
+    listed = invoke("post", "list", "--json")
+    assert [row["channel"] for row in json.loads(listed.stdout)] == ["cars_msk"]
+    assert invoke("db", "status").exit_code == 0
+
+
+def test_a_database_behind_is_69_with_the_fix(settings, monkeypatch) -> None:
+    from cars_bot.db import migrate
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/behind")
+    monkeypatch.setattr(migrate, "current_revision", lambda url: "0001")
+    result = invoke("post", "list")
+    assert result.exit_code == 69, result.output
+    assert result.stderr == ("carsctl: error: the database schema is at revision 0001, this version needs "
+                             f"{migrate.head_revision()} (run `carsctl db upgrade`)\n")
+
+
+def test_database_errors_are_one_line(settings, monkeypatch, tmp_path) -> None:
+    broken = tmp_path / "broken.sqlite3"
+    broken.write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{broken}")
+    result = invoke("post", "list")
+    assert result.exit_code in (1, 69) and result.stderr.count("\n") == 1, result.output
+    assert "database error: DatabaseError: file is not a database" in result.stderr and "SELECT" not in result.stderr
+
+
+def test_db_upgrade_to_an_unknown_revision_is_a_usage_error(migrated_database, settings) -> None:
+    result = invoke("db", "upgrade", "bogusrev")
+    assert result.exit_code == 2, result.output
+    assert "cannot upgrade to 'bogusrev': Can't locate revision identified by 'bogusrev'" in result.stderr
+
+
+def test_the_quick_schema_check_finds_alembics_head() -> None:
+    from cars_bot.db.migrate import head_revision, newest_revision_file
+
+    assert newest_revision_file() == head_revision() is not None
+
+
+def test_demo_checks_its_file_against_the_schema_first(settings, tmp_path) -> None:
+    bad = tmp_path / "demo.jsonl"
+    bad.write_bytes(b'{"channel": "@x", "text": "a"}\n{"channel": "@x", "text": "a", "media": "abc"}\n')
+    result = invoke("demo", "--file", str(bad))
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"carsctl: error: {bad}:2: media: Input should be a valid list (got 'abc')\n"

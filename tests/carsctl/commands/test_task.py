@@ -52,6 +52,10 @@ def test_options_reach_the_message(celery_app_real, redis_client, settings) -> N
     (("process-post", "1", "--eta", "tomorrow"), "--eta expects an ISO date-time"),
     (("process-post", "1", "--retry-policy", "max_retrys=5"), "bad --retry-policy item"),
     (("process-post", "1", "--queue", "nope"), "unknown queue 'nope'"),
+    (("process-post", "9223372036854775808"), "post_id: expected an integer from 1 to 2147483647"),
+    (("process-post", "0"), "post_id: expected an integer from 1 to 2147483647"),
+    (("cleanup-old-results", "-k", "days_old=-100000000"), "days_old: expected an integer from 1 to 36500"),
+    (("cleanup-old-results", "-k", "days_old=99999999999"), "days_old: expected an integer from 1 to 36500"),
 ])
 def test_bad_arguments_are_rejected_before_anything_is_sent(celery_app_real, redis_client, settings, args,
                                                             message) -> None:
@@ -137,18 +141,21 @@ def test_wait_prints_the_result(celery_app_real, redis_client, db, settings, tmp
     assert shown.exit_code == 0 and json.loads(shown.stdout)["state"] == "SUCCESS"
 
 
+ORIGINAL_ID = "0a1b2c3d-0000-4000-8000-000000000001"
+
+
 def test_failed_tasks_are_listed_and_retried_with_their_arguments(celery_app_real, redis_client, db,
                                                                   settings) -> None:
     from cars_bot.db.models import FailedTask, FailedTaskStatus
 
     with db() as session:
-        record = FailedTask(task_id="original-1", task_name="cars_bot.tasks.ai_tasks.process_post_task",
+        record = FailedTask(task_id=ORIGINAL_ID, task_name="cars_bot.tasks.ai_tasks.process_post_task",
                             args=[42], kwargs={}, queue="ai_processing", exception="TimeoutError: [red]x[/red]")
         session.add(record)
         session.commit()
         record_id = record.id
     listed = invoke("task", "failed", "--json")
-    assert [row["task_id"] for row in json.loads(listed.stdout)] == ["original-1"]
+    assert [row["task_id"] for row in json.loads(listed.stdout)] == [ORIGINAL_ID]
     assert "[red]x[/red]" in invoke("task", "failed").stdout  # exception text shown as data
 
     result = invoke("task", "retry", str(record_id), "--json")
@@ -160,7 +167,7 @@ def test_failed_tasks_are_listed_and_retried_with_their_arguments(celery_app_rea
         stored = session.get(FailedTask, record_id)
         assert stored.status == FailedTaskStatus.RETRIED and stored.retry_task_id == retried["retry_task_id"]
         assert stored.retried_at is not None
-    again = invoke("task", "retry", "original-1")
+    again = invoke("task", "retry", ORIGINAL_ID)
     assert again.exit_code == 1 and "already retried" in again.stderr
     assert invoke("task", "failed", "--json").stdout.strip() == "[]"
 
@@ -192,3 +199,28 @@ def test_task_list_shows_aliases_queues_and_schedules(settings) -> None:
     assert rows["process-post"]["signature"] == "(post_id: int)"
     assert rows["collect-stats"]["periodic"] == ["every 900s"]
     assert rows["sync-channels"]["queue"] == "sheets_sync" and rows["sync-channels"]["time_limit"] == 60
+
+
+@pytest.mark.parametrize("command", ["result", "revoke", "retry"])
+@pytest.mark.parametrize("garbage", ["a", "", " ", "x" * 100_000, "1f0c6a2e-3b4d", "../../etc/passwd", "²"])
+def test_a_string_that_cannot_be_a_task_id_is_a_usage_error(command, garbage) -> None:
+    """`task result a` reported PENDING (exit 0) and `task result ''` said the broker was down (exit 69):
+    nothing is asked of the broker for a string Celery could never have made an id of."""
+    result = invoke("task", command, garbage)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("carsctl: error: ") and "is not a task id" in result.stderr
+    assert result.stderr.count("\n") == 1 and len(result.stderr) < 300
+
+
+def test_registry_ids_are_bounded() -> None:
+    result = invoke("task", "retry", "99999999999999999999")
+    assert result.exit_code == 2 and "registry ids go from 1 to 2147483647" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00", b"caf\xe9 1\n", b"1\n\x00\n"])
+def test_a_binary_or_latin1_from_file_is_a_usage_error(celery_app_real, settings, tmp_path, content) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_bytes(content)
+    result = invoke("task", "run", "process-post", "--from-file", str(path))
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.stderr and ("not UTF-8 text" in result.stderr or "binary file" in result.stderr)
