@@ -8,9 +8,10 @@ and never from the services, so the services can import the transports' vocabula
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, TypedDict
 
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from cars_bot.db.models import PublicationStatus
@@ -30,8 +31,16 @@ class NotSent(TransientError):
     """The send was refused or never attempted (FloodWait, failure before sending): nothing was posted."""
 
 
-class RateLimited(NotSent):
+class Waiting(NotSent):
+    """Nothing was sent because the post must wait its turn (not a failure: it uses up no retry)."""
+
+
+class RateLimited(Waiting):
     """The cluster-wide publishing rate is used up: wait `retry_after` seconds (not a failure)."""
+
+
+class HeldByAnotherDelivery(Waiting):
+    """Another delivery holds the post's intent (its lease runs): look again when it expires."""
 
 
 class Publisher(Protocol):
@@ -61,3 +70,15 @@ def lease_remaining(taken_at: datetime, cutoff: datetime) -> float:
     """Seconds until a lease taken at `taken_at` expires, given that leases taken before `cutoff` have
     (at least 1 s, so a retry never spins)."""
     return max(1.0, (taken_at - cutoff).total_seconds())
+
+
+def db_now(session: Session) -> datetime:
+    """The database server's current time, timezone-aware UTC: the one clock every lease and every
+    intent timestamp uses, so workers whose clocks differ still agree (a worker's wall clock never
+    decides whether a send may be in flight). SQLite: ``strftime('%f')`` (milliseconds, UTC);
+    elsewhere ``now()`` (PostgreSQL: the transaction's start, timestamptz)."""
+    if session.get_bind().dialect.name == "sqlite":
+        raw = session.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+        return datetime.strptime(raw, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    value = session.execute(select(func.now())).scalar_one()
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -30,6 +30,7 @@ def test_album_resends_source_media_with_the_caption_at_most_ten(
     for i in range(1, 13):
         fake_client.add_source("@source", FakeMessage(i, "seller text with @contacts", media=photo(i), grouped_id=9))
     refs = [{"channel": "@source", "message_id": i} for i in range(1, 13)]
+    fake_client.server.add_channel_dialog(1234, access_hash=555)
     ids = telegram_publisher.send_post("-1001234", HTML, refs, post_id=7)
     assert len(ids) == 10
     (send,) = fake_client.sends
