@@ -87,3 +87,30 @@ def test_rate_limit_waits_do_not_use_up_the_retries(task_env: tuple[Any, session
     result = publishing_tasks.publish_post_task.apply(args=[post_id])
     assert result.get()["status"] == "published"
     assert waits == []
+
+
+def test_waits_before_a_failure_leave_the_failure_its_retries(task_env: tuple[Any, sessionmaker[Session]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight rate waits, then five transient failures (max_retries), then success: published. Before,
+    each wait raised celery's `retries`, so the first failure after them was already the last."""
+    from cars_bot.errors import TransientError
+
+    _settings, factory = task_env
+    post_id = make_post(factory)
+    waits = [5.0] * 8 + [0.0] * 6
+    monkeypatch.setattr(publishing_tasks, "_limiter", lambda settings, publisher: lambda: waits.pop(0))
+    monkeypatch.setattr(publishing_tasks, "retry_delay", lambda retries, exc: 0.0)
+    from cars_bot.publishing import publication
+
+    real_claim = publication._claim
+    failures = [TransientError("database hiccup")] * 5
+
+    def flaky_claim(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(publication, "_claim", flaky_claim)
+    result = publishing_tasks.publish_post_task.apply(args=[post_id])
+    assert result.get()["status"] == "published"
+    assert waits == [] and failures == []
