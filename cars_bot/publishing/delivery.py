@@ -14,7 +14,7 @@ from typing import Protocol, TypedDict
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from cars_bot.db.models import PublicationStatus
+from cars_bot.db.models import Channel, Publication, PublicationStatus
 from cars_bot.errors import TransientError
 
 SessionFactory = Callable[[], Session]
@@ -82,3 +82,26 @@ def db_now(session: Session) -> datetime:
         return datetime.strptime(raw, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
     value = session.execute(select(func.now())).scalar_one()
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def stored_peers(session_factory: SessionFactory) -> Callable[[int], tuple[int, int] | None]:
+    """A lookup of the input peer (channel id, access hash) kept in the database for a marked
+    ``-100...`` channel id: the latest publication sent to it, or a source channel's row."""
+
+    def lookup(marked_id: int) -> tuple[int, int] | None:
+        text_id = str(marked_id)
+        if not text_id.startswith("-100"):
+            return None
+        channel_id = int(text_id[4:])
+        with session_factory() as session:
+            access_hash = session.scalar(
+                select(Publication.peer_access_hash)
+                .where(Publication.peer_id == marked_id, Publication.peer_access_hash.is_not(None))
+                .order_by(Publication.id.desc()).limit(1)
+            ) or session.scalar(
+                select(Channel.access_hash)
+                .where(Channel.telegram_id.in_([marked_id, channel_id]), Channel.access_hash.is_not(None)).limit(1)
+            )
+        return (channel_id, int(access_hash)) if access_hash is not None else None
+
+    return lookup

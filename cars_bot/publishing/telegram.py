@@ -422,12 +422,11 @@ class TelegramPublisher:
         peer = telegram_peer(value)
         if self.is_bot or not isinstance(peer, int) or peer > 0:
             return peer
-        from telethon import utils
         from telethon.tl import types
 
-        channel_id, kind = utils.resolve_id(peer)
-        if kind is not types.PeerChannel:
-            return peer
+        if not str(peer).startswith("-100"):
+            return peer  # a basic group's id works as is
+        channel_id = int(str(peer)[4:])
         known = self._runtime.peers.get(peer) or (self.peers(peer) if self.peers is not None else None)
         if known is None:
             async for dialog in client.iter_dialogs():

@@ -38,7 +38,7 @@ def _check_telegram_session(**_: Any) -> None:
 
 @worker_process_shutdown.connect
 def _close_telegram_client(**_: Any) -> None:
-    """A pool process ends (recycled, or the worker stops): log out of nothing, just close the connection."""
+    """A pool process ends (recycled, or the worker stops): close its Telegram connection (no logout)."""
     from cars_bot.publishing.telegram import close_process_client
 
     close_process_client()

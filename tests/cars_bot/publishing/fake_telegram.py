@@ -80,6 +80,9 @@ class FakeTelegramClient:
         self.get_calls = 0
         self.disconnects = 0
         self.dialog_reads = 0
+        # A user session from a StringSession knows no entities: a bare -100... id cannot be resolved
+        # (telethon raises ValueError); bots may address a channel by id (access_hash=0).
+        self.user_session = False
         self._pending: set[asyncio.Task[Any]] = set()
 
     @property
@@ -94,13 +97,15 @@ class FakeTelegramClient:
         with self.server.lock:
             self.channels.setdefault(self._key(peer), {})[message.id] = message
 
-    @staticmethod
-    def _key(peer: Any) -> Any:
+    def _key(self, peer: Any) -> Any:
         """Telegram addresses a channel by id whichever way the peer was written."""
         from telethon.tl import types
 
         if isinstance(peer, types.InputPeerChannel):
             return int(f"-100{peer.channel_id}")
+        if self.user_session and isinstance(peer, int) and str(peer).startswith("-100"):
+            raise ValueError(f"Could not find the input entity for PeerChannel(channel_id={str(peer)[4:]}) "
+                             "(PeerChannel). Please read https://docs.telethon.dev/en/stable/concepts/entities.html")
         return peer
 
     async def _submit(self, deliver: Callable[[], Any]) -> Any:
