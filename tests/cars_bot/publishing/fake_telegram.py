@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,7 +41,13 @@ class FakeTelegramServer:
         self.sends: list[dict[str, Any]] = []
         self.dialogs: list[Any] = []
         self.lock = threading.RLock()
+        self.timers: list[threading.Timer] = []  # requests Telegram received and processes later
         self._ids = itertools.count(1000)
+
+    def settle(self) -> None:
+        """Let every request Telegram received be processed (end of a test)."""
+        for timer in list(self.timers):
+            timer.join()
 
     def next_id(self) -> int:
         with self.lock:
@@ -55,9 +62,11 @@ class FakeTelegramServer:
         self.dialogs.append(SimpleNamespace(entity=entity))
 
     def messages_mentioning(self, text: str) -> list[FakeMessage]:
+        """Messages whose text or links contain `text` (not followed by a digit: contact_1 is not contact_10)."""
+        pattern = re.compile(re.escape(text) + r"(?!\d)")
         with self.lock:
             return [m for msgs in self.channels.values() for m in msgs.values()
-                    if text in m.message or any(text in (getattr(e, "url", "") or "") for e in m.entities)]
+                    if pattern.search(m.message) or any(pattern.search(getattr(e, "url", "") or "") for e in m.entities)]
 
 
 class FakeTelegramClient:
@@ -66,9 +75,11 @@ class FakeTelegramClient:
     `fail_next` holds exceptions (real telethon error classes) raised by the next send calls;
     `after_send` is called after each successful send (used to simulate a crash before the commit);
     `send_delay` is how long the server takes to take a send; `fault`, when set, is asked before each
-    send what goes wrong: None, "flood", "hang" (the server is slow: the send lands `send_delay` later,
-    if the loop runs), "wire" (the message lands, its answer never comes), "reset" (the message lands,
-    then the connection breaks), "refused_reset" (the connection breaks before it is sent).
+    send what goes wrong: None, "flood", "hang" (the request waits in the client's queue: it lands
+    `hang_delay()` later, if the loop still runs then), "wire" (the message lands, its answer never
+    comes), "late" (Telegram received it and posts it `late_delay()` later whatever the client does; no
+    answer), "reset" (the message lands, then the connection breaks), "refused_reset" (the connection
+    breaks before it is sent).
     """
 
     def __init__(self, server: FakeTelegramServer | None = None) -> None:
@@ -77,6 +88,8 @@ class FakeTelegramClient:
         self.after_send: Callable[[], None] | None = None
         self.send_delay = 0.0
         self.fault: Callable[[], str | None] | None = None
+        self.hang_delay: Callable[[], float] = lambda: 0.2
+        self.late_delay: Callable[[], float] = lambda: 0.3
         self.get_calls = 0
         self.disconnects = 0
         self.dialog_reads = 0
@@ -123,13 +136,19 @@ class FakeTelegramClient:
             raise errors.FloodWaitError(request=None, capture=3)
         if fault == "refused_reset":
             raise ConnectionError("connection reset before the request was written")
+        if fault == "late":
+            timer = threading.Timer(self.late_delay(), deliver)
+            timer.daemon = True
+            self.server.timers.append(timer)
+            timer.start()
+            await asyncio.sleep(3600)  # the answer never comes
         if fault in ("wire", "reset"):
             deliver()
             if fault == "reset":
                 raise ConnectionError("connection reset after the request was written")
             await asyncio.sleep(3600)  # the answer never comes
         if self.send_delay or fault == "hang":
-            await asyncio.sleep(self.send_delay or 0.2)
+            await asyncio.sleep(self.send_delay or self.hang_delay())
         if self.fail_next:
             raise self.fail_next.pop(0)
         return deliver()
