@@ -89,6 +89,7 @@ class FakeTelegramClient:
         self.send_delay = 0.0
         self.fault: Callable[[], str | None] | None = None
         self.hang_delay: Callable[[], float] = lambda: 0.2
+        self.latency: Callable[[], float] = lambda: 0.0  # how long an ordinary send takes
         self.late_delay: Callable[[], float] = lambda: 0.3
         self.get_calls = 0
         self.disconnects = 0
@@ -149,6 +150,8 @@ class FakeTelegramClient:
             await asyncio.sleep(3600)  # the answer never comes
         if self.send_delay or fault == "hang":
             await asyncio.sleep(self.send_delay or self.hang_delay())
+        elif latency := self.latency():
+            await asyncio.sleep(latency)
         if self.fail_next:
             raise self.fail_next.pop(0)
         return deliver()

@@ -95,6 +95,7 @@ def run_worker(name: str, engine: Any, server: FakeTelegramServer, queue: Queue,
     client.fault = fault
     client.hang_delay = lambda: rng.uniform(0.1, 3 * LEASE)  # queued: would land before or after the lease
     client.late_delay = lambda: rng.uniform(0.05, 0.6 * LEASE)  # received: lands within the lease
+    client.latency = lambda: rng.uniform(0.0, 0.03)  # an ordinary send (the call timeout is 0.05 s)
     while time.monotonic() < deadline:
         post_id, wait = queue.take()
         if post_id is None:
@@ -108,7 +109,8 @@ def run_worker(name: str, engine: Any, server: FakeTelegramServer, queue: Queue,
             stats[f"result {result.status.value}"] += 1
         except TransientError as exc:
             stats[f"retry {type(exc).__name__}"] += 1
-            queue.put(post_id, min(float(exc.retry_after or 0.05), LEASE + 0.1))
+            # a retry comes back soon (celery's first backoff is 2-4 s against a 120 s lease)
+            queue.put(post_id, min(float(exc.retry_after or 0.02), LEASE + 0.1))
         except RuntimeError as exc:
             assert "worker killed" in str(exc)
             stats["worker died"] += 1
@@ -127,10 +129,10 @@ def test_chaos_every_post_once_or_a_recorded_failure(factory: sessionmaker[Sessi
     queue = Queue()
     posts = [make_post(factory, message_id=i) for i in range(1, POSTS + 1)]
     rng = random.Random(11)
-    for post_id in posts:
-        queue.put(post_id)
+    for n, post_id in enumerate(posts):  # the posts arrive over 2 s
+        queue.put(post_id, n * 0.01)
         if rng.random() < 0.3:  # delivered to both workers (a redelivered message, a double enqueue)
-            queue.put(post_id, rng.uniform(0, 0.05))
+            queue.put(post_id, n * 0.01 + rng.uniform(0, 0.03))
     stats: Counter[str] = Counter()
     deadline = time.monotonic() + 240
     threads = [threading.Thread(target=run_worker, args=(name, engine, server, queue, skewed_clock, minutes, seed,
