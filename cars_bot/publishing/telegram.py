@@ -149,6 +149,17 @@ def validate_session_string(value: str | None) -> str | None:
     return None
 
 
+def session_states(settings: Any) -> dict[str, str]:
+    """Each session string that is set, by variable: "valid" or "invalid: <why>" (never the value)."""
+    states = {}
+    for name in ("TELEGRAM_SESSION_STRING", "TELEGRAM_MONITOR_SESSION_STRING"):
+        value = getattr(settings, name.lower(), None)
+        if value:
+            problem = validate_session_string(value)
+            states[name] = f"invalid: {problem}" if problem else "valid"
+    return states
+
+
 def _bot_session_file(settings: Any) -> Path | None:
     home = getattr(settings, "home", None)
     token = getattr(settings, "telegram_bot_token", None)

@@ -81,6 +81,7 @@ def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> DoctorR
         findings.append(Finding("workers", Level.WARNING, "not checked: the broker is unreachable"))
     findings += check_log_dir(settings)
     findings += check_integrations(settings)
+    findings += check_sessions(settings)
     counts = FindingCounts(**{level.value: sum(1 for f in findings if f.level == level) for level in Level})
     return DoctorReport(findings=findings, counts=counts, healthy=counts.problem == 0)
 
@@ -333,4 +334,18 @@ def check_integrations(settings: Settings) -> list[Finding]:
         else:
             fix = state.removeprefix("not configured (").removesuffix(")")
             results.append(Finding(name, Level.WARNING, f"not configured: {offline.get(name, 'disabled')}", fix))
+    return results
+
+
+def check_sessions(settings: Settings) -> list[Finding]:
+    """Telegram session strings that are set: a malformed one fails every post (checked offline)."""
+    from cars_bot.publishing.telegram import session_states
+
+    results = []
+    for name, state in session_states(settings).items():
+        if state == "valid":
+            results.append(Finding(name, Level.OK, "valid"))
+        else:
+            results.append(Finding(name, Level.PROBLEM, state,
+                                   "create the session again (a telethon StringSession) and set it"))
     return results

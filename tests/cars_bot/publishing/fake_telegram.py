@@ -66,7 +66,8 @@ class FakeTelegramServer:
         pattern = re.compile(re.escape(text) + r"(?!\d)")
         with self.lock:
             return [m for msgs in self.channels.values() for m in msgs.values()
-                    if pattern.search(m.message) or any(pattern.search(getattr(e, "url", "") or "") for e in m.entities)]
+                    if pattern.search(m.message)
+                    or any(pattern.search(getattr(e, "url", "") or "") for e in m.entities)]
 
 
 class FakeTelegramClient:

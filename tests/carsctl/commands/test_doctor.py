@@ -80,3 +80,19 @@ def test_broker_down_is_a_problem_and_the_broker_side_checks_are_skipped() -> No
                                  "message": "not checked: the broker is unreachable"}
     assert not {"clock skew", "beat", "pidbox replies"} & set(checks)  # not attempted against a dead broker
     assert report["healthy"] is False and report["counts"]["problem"] >= 1
+
+
+def test_a_malformed_session_string_is_a_problem(settings, monkeypatch) -> None:
+    import base64
+
+    from cars_bot.config import get_settings, reset_settings
+    from carsctl.health.checkup import Level, check_sessions
+
+    monkeypatch.setenv("TELEGRAM_SESSION_STRING", "1" + base64.urlsafe_b64encode(b"\x02" * 20).decode())
+    reset_settings()
+    [finding] = check_sessions(get_settings())
+    assert finding.check == "TELEGRAM_SESSION_STRING" and finding.level == Level.PROBLEM
+    assert finding.message.startswith("invalid:") and "create the session again" in finding.fix
+    monkeypatch.delenv("TELEGRAM_SESSION_STRING")
+    reset_settings()
+    assert check_sessions(get_settings()) == []
