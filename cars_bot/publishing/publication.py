@@ -8,21 +8,29 @@ Exactly-once scheme (prior-system.md section 10, defect 4):
 1. **Claim + intent, committed before the send.** One transaction runs
    ``UPDATE posts SET status='publishing' WHERE id=:id AND status='ready'`` (only one delivery can win),
    renders the post and writes the :class:`Publication` intent row (status SENDING, the rendered text,
-   the task id). Nothing is sent unless this commit succeeded.
+   the task id, and ``probe_floor``: the highest message id confirmed in the channel so far, which any
+   message sent for this intent exceeds). Nothing is sent unless this commit succeeded.
 2. **Send**, then **one transaction** marks the publication SENT/OUTBOX with the message ids, the post
    PUBLISHED with ``published_at``, and adds 1 to the channel's ``published_posts``.
 3. **A refused send** (FloodWait, nothing reached Telegram: :class:`NotSent`) rolls the claim back
    (post -> ready, intent deleted) and is retried. A permanent error marks both FAILED with the reason.
    A send whose outcome is unknown (connection lost, timeout, the soft time limit) *releases* the intent
-   (``error`` set) and is retried.
+   (``error`` set) but keeps its lease, starting it again: the Telegram publisher has discarded its
+   client, and a request already on the wire lands within the lease. Only an intent released as
+   :data:`VERIFIED_NOT_SENT` may be taken over at once.
 4. **Redelivery** finds the post 'publishing' with a SENDING intent. An intent younger than the lease
-   (:data:`LEASE_SECONDS`, longer than the task's hard time limit) and not released may belong to a
-   delivery that is still sending: retry later. Otherwise take the intent over (a compare-and-set
-   UPDATE, so only one delivery does) and ask the publisher ``find_published(channel, post_id)``:
-   Telegram scans the channel for the post's own deep link ``start=contact_<post_id>``; the outbox
-   looks for its row. Found: commit step 2 with those ids, without sending. Definitely absent: send the
-   recorded text, then step 2. Cannot tell: mark the post FAILED for a person to check (at most once
-   wins over a possible duplicate).
+   (:data:`LEASE_SECONDS`, longer than the task's hard time limit) may belong to a delivery that is
+   still sending: wait (:class:`HeldByAnotherDelivery`, which uses up no retry). Otherwise take the intent
+   over (a compare-and-set UPDATE, so only one delivery does) and ask the publisher
+   ``find_published(channel, post_id, after_id=probe_floor)``: Telegram looks for the post's own deep
+   link ``start=contact_<post_id>`` above the floor; the outbox looks for its row. Found: commit step 2
+   with those ids, without sending. Definitely absent: send the recorded text, then step 2. Cannot tell
+   (a bot with no floor, a channel too busy to scan): mark the post FAILED for a person to check (at
+   most once wins over a possible duplicate).
+
+**One clock.** Every timestamp these decisions read (the intent's time, the lease) is the database
+server's (:func:`~cars_bot.publishing.delivery.db_now`), and the "already sent?" check compares
+Telegram's message ids, never a worker's wall clock: workers whose clocks differ by minutes agree.
 5. A post already PUBLISHED returns ``already_published`` without sending.
 
 Steps 2 and 3 are one function, :func:`_send`, whichever way the delivery came to own the intent.

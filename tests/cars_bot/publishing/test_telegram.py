@@ -10,7 +10,7 @@ import pytest
 from telethon import errors
 
 from cars_bot.errors import PermanentError, TransientError
-from cars_bot.publishing import telegram
+from cars_bot.publishing import telegram, telegram_client
 from cars_bot.publishing.delivery import NotSent
 from cars_bot.publishing.telegram import TelegramPublisher, map_telegram_error, telegram_peer
 from tests.cars_bot.publishing.fake_telegram import FakeMessage, FakeTelegramClient, photo, telegram_settings
@@ -201,7 +201,7 @@ def test_one_client_per_process_connected_once_on_one_loop(monkeypatch: pytest.M
 
     FakeTelethonClient.instances.clear()
     monkeypatch.setattr(telethon, "TelegramClient", FakeTelethonClient)
-    monkeypatch.setattr(telegram, "_runtimes", {})
+    monkeypatch.setattr(telegram_client, "_runtimes", {})
     settings = telegram_settings(telegram_session_string=valid_session_string())
     for _ in range(3):
         TelegramPublisher(settings).send_message(1, "hi")
@@ -211,7 +211,7 @@ def test_one_client_per_process_connected_once_on_one_loop(monkeypatch: pytest.M
     # FloodWait must reach the task instead of sleeping inside the worker
     assert client.options["flood_sleep_threshold"] == 0
     # a forked child (another pid) gets its own loop and client
-    monkeypatch.setattr(telegram.os, "getpid", lambda: 999_999)
+    monkeypatch.setattr(telegram_client.os, "getpid", lambda: 999_999)
     TelegramPublisher(settings).send_message(1, "hi")
     assert len(FakeTelethonClient.instances) == 2
     telegram.close_process_client()
@@ -220,7 +220,7 @@ def test_one_client_per_process_connected_once_on_one_loop(monkeypatch: pytest.M
 def test_a_malformed_session_string_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from cars_bot.errors import NotConfigured
 
-    monkeypatch.setattr(telegram, "_runtimes", {})
+    monkeypatch.setattr(telegram_client, "_runtimes", {})
     with pytest.raises(NotConfigured, match="TELEGRAM_SESSION_STRING"):
         TelegramPublisher(telegram_settings(telegram_session_string="not-a-session")).send_message(1, "hi")
 

@@ -19,7 +19,7 @@ from telethon import errors
 
 from cars_bot.db.models import PostStatus, Publication, PublicationStatus
 from cars_bot.errors import NotConfigured, PermanentError, TransientError
-from cars_bot.publishing import publication, telegram
+from cars_bot.publishing import publication, telegram, telegram_client
 from cars_bot.publishing.delivery import HeldByAnotherDelivery, stored_peers
 from cars_bot.publishing.publication import PublishOutcome, publish_post
 from cars_bot.publishing.telegram import TelegramPublisher, _ProcessRuntime, validate_session_string
@@ -258,7 +258,7 @@ def test_a_malformed_session_is_reported_not_raised() -> None:
 
 def test_a_malformed_session_fails_the_post_for_good_with_the_reason(
         factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(telegram, "_runtimes", {})
+    monkeypatch.setattr(telegram_client, "_runtimes", {})
     publisher = TelegramPublisher(telegram_settings(telegram_session_string=MALFORMED))
     post_id = make_post(factory)
     result = publish_post(post_id, session_factory=factory, publisher=publisher)
@@ -303,14 +303,14 @@ def test_a_bot_logs_in_once_and_reuses_its_session(monkeypatch: pytest.MonkeyPat
 
     LoginCountingClient.logins = 0
     monkeypatch.setattr(telethon, "TelegramClient", LoginCountingClient)
-    monkeypatch.setattr(telegram, "_runtimes", {})
+    monkeypatch.setattr(telegram_client, "_runtimes", {})
     settings = telegram_settings(**BOT, home=tmp_path)
     for _ in range(3):  # calls in one process, with a discarded client in between
         TelegramPublisher(settings).send_message(1, "hi")
         telegram.abandon_loop()
     assert LoginCountingClient.logins == 1
     # a recycled pool child (another pid) reuses the kept session: no login at all
-    monkeypatch.setattr(telegram.os, "getpid", lambda: 424_242)
+    monkeypatch.setattr(telegram_client.os, "getpid", lambda: 424_242)
     TelegramPublisher(settings).send_message(1, "hi")
     assert LoginCountingClient.logins == 1
     (kept,) = (tmp_path / "telegram").iterdir()
