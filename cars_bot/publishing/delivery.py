@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol, TypedDict
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from cars_bot.db.models import Channel, Publication, PublicationStatus
@@ -84,24 +84,44 @@ def db_now(session: Session) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def stored_peers(session_factory: SessionFactory) -> Callable[[int], tuple[int, int] | None]:
-    """A lookup of the input peer (channel id, access hash) kept in the database for a marked
-    ``-100...`` channel id: the latest publication sent to it, or a source channel's row."""
+class StoredPeers:
+    """The input peers (channel id, access hash) of ``-100...`` channels kept in the database: a user
+    session resolves one once (its dialogs) and every later process reads it from here. Looked up in
+    the latest publication sent to the channel, then in a source channel's row; `remember` writes a
+    source channel's row (a target's is written with its publication)."""
 
-    def lookup(marked_id: int) -> tuple[int, int] | None:
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self.session_factory = session_factory
+
+    @staticmethod
+    def _ids(marked_id: int) -> tuple[int, int] | None:
         text_id = str(marked_id)
-        if not text_id.startswith("-100"):
+        return (marked_id, int(text_id[4:])) if text_id.startswith("-100") else None
+
+    def __call__(self, marked_id: int) -> tuple[int, int] | None:
+        ids = self._ids(marked_id)
+        if ids is None:
             return None
-        channel_id = int(text_id[4:])
-        with session_factory() as session:
+        with self.session_factory() as session:
             access_hash = session.scalar(
                 select(Publication.peer_access_hash)
                 .where(Publication.peer_id == marked_id, Publication.peer_access_hash.is_not(None))
                 .order_by(Publication.id.desc()).limit(1)
             ) or session.scalar(
                 select(Channel.access_hash)
-                .where(Channel.telegram_id.in_([marked_id, channel_id]), Channel.access_hash.is_not(None)).limit(1)
+                .where(Channel.telegram_id.in_(ids), Channel.access_hash.is_not(None)).limit(1)
             )
-        return (channel_id, int(access_hash)) if access_hash is not None else None
+        return (ids[1], int(access_hash)) if access_hash is not None else None
 
-    return lookup
+    def remember(self, marked_id: int, access_hash: int) -> None:
+        ids = self._ids(marked_id)
+        if ids is None:
+            return
+        with self.session_factory() as session, session.begin():
+            session.execute(update(Channel).where(Channel.telegram_id.in_(ids)).values(access_hash=access_hash)
+                            .execution_options(synchronize_session=False))
+
+
+def stored_peers(session_factory: SessionFactory) -> StoredPeers:
+    """The database's input peers for `session_factory` (see :class:`StoredPeers`)."""
+    return StoredPeers(session_factory)

@@ -101,7 +101,7 @@ def _is_media_refusal(exc: BaseException) -> bool:
     )
 
 
-PeerStore = Callable[[int], "tuple[int, int] | None"]
+PeerStore = Callable[[int], "tuple[int, int] | None"]  # a lookup; StoredPeers also has `remember`
 
 
 class TelegramPublisher:
@@ -177,6 +177,9 @@ class TelegramPublisher:
             else:
                 raise ValueError(f"cannot find the entity {peer}: the channel is not among this account's "
                                  "dialogs (join it, or set its @username instead)")
+            remember = getattr(self.peers, "remember", None)
+            if remember is not None:
+                remember(peer, known[1])
         self._runtime.peers[peer] = known
         return types.InputPeerChannel(channel_id=known[0], access_hash=known[1])
 

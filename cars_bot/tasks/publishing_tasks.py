@@ -29,7 +29,7 @@ logger = logging.getLogger("cars_bot.tasks.publishing")
 def _check_telegram_session(**_: Any) -> None:
     """At worker start: say at once when TELEGRAM_SESSION_STRING cannot work (instead of at each post)."""
     from cars_bot.config import get_settings
-    from cars_bot.publishing.telegram import validate_session_string
+    from cars_bot.publishing.telegram_client import validate_session_string
 
     problem = validate_session_string(get_settings().telegram_session_string)
     if problem:
@@ -39,7 +39,7 @@ def _check_telegram_session(**_: Any) -> None:
 @worker_process_shutdown.connect
 def _close_telegram_client(**_: Any) -> None:
     """A pool process ends (recycled, or the worker stops): close its Telegram connection (no logout)."""
-    from cars_bot.publishing.telegram import close_process_client
+    from cars_bot.publishing.telegram_client import close_process_client
 
     close_process_client()
 

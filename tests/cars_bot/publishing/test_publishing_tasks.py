@@ -114,3 +114,28 @@ def test_waits_before_a_failure_leave_the_failure_its_retries(task_env: tuple[An
     result = publishing_tasks.publish_post_task.apply(args=[post_id])
     assert result.get()["status"] == "published"
     assert waits == [] and failures == []
+
+
+def test_a_pool_process_closes_its_telegram_client_at_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.signals import worker_process_shutdown
+
+    from cars_bot.publishing import telegram_client
+
+    closed: list[bool] = []
+    monkeypatch.setattr(telegram_client, "close_process_client", lambda: closed.append(True))
+    worker_process_shutdown.send(sender=None, pid=1, exitcode=0)
+    assert closed == [True]
+
+
+def test_a_worker_says_at_start_that_its_session_is_invalid(settings: Any, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    import base64
+
+    from celery.signals import worker_init
+
+    from cars_bot.config import reset_settings
+
+    monkeypatch.setenv("TELEGRAM_SESSION_STRING", "1" + base64.urlsafe_b64encode(b"\x02" * 20).decode())
+    reset_settings()
+    worker_init.send(sender=None)
+    assert "TELEGRAM_SESSION_STRING: invalid" in caplog.text

@@ -232,6 +232,25 @@ def test_a_channel_id_with_a_user_session_is_resolved_once_and_kept(factory: ses
     assert copies(server, first) == copies(server, second) == 1
 
 
+def test_a_source_channel_id_is_resolved_once_and_kept_on_its_row(factory: sessionmaker[Session]) -> None:
+    from cars_bot.db.models import Channel
+
+    server = FakeTelegramServer()
+    server.add_channel_dialog(1111111111, access_hash=42)
+    publisher, client = worker(server)
+    client.user_session = True
+    publisher.peers = stored_peers(factory)
+    post_id = make_post(factory, media=[{"message_id": 1, "channel": "-1001111111111"}])
+    with factory() as session, session.begin():
+        session.query(Channel).update({"telegram_id": -1001111111111})
+    server.channels[-1001111111111] = {1: FakeMessage(1, "x", media=photo(1))}
+    assert publish_post(post_id, session_factory=factory, publisher=publisher).status is PublishOutcome.PUBLISHED
+    assert [s["kind"] for s in client.sends] == ["media"]
+    with factory() as session:
+        assert session.scalar(select(Channel.access_hash)) == 42
+    assert stored_peers(factory)(-1001111111111) == (1111111111, 42)
+
+
 def test_a_channel_id_the_account_cannot_see_is_a_permanent_explained_failure(
         factory: sessionmaker[Session]) -> None:
     publisher, client = worker(FakeTelegramServer(), telegram_channel="-1001234567890")
