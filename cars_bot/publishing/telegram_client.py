@@ -109,27 +109,15 @@ def abandon_loop(runtime: _ProcessRuntime | None = None) -> None:
     has queued on it is never sent. The next call gets a fresh loop and, if needed, a fresh client."""
     runtime = runtime or _runtime()
     with runtime.lock:
-        old, client = runtime.loop, runtime.client
+        old = runtime.loop
         runtime.loop = asyncio.new_event_loop()
+        # The old client's socket is left to Telegram to drop: closing it means running telethon's
+        # disconnect() on the old loop, which would let its sender write the queued request first.
         runtime.client, runtime.client_key = None, None
-        _abort_connection(client)
         runtime.abandoned.append(old)
         del runtime.abandoned[:-20]  # bounded: a very old abandoned loop may go
     logger.warning("telegram: a send of unknown outcome; the client and its loop are discarded (pid %s)",
                    os.getpid())
-
-
-def _abort_connection(client: Any) -> None:
-    """Close a discarded client's socket at once, without running its loop (telethon's `disconnect()`
-    is a coroutine: running it would let the sender write what is queued first). Best effort: the
-    attributes are telethon 1.x internals; without them the socket just stays idle until dropped."""
-    writer = getattr(getattr(getattr(client, "_sender", None), "_connection", None), "_writer", None)
-    transport = getattr(writer, "transport", None)
-    if transport is not None:
-        try:
-            transport.abort()
-        except Exception:  # already closed, or not a real socket
-            logger.debug("could not abort the discarded telegram connection", exc_info=True)
 
 
 def _client_key(settings: Any) -> tuple[Any, ...]:
