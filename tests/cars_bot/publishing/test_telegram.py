@@ -258,3 +258,12 @@ def test_an_interrupted_call_is_cancelled_not_resumed_later(telegram_publisher: 
     fake_client.send_delay = 0.5  # long enough for an orphaned send to wake up and post meanwhile
     telegram_publisher.send_message(1, "next call runs the loop again")
     assert [s["kind"] for s in fake_client.sends] == ["text"] and fake_client.sends[0]["peer"] == 1
+
+
+def test_a_discarded_client_is_dropped_and_its_loop_never_runs_again() -> None:
+    from cars_bot.publishing import telegram_client
+
+    runtime = telegram_client._ProcessRuntime(loop=asyncio.new_event_loop(), client=object(), client_key=("k",))
+    old_loop = runtime.loop
+    telegram_client.abandon_loop(runtime)
+    assert runtime.client is None and runtime.loop is not old_loop and runtime.abandoned == [old_loop]
