@@ -157,6 +157,8 @@ class Channel(TimestampMixin, Base):
     username: Mapped[str] = mapped_column(String(255), unique=True)  # without "@", lowercase
     title: Mapped[str | None] = mapped_column(String(255))
     telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The channel's input peer for a user session (a StringSession caches no entities): resolved once
+    access_hash: Mapped[int | None] = mapped_column(BigInteger)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
     seller_phone: Mapped[str | None] = mapped_column(String(32))
     seller_username: Mapped[str | None] = mapped_column(String(255))
@@ -329,6 +331,12 @@ class Publication(TimestampMixin, Base):
     task_id: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+    # The highest message id confirmed in `target` when the intent was committed: a message sent for
+    # this intent has a higher id (Telegram's own order; no host clock involved). None: none known.
+    probe_floor: Mapped[int | None] = mapped_column(BigInteger)
+    # The input peer `target` resolved to (a user session needs the access hash of a -100... channel)
+    peer_id: Mapped[int | None] = mapped_column(BigInteger)
+    peer_access_hash: Mapped[int | None] = mapped_column(BigInteger)
 
     post: Mapped[Post] = relationship(back_populates="publication")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html as html_lib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 
 from sqlalchemy import delete, select, update
@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cars_bot.db.models import ContactRequest, Post, Subscription, User, utcnow
 from cars_bot.errors import PermanentError, TransientError
-from cars_bot.publishing.delivery import NotSent, Publisher, SessionFactory, lease_remaining
+from cars_bot.publishing.delivery import NotSent, Publisher, SessionFactory, db_now, lease_remaining
 
 #: Seconds a reserved, unsent contact request is presumed to belong to a live delivery
 #: (send_contact_info_task's hard limit is 60 s).
@@ -84,7 +84,7 @@ def send_contact_info(
         user_pk = user.id
         text = render_contact_message(post)
 
-    request_id, sent_before = _reserve_contact_request(user_pk, post_id, now, session_factory, lease_seconds)
+    request_id, sent_before = _reserve_contact_request(user_pk, post_id, session_factory, lease_seconds)
     if sent_before is not None:
         return ContactResult(ContactOutcome.ALREADY_SENT, user_telegram_id, post_id, message_id=sent_before)
     try:
@@ -111,20 +111,22 @@ def send_contact_info(
     return ContactResult(ContactOutcome.SENT, user_telegram_id, post_id, message_id=message_id)
 
 
-def _reserve_contact_request(user_pk: int, post_id: int, now: datetime, session_factory: SessionFactory,
+def _reserve_contact_request(user_pk: int, post_id: int, session_factory: SessionFactory,
                              lease_seconds: float) -> tuple[int, int | None]:
     """(request id, None) when this delivery owns the request and must send; (request id, message id)
-    when it was sent before. Raises TransientError while another delivery holds it."""
+    when it was sent before. Raises TransientError while another delivery holds it. The lease runs on
+    the database server's clock, so workers whose clocks differ agree on it."""
     try:
         with session_factory() as session, session.begin():
-            request = ContactRequest(user_id=user_pk, post_id=post_id, requested_at=now)
+            request = ContactRequest(user_id=user_pk, post_id=post_id, requested_at=db_now(session))
             session.add(request)
             session.flush()
             return request.id, None
     except IntegrityError:
         pass
-    cutoff = utcnow() - timedelta(seconds=lease_seconds)
     with session_factory() as session, session.begin():
+        now = db_now(session)
+        cutoff = now - timedelta(seconds=lease_seconds)
         existing = session.scalar(select(ContactRequest).where(ContactRequest.user_id == user_pk,
                                                                 ContactRequest.post_id == post_id))
         if existing is None:  # deleted in between (a failed send): let the caller retry
@@ -135,7 +137,7 @@ def _reserve_contact_request(user_pk: int, post_id: int, now: datetime, session_
             update(ContactRequest)
             .where(ContactRequest.id == existing.id, ContactRequest.message_id.is_(None),
                    ContactRequest.requested_at <= cutoff)
-            .values(requested_at=utcnow())
+            .values(requested_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
         if taken == 1:  # the delivery that reserved it died without sending or giving it up

@@ -125,9 +125,10 @@ def publisher_for(settings: Any, session_factory: Callable[[], Session]) -> Publ
                 "TELEGRAM_CHANNEL and a bot token/session are set, but telethon also needs TELEGRAM_API_ID "
                 "and TELEGRAM_API_HASH (my.telegram.org)"
             )
+        from cars_bot.publishing.delivery import stored_peers
         from cars_bot.publishing.telegram import TelegramPublisher
 
-        return TelegramPublisher(settings)
+        return TelegramPublisher(settings, peers=stored_peers(session_factory))
     home = getattr(settings, "home", None) or getattr(settings, "carsctl_home", None) or Path(".carsctl")
     return OutboxPublisher(session_factory, Path(home) / "outbox",
                            bot_username=getattr(settings, "telegram_bot_username", None))

@@ -8,21 +8,29 @@ Exactly-once scheme (prior-system.md section 10, defect 4):
 1. **Claim + intent, committed before the send.** One transaction runs
    ``UPDATE posts SET status='publishing' WHERE id=:id AND status='ready'`` (only one delivery can win),
    renders the post and writes the :class:`Publication` intent row (status SENDING, the rendered text,
-   the task id). Nothing is sent unless this commit succeeded.
+   the task id, and ``probe_floor``: the highest message id confirmed in the channel so far, which any
+   message sent for this intent exceeds). Nothing is sent unless this commit succeeded.
 2. **Send**, then **one transaction** marks the publication SENT/OUTBOX with the message ids, the post
    PUBLISHED with ``published_at``, and adds 1 to the channel's ``published_posts``.
 3. **A refused send** (FloodWait, nothing reached Telegram: :class:`NotSent`) rolls the claim back
    (post -> ready, intent deleted) and is retried. A permanent error marks both FAILED with the reason.
    A send whose outcome is unknown (connection lost, timeout, the soft time limit) *releases* the intent
-   (``error`` set) and is retried.
+   (``error`` set) but keeps its lease, starting it again: the Telegram publisher has discarded its
+   client, and a request already on the wire lands within the lease. Only an intent released as
+   :data:`VERIFIED_NOT_SENT` may be taken over at once.
 4. **Redelivery** finds the post 'publishing' with a SENDING intent. An intent younger than the lease
-   (:data:`LEASE_SECONDS`, longer than the task's hard time limit) and not released may belong to a
-   delivery that is still sending: retry later. Otherwise take the intent over (a compare-and-set
-   UPDATE, so only one delivery does) and ask the publisher ``find_published(channel, post_id)``:
-   Telegram scans the channel for the post's own deep link ``start=contact_<post_id>``; the outbox
-   looks for its row. Found: commit step 2 with those ids, without sending. Definitely absent: send the
-   recorded text, then step 2. Cannot tell: mark the post FAILED for a person to check (at most once
-   wins over a possible duplicate).
+   (:data:`LEASE_SECONDS`, longer than the task's hard time limit) may belong to a delivery that is
+   still sending: wait (:class:`HeldByAnotherDelivery`, which uses up no retry). Otherwise take the intent
+   over (a compare-and-set UPDATE, so only one delivery does) and ask the publisher
+   ``find_published(channel, post_id, after_id=probe_floor)``: Telegram looks for the post's own deep
+   link ``start=contact_<post_id>`` above the floor; the outbox looks for its row. Found: commit step 2
+   with those ids, without sending. Definitely absent: send the recorded text, then step 2. Cannot tell
+   (a bot with no floor, a channel too busy to scan): mark the post FAILED for a person to check (at
+   most once wins over a possible duplicate).
+
+**One clock.** Every timestamp these decisions read (the intent's time, the lease) is the database
+server's (:func:`~cars_bot.publishing.delivery.db_now`), and the "already sent?" check compares
+Telegram's message ids, never a worker's wall clock: workers whose clocks differ by minutes agree.
 5. A post already PUBLISHED returns ``already_published`` without sending.
 
 Steps 2 and 3 are one function, :func:`_send`, whichever way the delivery came to own the intent.
@@ -37,15 +45,18 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
-from cars_bot.db.models import Channel, Post, PostStatus, Publication, PublicationStatus, utcnow
+from cars_bot.db.models import Channel, Post, PostStatus, Publication, PublicationStatus
 from cars_bot.errors import PermanentError, TransientError
 from cars_bot.publishing.delivery import (
+    HeldByAnotherDelivery,
     MediaRef,
     NotSent,
     Publisher,
     RateLimited,
     SessionFactory,
+    db_now,
     lease_remaining,
 )
 from cars_bot.publishing.post_template import MAX_ALBUM_ITEMS, render_post
@@ -55,6 +66,10 @@ logger = logging.getLogger("cars_bot.publishing")
 #: Seconds an unreleased SENDING intent is presumed to belong to a live delivery. Longer than the hard
 #: time limit of publish_post_task (90 s): after it, the delivery that wrote the intent is certainly dead.
 LEASE_SECONDS = 120.0
+#: How a released intent says that its send was verified not to have happened: only such an intent may
+#: be taken over before its lease ends. An intent released after a send of unknown outcome (timeout,
+#: cancellation, lost connection) keeps its lease, so a late delivery lands before anyone looks.
+VERIFIED_NOT_SENT = "verified not sent: "
 
 Limiter = Callable[[], float]
 
@@ -225,10 +240,10 @@ def _render(post: Post, publisher: Publisher, bot_username: str | None) -> tuple
 def _claim(post_id: int, *, session_factory: SessionFactory, publisher: Publisher, task_id: str | None,
            bot_username: str | None) -> Claim:
     """Claim the post and commit the SENDING intent (LOST when another delivery claimed it first)."""
-    now = utcnow()
     with session_factory() as session, session.begin():
-        # The claim is the first statement: on SQLite it takes the write lock before any read, so a
-        # concurrent delivery waits here and then sees 'publishing' (no lock-upgrade failure).
+        # SQLite: the transaction began IMMEDIATE (db.session), so reading the clock first takes the
+        # write lock already; a concurrent delivery waits, then sees 'publishing'.
+        now = db_now(session)
         claimed = session.execute(
             update(Post)
             .where(Post.id == post_id, Post.status == PostStatus.READY)
@@ -269,7 +284,8 @@ def _claim(post_id: int, *, session_factory: SessionFactory, publisher: Publishe
         pub.task_id = task_id
         pub.sent_at = None
         pub.error = None
-        pub.updated_at = now
+        pub.created_at = pub.updated_at = now  # the intent's time, on the database's clock
+        pub.probe_floor = _message_id_floor(session, publisher.channel, post_id)
         session.flush()
         return Claim(ClaimOutcome.CLAIMED, intent=Intent(publication_id=pub.id, channel_id=post.channel_id,
                                                          target=publisher.channel, html=html, refs=refs))
@@ -296,7 +312,7 @@ def _send(post_id: int, intent: Intent, *, session_factory: SessionFactory, publ
         return _record_failure(post_id, intent.publication_id, str(exc), session_factory)
     except NotSent:
         if resumed:
-            _release(intent.publication_id, "send refused (verified: not sent)", session_factory)
+            _release(intent.publication_id, "send refused", session_factory, verified_not_sent=True)
         else:
             _unclaim(post_id, intent.publication_id, session_factory)
         raise
@@ -316,8 +332,9 @@ def _send(post_id: int, intent: Intent, *, session_factory: SessionFactory, publ
 def _finalize(post_id: int, channel_id: int, ids: list[int], *, session_factory: SessionFactory,
               publisher: Publisher, recovered: bool) -> PublishResult:
     """The one transaction after a send: publication confirmed, post published, channel counter."""
-    now = utcnow()
+    peer_id, access_hash = _resolved_peer(publisher)
     with session_factory() as session, session.begin():
+        now = db_now(session)
         won = session.execute(
             update(Post)
             .where(Post.id == post_id, Post.status == PostStatus.PUBLISHING)
@@ -329,7 +346,7 @@ def _finalize(post_id: int, channel_id: int, ids: list[int], *, session_factory:
                 update(Publication)
                 .where(Publication.post_id == post_id)
                 .values(status=publisher.publication_status, message_ids=ids, sent_at=now, error=None,
-                        updated_at=now)
+                        updated_at=now, peer_id=peer_id, peer_access_hash=access_hash)
                 .execution_options(synchronize_session=False)
             )
             session.execute(
@@ -348,9 +365,9 @@ def _finalize(post_id: int, channel_id: int, ids: list[int], *, session_factory:
 
 def _record_failure(post_id: int, publication_id: int, reason: str,
                     session_factory: SessionFactory) -> PublishResult:
-    now = utcnow()
     reason = reason[:2000]
     with session_factory() as session, session.begin():
+        now = db_now(session)
         session.execute(
             update(Post).where(Post.id == post_id)
             .values(status=PostStatus.FAILED, status_reason=f"publishing failed: {reason}", updated_at=now)
@@ -367,8 +384,8 @@ def _record_failure(post_id: int, publication_id: int, reason: str,
 
 def _unclaim(post_id: int, publication_id: int, session_factory: SessionFactory) -> None:
     """Nothing was sent: undo the claim so the retry starts afresh."""
-    now = utcnow()
     with session_factory() as session, session.begin():
+        now = db_now(session)
         session.execute(
             update(Post).where(Post.id == post_id, Post.status == PostStatus.PUBLISHING)
             .values(status=PostStatus.READY, updated_at=now)
@@ -381,14 +398,18 @@ def _unclaim(post_id: int, publication_id: int, session_factory: SessionFactory)
         )
 
 
-def _release(publication_id: int, reason: str, session_factory: SessionFactory) -> None:
-    """Mark an intent as no longer owned by a live delivery (the next one may verify and take over)."""
+def _release(publication_id: int, reason: str, session_factory: SessionFactory, *,
+             verified_not_sent: bool = False) -> None:
+    """Mark an intent as no longer owned by a live delivery. Verified not sent: the next delivery may
+    take over at once. Otherwise (the outcome is unknown) the lease starts again now, on the
+    database's clock: a send still on its way lands before any delivery verifies the channel."""
+    reason = (VERIFIED_NOT_SENT + reason) if verified_not_sent else reason
     try:
         with session_factory() as session, session.begin():
             session.execute(
                 update(Publication)
                 .where(Publication.id == publication_id, Publication.status == PublicationStatus.SENDING)
-                .values(error=reason[:2000], updated_at=utcnow())
+                .values(error=reason[:2000], updated_at=db_now(session))
                 .execution_options(synchronize_session=False)
             )
     except Exception:  # the lease still expires; the original error matters more
@@ -404,15 +425,17 @@ class _OpenIntent:
     text: str
     created_at: datetime
     updated_at: datetime
-    released: bool
+    released: bool  # verified not sent: may be taken over before the lease ends
+    probe_floor: int | None
 
 
 def _resume(post_id: int, *, session_factory: SessionFactory, publisher: Publisher, limiter: Limiter | None,
             task_id: str | None, bot_username: str | None, lease_seconds: float) -> PublishResult:
-    """The post is 'publishing': wait for a live delivery, or verify and finish a dead one's work."""
-    now = utcnow()
-    cutoff = now - timedelta(seconds=lease_seconds)
+    """The post is 'publishing': wait for a live delivery, or verify and finish a dead one's work.
+
+    Every time compared here is the database server's (intent timestamps are written with it too)."""
     with session_factory() as session:
+        cutoff = db_now(session) - timedelta(seconds=lease_seconds)
         post = session.get(Post, post_id)
         pub = session.scalar(select(Publication).where(Publication.post_id == post_id))
         if post is None:
@@ -424,7 +447,8 @@ def _resume(post_id: int, *, session_factory: SessionFactory, publisher: Publish
             intent = None
         else:
             intent = _OpenIntent(id=pub.id, target=pub.target, text=pub.text, created_at=pub.created_at,
-                                 updated_at=pub.updated_at, released=pub.error is not None)
+                                 updated_at=pub.updated_at, probe_floor=pub.probe_floor,
+                                 released=(pub.error or "").startswith(VERIFIED_NOT_SENT))
             refs = media_refs_for(post)
 
     if intent is None:
@@ -432,33 +456,35 @@ def _resume(post_id: int, *, session_factory: SessionFactory, publisher: Publish
         # could not happen (claim and intent share a transaction), so this is a hand-edited row or a
         # confirmed publication whose post row was edited. Without an intent nothing was sent.
         if post_updated > cutoff:
-            raise TransientError(f"post {post_id} is being published by another delivery",
-                                 retry_after=lease_remaining(post_updated, cutoff))
+            raise HeldByAnotherDelivery(f"post {post_id} is being published by another delivery",
+                                        retry_after=lease_remaining(post_updated, cutoff))
         with session_factory() as session, session.begin():
             session.execute(
                 update(Post).where(Post.id == post_id, Post.status == PostStatus.PUBLISHING,
                                    Post.updated_at <= cutoff)
-                .values(status=PostStatus.READY, updated_at=utcnow())
+                .values(status=PostStatus.READY, updated_at=db_now(session))
                 .execution_options(synchronize_session=False)
             )
         return publish_post(post_id, session_factory=session_factory, publisher=publisher, limiter=limiter,
                             task_id=task_id, bot_username=bot_username, lease_seconds=lease_seconds)
 
     if not intent.released and intent.updated_at > cutoff:
-        raise TransientError(f"post {post_id} is being published by another delivery",
-                             retry_after=lease_remaining(intent.updated_at, cutoff))
+        raise HeldByAnotherDelivery(f"post {post_id} is being published by another delivery",
+                                    retry_after=lease_remaining(intent.updated_at, cutoff))
 
     # Take the intent over: only one delivery passes this compare-and-set.
     with session_factory() as session, session.begin():
         taken = session.execute(
             update(Publication)
             .where(Publication.id == intent.id, Publication.status == PublicationStatus.SENDING,
-                   (Publication.error.is_not(None)) | (Publication.updated_at <= cutoff))
-            .values(task_id=task_id, error=None, updated_at=utcnow())
+                   Publication.error.startswith(VERIFIED_NOT_SENT, autoescape=True)
+                   | (Publication.updated_at <= cutoff))
+            .values(task_id=task_id, error=None, updated_at=db_now(session))
             .execution_options(synchronize_session=False)
         ).rowcount
     if taken != 1:
-        raise TransientError(f"post {post_id} was taken over by another delivery", retry_after=lease_seconds)
+        raise HeldByAnotherDelivery(f"post {post_id} was taken over by another delivery",
+                                    retry_after=lease_seconds)
 
     if intent.target != publisher.channel:
         # Configuration changed (outbox -> Telegram, or another channel) since the intent was written:
@@ -469,9 +495,9 @@ def _resume(post_id: int, *, session_factory: SessionFactory, publisher: Publish
             "check it and set the post back to 'ready' if it is missing",
             session_factory,
         )
-    floor = _message_id_floor(session_factory, intent.target, intent.created_at, post_id)
     try:
-        found = publisher.find_published(intent.target, post_id, after_id=floor, since=intent.created_at)
+        found = publisher.find_published(intent.target, post_id, after_id=intent.probe_floor,
+                                         since=intent.created_at)
     except PermanentError as exc:
         return _record_failure(post_id, intent.id, f"cannot verify an earlier send: {exc}", session_factory)
     except Exception as exc:
@@ -492,25 +518,31 @@ def _resume(post_id: int, *, session_factory: SessionFactory, publisher: Publish
     try:
         _wait_for_slot(limiter, post_id)
     except NotSent:
-        _release(intent.id, "waiting for the rate limit (verified: not sent)", session_factory)
+        _release(intent.id, "waiting for the rate limit", session_factory, verified_not_sent=True)
         raise
     owned = Intent(publication_id=intent.id, channel_id=channel_id, target=intent.target, html=intent.text,
                    refs=refs)
     return _send(post_id, owned, session_factory=session_factory, publisher=publisher, resumed=True)
 
 
-def _message_id_floor(session_factory: SessionFactory, target: str, before: datetime,
-                      post_id: int) -> int | None:
-    """The highest message id this system confirmed in `target` before `before`: any message sent
-    for the intent created at `before` has a higher id (Telegram numbers a channel's messages in order)."""
-    with session_factory() as session:
-        rows = session.scalars(
-            select(Publication.message_ids)
-            .where(Publication.target == target, Publication.post_id != post_id,
-                   Publication.status.in_([PublicationStatus.SENT, PublicationStatus.OUTBOX]),
-                   Publication.sent_at < before)
-            .order_by(Publication.sent_at.desc())
-            .limit(20)
-        ).all()
+def _message_id_floor(session: Session, target: str, post_id: int) -> int | None:
+    """The highest message id this system confirmed in `target` so far (read in the claim's
+    transaction): a message sent for the intent being committed gets a higher id, because Telegram
+    numbers a channel's messages in the order it receives them and every confirmed send happened
+    before this commit. No timestamp is involved, so no host's clock can move the floor."""
+    rows = session.scalars(
+        select(Publication.message_ids)
+        .where(Publication.target == target, Publication.post_id != post_id,
+               Publication.status.in_([PublicationStatus.SENT, PublicationStatus.OUTBOX]))
+        .order_by(Publication.sent_at.desc())
+        .limit(50)
+    ).all()
     ids = [int(i) for row in rows for i in (row or [])]
     return max(ids) if ids else None
+
+
+def _resolved_peer(publisher: Publisher) -> tuple[int | None, int | None]:
+    """The input peer (id, access hash) the publisher sent to, when it resolved one (Telegram)."""
+    peer = getattr(publisher, "resolved_peer", None)
+    value = peer(publisher.channel) if callable(peer) else None
+    return value if value is not None else (None, None)

@@ -1,191 +1,58 @@
-"""The telethon adapter: one connected client per worker process, on one private event loop.
+"""The telethon adapter: the publisher that sends posts and contacts and finds an earlier send.
 
-The prior system built a fresh client (a new MTProto handshake) for every post and ran `asyncio.run`
-in every task (prior-system.md section 10, defects 14 and 12). Here a worker process creates its
-client once, connects it once and reuses it; every call runs with `loop.run_until_complete` on the
-process's own loop. The cache is keyed by pid, so a forked pool process never touches its parent's
-connection.
+Its client, loop and sessions live in :mod:`cars_bot.publishing.telegram_client` (one per process).
+A send whose outcome is unknown abandons that loop and client before the publication service releases
+the intent, and the service keeps the intent's lease, so a request already on the wire lands before any
+delivery verifies the channel. Verifying compares Telegram's own message ids (the floor the service
+recorded) or Telegram's dates, never a host's clock.
 
-Errors are mapped to the task layer's vocabulary (:func:`map_telegram_error`): FloodWait and slow mode
-become :class:`~cars_bot.publishing.delivery.NotSent` (a TransientError with Telegram's `retry_after`);
-connection trouble, timeouts and 5xx are transient; 400/401/403/404/406 RPC errors (write forbidden,
-private channel, message too long, revoked session ...) are permanent.
-
-telethon is imported lazily: importing this module costs nothing until a client is needed.
+A fixed ``random_id`` per intent was looked into and is not used. Telegram de-duplicates a repeated
+``random_id`` from the same sender (``RANDOM_ID_DUPLICATE``, which telethon 1.45 maps to a 500-class
+ServerError, so it would look transient) and telethon's own resends after a reconnect reuse the request
+object, hence the same id. But ``send_message``/``send_file`` draw a fresh ``random_id`` inside and take
+none from the caller (using one means building ``SendMessageRequest``/``SendMultiMediaRequest`` by hand),
+a duplicate answer carries no message id (the channel must be probed anyway), and Telegram documents no
+window for which it remembers ids. The lease, the abandoned loop and the id floor close the windows
+without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from cars_bot.db.models import PublicationStatus
-from cars_bot.errors import CarsBotError, NotConfigured, PermanentError, TransientError
-from cars_bot.publishing.delivery import MediaRef, NotSent
+from cars_bot.errors import CarsBotError, PermanentError
+from cars_bot.publishing.delivery import MediaRef
 from cars_bot.publishing.post_template import MAX_ALBUM_ITEMS
+from cars_bot.publishing.telegram_client import (  # noqa: F401 - re-exported: the adapter's vocabulary
+    CALL_TIMEOUT,
+    _outcome_unknown,
+    _ProcessRuntime,
+    _run,
+    _runtime,
+    abandon_loop,
+    close_process_client,
+    map_telegram_error,
+    process_client,
+    session_states,
+    validate_session_string,
+)
 
 logger = logging.getLogger("cars_bot.publishing.telegram")
 
 T = TypeVar("T")
 
-#: Seconds one Telegram call may take before it counts as a (transient) timeout. Well under the
-#: task's 60 s soft limit, so the task can still record what happened.
-CALL_TIMEOUT = 25.0
 #: How many channel messages `find_published` looks at before it gives up ("cannot tell").
 SCAN_LIMIT = 500
 _PROBE_CHUNK = 100
-
-
-@dataclass
-class _ProcessRuntime:
-    """This process's event loop, its lock (one coroutine at a time) and its shared client."""
-
-    loop: asyncio.AbstractEventLoop
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    client: Any = None
-    client_key: tuple[Any, ...] | None = None
-
-
-_runtimes: dict[int, _ProcessRuntime] = {}
-_runtimes_lock = threading.Lock()
-
-
-def _runtime() -> _ProcessRuntime:
-    pid = os.getpid()
-    with _runtimes_lock:
-        runtime = _runtimes.get(pid)
-        if runtime is None:
-            # A forked child inherits its parent's entries; they are never used (other pid).
-            runtime = _ProcessRuntime(loop=asyncio.new_event_loop())
-            _runtimes[pid] = runtime
-        return runtime
-
-
-def _run(runtime: _ProcessRuntime, make_coro: Callable[[], Awaitable[T]]) -> T:
-    with runtime.lock:
-        task = runtime.loop.create_task(make_coro())  # type: ignore[arg-type]
-        try:
-            return runtime.loop.run_until_complete(task)
-        except BaseException:
-            # Interrupted from outside (the soft time limit is raised by a signal handler): cancel the
-            # call, or it would resume, and maybe send, the next time this loop runs.
-            if not task.done():
-                task.cancel()
-                try:
-                    runtime.loop.run_until_complete(task)
-                except BaseException:  # noqa: BLE001 - the cancellation or the call's own error
-                    pass
-            raise
-
-
-def _client_key(settings: Any) -> tuple[Any, ...]:
-    return (settings.telegram_api_id, settings.telegram_api_hash, settings.telegram_session_string,
-            settings.telegram_bot_token)
-
-
-def process_client(settings: Any) -> Any:
-    """This process's connected telethon client for `settings` (created and connected on first use)."""
-    runtime = _runtime()
-    key = _client_key(settings)
-    if runtime.client is not None and runtime.client_key == key:
-        return runtime.client
-    api_id, api_hash = settings.telegram_api_id, settings.telegram_api_hash
-    session_string, bot_token = settings.telegram_session_string, settings.telegram_bot_token
-    if not (api_id and api_hash) or not (session_string or bot_token):
-        raise NotConfigured(
-            "Telegram needs TELEGRAM_API_ID and TELEGRAM_API_HASH plus TELEGRAM_SESSION_STRING or "
-            "TELEGRAM_BOT_TOKEN"
-        )
-
-    async def connect() -> Any:
-        from telethon import TelegramClient
-        from telethon.sessions import StringSession
-
-        try:
-            session = StringSession(session_string or None)
-        except ValueError:
-            raise NotConfigured("TELEGRAM_SESSION_STRING is not a valid telethon StringSession") from None
-        client = TelegramClient(
-            session, int(api_id), api_hash,
-            # FloodWait must reach the task (which retries after the delay) instead of blocking the
-            # worker process in a sleep; telethon would sleep for anything under 60 s by default.
-            flood_sleep_threshold=0, request_retries=2, connection_retries=2, timeout=10,
-            receive_updates=False,
-        )
-        await asyncio.wait_for(client.connect(), CALL_TIMEOUT)
-        if not session_string:
-            await asyncio.wait_for(client.start(bot_token=bot_token), CALL_TIMEOUT)
-        elif not await client.is_user_authorized():
-            await client.disconnect()
-            raise NotConfigured("TELEGRAM_SESSION_STRING is not an authorised session (log in again)")
-        return client
-
-    try:
-        client = _run(runtime, connect)
-    except CarsBotError:
-        raise
-    except Exception as exc:
-        mapped = map_telegram_error(exc, attempted=False)
-        if mapped is None:
-            raise
-        raise mapped from exc
-    if runtime.client is not None:
-        close_process_client()
-    runtime.client, runtime.client_key = client, key
-    logger.info("telegram client connected (pid %s, %s)", os.getpid(), "user session" if session_string else "bot")
-    return client
-
-
-def close_process_client() -> None:
-    """Disconnect this process's client (worker shutdown, tests)."""
-    runtime = _runtimes.get(os.getpid())
-    if runtime is None or runtime.client is None:
-        return
-    client, runtime.client, runtime.client_key = runtime.client, None, None
-    try:
-        _run(runtime, client.disconnect)
-    except Exception:  # a dead connection is closed anyway
-        logger.debug("telegram disconnect failed", exc_info=True)
-
-
-def map_telegram_error(exc: BaseException, *, attempted: bool = True) -> CarsBotError | None:
-    """The task-layer error for a telethon/network error, or None for an unrelated exception.
-
-    `attempted` says whether the failing call may have posted something: a failure before the send
-    (resolving the channel, fetching source media) is :class:`NotSent` when transient.
-    """
-    from telethon import errors
-
-    name = type(exc).__name__
-    transient: type[TransientError] = TransientError if attempted else NotSent
-    if isinstance(exc, errors.RPCError):
-        seconds = getattr(exc, "seconds", None)
-        if isinstance(exc, errors.FloodError) or seconds is not None:
-            # FloodWait, slow mode, premium flood: Telegram refused and did nothing.
-            return NotSent(f"Telegram asks to wait {seconds}s ({name})",
-                           retry_after=float(seconds) if seconds is not None else None)
-        if isinstance(exc, errors.PeerFloodError):
-            return NotSent(f"Telegram limits this account for now ({name})", retry_after=600.0)
-        code = getattr(exc, "code", None)
-        if isinstance(exc, (errors.ServerError, errors.TimedOutError, errors.InvalidDCError)) or (
-            isinstance(code, int) and code >= 500
-        ):
-            return transient(f"Telegram server error ({name}: {exc})")
-        return PermanentError(f"Telegram refused the request ({name}: {exc})")
-    if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError, OSError,
-                        asyncio.IncompleteReadError)):
-        return transient(f"Telegram unreachable ({name}: {exc})")
-    if isinstance(exc, ValueError) and "entity" in str(exc).lower():
-        # telethon: "Could not find the input entity for ..." - an unknown channel or user.
-        return PermanentError(f"Telegram peer not found ({exc})")
-    return None
+#: A user session's history scan without a message-id floor looks this far before the intent's time
+#: (the database's clock) in Telegram's dates, so a skew between the two clocks cannot hide the post.
+SCAN_MARGIN = timedelta(minutes=15)
 
 
 def telegram_peer(value: str | int) -> str | int:
@@ -219,32 +86,54 @@ def _has_sendable_media(message: Any) -> bool:
     return isinstance(getattr(message, "media", None), (types.MessageMediaPhoto, types.MessageMediaDocument))
 
 
+#: telethon RPC errors that refuse the media of a send, not the post: the text alone may still go out.
+_MEDIA_REFUSALS = ("ChatForwardsRestrictedError", "MediaInvalidError", "MediaEmptyError", "PhotoInvalidError",
+                   "FileReferenceExpiredError", "FileReferenceInvalidError", "MediaCaptionTooLongError",
+                   "GroupedMediaInvalidError", "MultiMediaTooLongError", "WebpageMediaEmptyError",
+                   "PhotoInvalidDimensionsError", "ChatSendMediaForbiddenError", "ChatSendPhotosForbiddenError")
+
+
+def _is_media_refusal(exc: BaseException) -> bool:
+    from telethon import errors
+
+    return isinstance(exc, errors.RPCError) and (
+        type(exc).__name__ in _MEDIA_REFUSALS or "MEDIA" in str(getattr(exc, "message", "")).upper()
+    )
+
+
+PeerStore = Callable[[int], "tuple[int, int] | None"]  # a lookup; StoredPeers also has `remember`
+
+
 class TelegramPublisher:
     """Publishes to the target channel through telethon (see the module docstring).
 
     `client` replaces the process client (tests pass a fake with the coroutine methods
-    ``send_message``, ``send_file`` and ``get_messages``).
+    ``send_message``, ``send_file``, ``get_messages``, ``iter_dialogs`` and ``disconnect``);
+    `runtime` replaces the process's loop (a test runs two "processes" in one). `peers` looks up the
+    input peer (id, access hash) of a ``-100...`` channel kept in the database (a user session).
     """
 
     kind = "telegram"
     publication_status = PublicationStatus.SENT
 
     def __init__(self, settings: Any, client: Any = None, *, call_timeout: float = CALL_TIMEOUT,
-                 scan_limit: int = SCAN_LIMIT) -> None:
+                 scan_limit: int = SCAN_LIMIT, runtime: _ProcessRuntime | None = None,
+                 peers: PeerStore | None = None) -> None:
         self.settings = settings
         self.channel: str = settings.telegram_channel or ""
         self.bot_username: str | None = getattr(settings, "telegram_bot_username", None)
         self.is_bot = not getattr(settings, "telegram_session_string", None)
         self._client = client
-        self._runtime = _runtime()
+        self._runtime = runtime or _runtime()
         self.call_timeout = call_timeout
         self.scan_limit = scan_limit
+        self.peers = peers
 
     @property
     def client(self) -> Any:
         """The injected client, or this process's shared connected client."""
         if self._client is None:
-            return process_client(self.settings)
+            return process_client(self.settings, self._runtime)
         return self._client
 
     def _call(self, make_coro: Callable[[], Awaitable[T]], *, attempted: bool) -> T:
@@ -252,22 +141,63 @@ class TelegramPublisher:
             return await asyncio.wait_for(make_coro(), self.call_timeout)
 
         try:
-            return _run(self._runtime, timed)
+            return _run(self._runtime, timed, sends=attempted)
         except CarsBotError:
             raise
         except Exception as exc:
+            if attempted and _outcome_unknown(exc):
+                # Timed out or the connection broke while sending: telethon may still send it later
+                # from this loop. Discard loop and client before the caller releases the intent.
+                abandon_loop(self._runtime)
             mapped = map_telegram_error(exc, attempted=attempted)
             if mapped is None:
                 raise
             raise mapped from exc
 
     # ------------------------------------------------------------------------------------------
+    async def _input_peer(self, client: Any, value: str | int) -> Any:
+        """What to address `value` as: a bot or an @name as is; a ``-100...`` id with a user session
+        as its input peer (a StringSession caches no entities, and ``access_hash=0`` works for bots
+        only): from this process's cache, the database, or, once, the account's dialogs."""
+        peer = telegram_peer(value)
+        if self.is_bot or not isinstance(peer, int) or peer > 0:
+            return peer
+        from telethon.tl import types
+
+        if not str(peer).startswith("-100"):
+            return peer  # a basic group's id works as is
+        channel_id = int(str(peer)[4:])
+        known = self._runtime.peers.get(peer) or (self.peers(peer) if self.peers is not None else None)
+        if known is None:
+            async for dialog in client.iter_dialogs():
+                entity = getattr(dialog, "entity", None)
+                if isinstance(entity, types.Channel) and entity.id == channel_id and entity.access_hash:
+                    known = (int(entity.id), int(entity.access_hash))
+                    break
+            else:
+                raise ValueError(f"cannot find the entity {peer}: the channel is not among this account's "
+                                 "dialogs (join it, or set its @username instead)")
+            remember = getattr(self.peers, "remember", None)
+            if remember is not None:
+                remember(peer, known[1])
+        self._runtime.peers[peer] = known
+        return types.InputPeerChannel(channel_id=known[0], access_hash=known[1])
+
+    def resolved_peer(self, value: str | int) -> tuple[int, int] | None:
+        """The (marked id, access hash) `value` was resolved to in this process, when it was."""
+        peer = telegram_peer(value)
+        known = self._runtime.peers.get(peer) if isinstance(peer, int) else None
+        return (peer, known[1]) if known is not None else None
+
     def send_post(self, channel: str, html: str, media_refs: list[MediaRef], *,
                   post_id: int | None = None) -> list[int]:
         """Send `html` as a text message (link previews off), or the referenced source messages'
-        media re-sent as one album (at most 10) with `html` as the caption. Returns the message ids."""
+        media re-sent as one album (at most 10) with `html` as the caption. Returns the message ids.
+
+        Media that cannot be fetched (source gone or private) or that Telegram refuses at send time
+        (forwarding restricted, an invalid mixed album: a definite refusal, nothing was posted) leave
+        the text alone, with its link, to be sent."""
         client = self.client
-        peer = telegram_peer(channel)
         refs = list(media_refs)[:MAX_ALBUM_ITEMS]
         media: list[Any] = []
         if refs:
@@ -277,18 +207,25 @@ class TelegramPublisher:
                 # The source is gone or private: the post still goes out, as text (never a raw copy).
                 logger.warning("cannot fetch source media %s (%s); sending the text alone", refs, exc)
 
-        async def send() -> list[int]:
-            if not media:
+        async def send(items: list[Any]) -> list[int]:
+            peer = await self._input_peer(client, channel)
+            if not items:
                 message = await client.send_message(peer, html, parse_mode="html", link_preview=False)
                 return [message.id]
-            if len(media) == 1:
-                message = await client.send_file(peer, media[0], caption=html, parse_mode="html")
+            if len(items) == 1:
+                message = await client.send_file(peer, items[0], caption=html, parse_mode="html")
                 return [message.id]
             # telethon puts a single caption on the album's first item
-            messages = await client.send_file(peer, media, caption=html, parse_mode="html")
+            messages = await client.send_file(peer, items, caption=html, parse_mode="html")
             return [m.id for m in messages]
 
-        return self._call(send, attempted=True)
+        try:
+            return self._call(lambda: send(media), attempted=True)
+        except PermanentError as exc:
+            if not media or not _is_media_refusal(exc.__cause__ or exc):
+                raise
+            logger.warning("post %s: Telegram refused its media (%s); sending the text alone", post_id, exc)
+        return self._call(lambda: send([]), attempted=True)
 
     async def _fetch_media(self, client: Any, refs: list[MediaRef]) -> list[Any]:
         by_channel: dict[str, list[int]] = {}
@@ -296,7 +233,7 @@ class TelegramPublisher:
             by_channel.setdefault(str(ref["channel"]), []).append(int(ref["message_id"]))
         media: list[Any] = []
         for source, ids in by_channel.items():
-            messages = await client.get_messages(telegram_peer(source), ids=sorted(ids))
+            messages = await client.get_messages(await self._input_peer(client, source), ids=sorted(ids))
             if not isinstance(messages, list):
                 messages = list(messages) if messages is not None else []
             for message in messages:
@@ -321,46 +258,62 @@ class TelegramPublisher:
                        since: datetime | None = None) -> list[int] | None:
         """Ids of the channel message(s) carrying this post's deep link ``start=contact_<post_id>``.
 
-        [] when the post is certainly not in the channel, None when that cannot be told within
-        :data:`SCAN_LIMIT` messages. With `after_id` (the highest id known to precede the send), or as
-        a bot (bots may not read history), message ids after it are fetched by id until past the end
-        of the channel; a user session reads the history back to `since`.
+        [] when the post is certainly not in the channel, None when that cannot be told. Only
+        Telegram's ids and dates are compared, never a host's clock:
+
+        - `after_id` (the highest id confirmed before the intent, see the publication service): a bot
+          fetches the ids after it until past the newest message; a user session reads the history
+          back to it. Either way within :data:`SCAN_LIMIT` messages.
+        - no `after_id`: a user session reads the history back to Telegram's dates older than `since`
+          (the intent's time on the database's clock) minus :data:`SCAN_MARGIN`. A bot cannot read
+          history: it probes ids from 1 and can find the post, but an empty stretch of ids proves
+          nothing (the channel's first messages may be deleted): not found is None, never [].
         """
         client = self.client
-        peer = telegram_peer(channel)
         pattern = _contact_pattern(post_id)
-        if after_id is not None or self.is_bot or since is None:
-            return self._call(lambda: self._probe_ids(client, peer, pattern, after_id or 0), attempted=False)
-        return self._call(lambda: self._scan_history(client, peer, pattern, since), attempted=False)
 
-    async def _probe_ids(self, client: Any, peer: Any, pattern: re.Pattern[str], after_id: int) -> list[int] | None:
-        start = after_id + 1
-        while start <= after_id + self.scan_limit:
+        async def probe() -> list[int] | None:
+            peer = await self._input_peer(client, channel)
+            if self.is_bot or (after_id is None and since is None):
+                return await self._probe_ids(client, peer, pattern, after_id)
+            return await self._scan_history(client, peer, pattern, after_id, since)
+
+        return self._call(probe, attempted=False)
+
+    async def _probe_ids(self, client: Any, peer: Any, pattern: re.Pattern[str],
+                         after_id: int | None) -> list[int] | None:
+        floor = after_id or 0
+        start = floor + 1
+        while start <= floor + self.scan_limit:
             ids = list(range(start, start + _PROBE_CHUNK))
             messages = [m for m in await client.get_messages(peer, ids=ids) if m is not None]
             if not messages:
-                return []  # past the newest message: it is not there
+                # past the newest message: certain only above a known floor
+                return [] if after_id is not None else None
             for message in messages:
                 if _message_mentions(message, pattern):
                     return await self._album_of(client, peer, message, messages)
             start += _PROBE_CHUNK
         return None
 
-    async def _scan_history(self, client: Any, peer: Any, pattern: re.Pattern[str],
-                            since: datetime) -> list[int] | None:
+    async def _scan_history(self, client: Any, peer: Any, pattern: re.Pattern[str], after_id: int | None,
+                            since: datetime | None) -> list[int] | None:
+        oldest = since - SCAN_MARGIN if since is not None else None
         offset_id = 0
         seen = 0
         while seen < self.scan_limit:
             messages = await client.get_messages(peer, limit=_PROBE_CHUNK, offset_id=offset_id)
             messages = [m for m in messages if m is not None]
             if not messages:
-                return []
+                return []  # the whole history was read
             for message in messages:  # newest first
+                if after_id is not None and message.id <= after_id:
+                    return []  # back at the floor: the post was never sent
                 if _message_mentions(message, pattern):
                     return await self._album_of(client, peer, message, messages)
                 date = getattr(message, "date", None)
-                if date is not None and date < since:
-                    return []  # older than the intent: the post was never sent
+                if after_id is None and oldest is not None and date is not None and date < oldest:
+                    return []  # older than the intent (Telegram's dates, with a margin)
             seen += len(messages)
             offset_id = messages[-1].id
         return None

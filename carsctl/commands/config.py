@@ -29,6 +29,7 @@ def show(ctx: typer.Context, json: JsonOpt = False) -> None:
             "log_dir": str(settings.log_dir),
         },
         "integrations": settings.integrations(),
+        "sessions": _sessions(settings),
     }
     if json or cli.json:
         cli.emit_json(data)
@@ -39,9 +40,17 @@ def show(ctx: typer.Context, json: JsonOpt = False) -> None:
                         ((v.name, "" if v.value is None else v.value, v.source) for v in settings.describe())))
     cli.out.print(key_values("Effective", data["derived"].items()))
     cli.out.print(key_values("Integrations", data["integrations"].items()))
+    if data["sessions"]:
+        cli.out.print(key_values("Sessions", data["sessions"].items()))
 
 
 def _masked(url: str) -> str:
     from cars_bot.secret_masking import mask_url
 
     return mask_url(url)
+
+
+def _sessions(settings: object) -> dict[str, str]:
+    from cars_bot.publishing.telegram import session_states
+
+    return session_states(settings)

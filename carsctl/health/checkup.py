@@ -85,6 +85,7 @@ def run_checks(app: Celery, settings: Settings, timeout: float = 1.0) -> DoctorR
     findings += check_integrations(settings)
     findings += check_monitor(settings)
     findings += check_openai(settings)
+    findings += check_sessions(settings)
     counts = FindingCounts(**{level.value: sum(1 for f in findings if f.level == level) for level in Level})
     return DoctorReport(findings=findings, counts=counts, healthy=counts.problem == 0)
 
@@ -409,3 +410,15 @@ def check_openai(settings: Settings) -> list[Finding]:
     level = Level.PROBLEM if health.failing_reason is not None else Level.WARNING
     fix = fixes.get(health.failing_reason) if health.failing_reason else None
     return [Finding("openai fallbacks", level, "; ".join(lines), fix)]
+def check_sessions(settings: Settings) -> list[Finding]:
+    """Telegram session strings that are set: a malformed one fails every post (checked offline)."""
+    from cars_bot.publishing.telegram import session_states
+
+    results = []
+    for name, state in session_states(settings).items():
+        if state == "valid":
+            results.append(Finding(name, Level.OK, "valid"))
+        else:
+            results.append(Finding(name, Level.PROBLEM, state,
+                                   "create the session again (a telethon StringSession) and set it"))
+    return results

@@ -23,7 +23,7 @@ from cars_bot.db.models import (
 )
 from cars_bot.errors import TransientError
 from cars_bot.publishing import publication
-from cars_bot.publishing.delivery import NotSent
+from cars_bot.publishing.delivery import HeldByAnotherDelivery, NotSent
 from cars_bot.publishing.outbox import OutboxPublisher
 from cars_bot.publishing.publication import (
     ClaimOutcome,
@@ -184,7 +184,11 @@ def test_an_ambiguous_failure_releases_the_intent_and_the_retry_verifies(
     s = state(factory, post_id)
     assert s["post"] == PostStatus.PUBLISHING and s["pub"] == PublicationStatus.SENDING
     assert "outcome unknown" in s["error"]
-    # released: the retry does not wait for the lease; the channel shows nothing, so it sends
+    # the outcome is unknown, so the lease holds: a send still on its way lands before anyone looks
+    with pytest.raises(HeldByAnotherDelivery):
+        publish(factory, telegram_publisher, post_id)
+    # after the lease the channel shows nothing, so it sends
+    age_intent(factory, post_id)
     assert publish(factory, telegram_publisher, post_id).status is PublishOutcome.PUBLISHED
     assert len(fake_client.sends) == 1
 
@@ -243,6 +247,9 @@ def test_a_stuck_post_set_back_to_ready_by_hand_is_verified_not_resent(
     fake_client.after_send = None
     with factory() as session, session.begin():  # an operator "unsticks" the post
         session.execute(update(Post).where(Post.id == post_id).values(status=PostStatus.READY))
+    with pytest.raises(HeldByAnotherDelivery):  # the send may be in flight: wait for the lease
+        publish(factory, telegram_publisher, post_id)
+    age_intent(factory, post_id)
     result = publish(factory, telegram_publisher, post_id)
     assert result.status is PublishOutcome.PUBLISHED and result.recovered is True
     assert len(fake_client.sends) == 1
@@ -278,7 +285,7 @@ def test_a_refused_resend_keeps_the_recorded_intent(factory: sessionmaker[Sessio
     assert caught.value.retry_after == 30 and fake_client.sends == []
     s = state(factory, post_id)
     assert s["post"] == PostStatus.PUBLISHING and s["pub"] == PublicationStatus.SENDING
-    assert s["error"] == "send refused (verified: not sent)"
+    assert s["error"] == "verified not sent: send refused"
     checks = fake_client.get_calls
     result = publish(factory, telegram_publisher, post_id, task_id="third")  # released: no lease to wait for
     assert result.status is PublishOutcome.PUBLISHED and result.recovered is True
@@ -297,6 +304,7 @@ def test_a_send_without_a_message_id_is_an_unknown_outcome(factory: sessionmaker
     assert s["post"] == PostStatus.PUBLISHING and s["pub"] == PublicationStatus.SENDING
     assert s["error"] == "publisher returned no message id"
     outbox.send_post = real_send  # type: ignore[method-assign]
+    age_intent(factory, post_id)  # an unknown outcome keeps the lease
     result = publish(factory, outbox, post_id)
     assert result.status is PublishOutcome.PUBLISHED and result.recovered is True and len(result.message_ids) == 1
 

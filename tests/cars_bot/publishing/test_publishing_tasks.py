@@ -87,3 +87,55 @@ def test_rate_limit_waits_do_not_use_up_the_retries(task_env: tuple[Any, session
     result = publishing_tasks.publish_post_task.apply(args=[post_id])
     assert result.get()["status"] == "published"
     assert waits == []
+
+
+def test_waits_before_a_failure_leave_the_failure_its_retries(task_env: tuple[Any, sessionmaker[Session]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight rate waits, then five transient failures (max_retries), then success: published. Before,
+    each wait raised celery's `retries`, so the first failure after them was already the last."""
+    from cars_bot.errors import TransientError
+
+    _settings, factory = task_env
+    post_id = make_post(factory)
+    waits = [5.0] * 8 + [0.0] * 6
+    monkeypatch.setattr(publishing_tasks, "_limiter", lambda settings, publisher: lambda: waits.pop(0))
+    monkeypatch.setattr(publishing_tasks, "retry_delay", lambda retries, exc: 0.0)
+    from cars_bot.publishing import publication
+
+    real_claim = publication._claim
+    failures = [TransientError("database hiccup")] * 5
+
+    def flaky_claim(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(publication, "_claim", flaky_claim)
+    result = publishing_tasks.publish_post_task.apply(args=[post_id])
+    assert result.get()["status"] == "published"
+    assert waits == [] and failures == []
+
+
+def test_a_pool_process_closes_its_telegram_client_at_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.signals import worker_process_shutdown
+
+    from cars_bot.publishing import telegram_client
+
+    closed: list[bool] = []
+    monkeypatch.setattr(telegram_client, "close_process_client", lambda: closed.append(True))
+    worker_process_shutdown.send(sender=None, pid=1, exitcode=0)
+    assert closed == [True]
+
+
+def test_a_worker_says_at_start_that_its_session_is_invalid(settings: Any, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    import base64
+
+    from celery.signals import worker_init
+
+    from cars_bot.config import reset_settings
+
+    monkeypatch.setenv("TELEGRAM_SESSION_STRING", "1" + base64.urlsafe_b64encode(b"\x02" * 20).decode())
+    reset_settings()
+    worker_init.send(sender=None)
+    assert "TELEGRAM_SESSION_STRING: invalid" in caplog.text

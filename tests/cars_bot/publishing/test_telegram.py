@@ -10,7 +10,7 @@ import pytest
 from telethon import errors
 
 from cars_bot.errors import PermanentError, TransientError
-from cars_bot.publishing import telegram
+from cars_bot.publishing import telegram, telegram_client
 from cars_bot.publishing.delivery import NotSent
 from cars_bot.publishing.telegram import TelegramPublisher, map_telegram_error, telegram_peer
 from tests.cars_bot.publishing.fake_telegram import FakeMessage, FakeTelegramClient, photo, telegram_settings
@@ -30,6 +30,7 @@ def test_album_resends_source_media_with_the_caption_at_most_ten(
     for i in range(1, 13):
         fake_client.add_source("@source", FakeMessage(i, "seller text with @contacts", media=photo(i), grouped_id=9))
     refs = [{"channel": "@source", "message_id": i} for i in range(1, 13)]
+    fake_client.server.add_channel_dialog(1234, access_hash=555)
     ids = telegram_publisher.send_post("-1001234", HTML, refs, post_id=7)
     assert len(ids) == 10
     (send,) = fake_client.sends
@@ -200,7 +201,7 @@ def test_one_client_per_process_connected_once_on_one_loop(monkeypatch: pytest.M
 
     FakeTelethonClient.instances.clear()
     monkeypatch.setattr(telethon, "TelegramClient", FakeTelethonClient)
-    monkeypatch.setattr(telegram, "_runtimes", {})
+    monkeypatch.setattr(telegram_client, "_runtimes", {})
     settings = telegram_settings(telegram_session_string=valid_session_string())
     for _ in range(3):
         TelegramPublisher(settings).send_message(1, "hi")
@@ -210,7 +211,7 @@ def test_one_client_per_process_connected_once_on_one_loop(monkeypatch: pytest.M
     # FloodWait must reach the task instead of sleeping inside the worker
     assert client.options["flood_sleep_threshold"] == 0
     # a forked child (another pid) gets its own loop and client
-    monkeypatch.setattr(telegram.os, "getpid", lambda: 999_999)
+    monkeypatch.setattr(telegram_client.os, "getpid", lambda: 999_999)
     TelegramPublisher(settings).send_message(1, "hi")
     assert len(FakeTelethonClient.instances) == 2
     telegram.close_process_client()
@@ -219,7 +220,7 @@ def test_one_client_per_process_connected_once_on_one_loop(monkeypatch: pytest.M
 def test_a_malformed_session_string_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from cars_bot.errors import NotConfigured
 
-    monkeypatch.setattr(telegram, "_runtimes", {})
+    monkeypatch.setattr(telegram_client, "_runtimes", {})
     with pytest.raises(NotConfigured, match="TELEGRAM_SESSION_STRING"):
         TelegramPublisher(telegram_settings(telegram_session_string="not-a-session")).send_message(1, "hi")
 
@@ -257,3 +258,12 @@ def test_an_interrupted_call_is_cancelled_not_resumed_later(telegram_publisher: 
     fake_client.send_delay = 0.5  # long enough for an orphaned send to wake up and post meanwhile
     telegram_publisher.send_message(1, "next call runs the loop again")
     assert [s["kind"] for s in fake_client.sends] == ["text"] and fake_client.sends[0]["peer"] == 1
+
+
+def test_a_discarded_client_is_dropped_and_its_loop_never_runs_again() -> None:
+    from cars_bot.publishing import telegram_client
+
+    runtime = telegram_client._ProcessRuntime(loop=asyncio.new_event_loop(), client=object(), client_key=("k",))
+    old_loop = runtime.loop
+    telegram_client.abandon_loop(runtime)
+    assert runtime.client is None and runtime.loop is not old_loop and runtime.abandoned == [old_loop]

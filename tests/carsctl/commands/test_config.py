@@ -34,3 +34,16 @@ def test_malformed_value_is_one_line_exit_2(settings, monkeypatch) -> None:
     assert result.exit_code == 2
     assert "PUBLISH_RATE_PER_MINUTE must be an integer, got 'lots'" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_config_show_says_whether_the_session_string_is_valid(settings, monkeypatch) -> None:
+    import base64
+
+    malformed = "1" + base64.urlsafe_b64encode(b"\x02" * 20).decode()  # valid base64: struct.error
+    monkeypatch.setenv("TELEGRAM_SESSION_STRING", malformed)
+    result = invoke("config", "show", "--json")
+    assert result.exit_code == 0
+    state = json.loads(result.stdout)["sessions"]["TELEGRAM_SESSION_STRING"]
+    assert state.startswith("invalid: not a telethon StringSession") and malformed not in result.output
+    table = invoke("config", "show")
+    assert "TELEGRAM_SESSION_STRING" in table.stdout and "invalid" in table.stdout

@@ -92,3 +92,17 @@ def test_a_queue_with_messages_and_no_consumer_is_a_problem_with_the_fix(celery_
     assert result.exit_code == 1 and finding["level"] == "problem"
     assert finding["message"] == "ai_processing: 1 message(s) waiting and no worker consumes it"
     assert finding["fix"] == "start a worker consuming ai_processing: carsctl worker start ai -Q ai_processing"
+def test_a_malformed_session_string_is_a_problem(settings, monkeypatch) -> None:
+    import base64
+
+    from cars_bot.config import get_settings, reset_settings
+    from carsctl.health.checkup import Level, check_sessions
+
+    monkeypatch.setenv("TELEGRAM_SESSION_STRING", "1" + base64.urlsafe_b64encode(b"\x02" * 20).decode())
+    reset_settings()
+    [finding] = check_sessions(get_settings())
+    assert finding.check == "TELEGRAM_SESSION_STRING" and finding.level == Level.PROBLEM
+    assert finding.message.startswith("invalid:") and "create the session again" in finding.fix
+    monkeypatch.delenv("TELEGRAM_SESSION_STRING")
+    reset_settings()
+    assert check_sessions(get_settings()) == []
