@@ -7,7 +7,6 @@ the `unacked` hash or with a worker.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,25 +18,6 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from cars_bot.config import Settings
-
-
-#: A Celery task id as Celery and carsctl make them: a UUID in its canonical 36-character form.
-_TASK_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def is_task_id(text: str) -> bool:
-    """True for a string that can be a task id of this project (Celery's `uuid()`: a canonical UUID)."""
-    return _TASK_ID.fullmatch(text) is not None
-
-
-def check_task_id(text: str) -> str:
-    """`text` itself when it can be a task id; UsageError (exit 2) otherwise, before anything is touched."""
-    from carsctl.errors import UsageError
-
-    if not is_task_id(text):
-        raise UsageError(f"not a task id: {text!r} (a task id is a UUID such as 1f0c9a3e-5b7d-4c1e-9f2a-0d6b8e4c7a12)",
-                         hint="carsctl task failed and carsctl inspect active show task ids")
-    return text
 
 
 class TaskState(StrEnum):
@@ -150,7 +130,9 @@ def _error_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
+        from carsctl.cluster.event_stream import error_text
+
+        return error_text(value)
     if isinstance(value, dict) and "exc_type" in value:
         return f"{value.get('exc_type')}: {' '.join(map(str, value.get('exc_message') or ()))}"
     return str(value)
@@ -211,8 +193,9 @@ def revoke(app: Celery, task_id: str, *, terminate: bool = False, settings: Sett
     is refused (UsageError) before anything is sent or removed.
     """
     from carsctl.cluster.remote_control import broadcast
+    from carsctl.dispatch.arguments import task_id_argument
 
-    check_task_id(task_id)
+    task_id = task_id_argument(task_id)
     removed = _remove_from_queues(app, task_id)
     outcome = broadcast(app, "revoke", {"task_id": task_id, "terminate": terminate, "signal": "SIGTERM"},
                         timeout=timeout, settings=settings)

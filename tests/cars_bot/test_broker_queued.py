@@ -57,8 +57,12 @@ def test_revoke_refuses_what_cannot_be_a_task_id(celery_app_real, redis_client, 
     assert _ids(redis_client) == [task_id]
 
 
-def test_is_task_id() -> None:
-    from carsctl.dispatch.task_results import is_task_id
+def test_task_id_argument() -> None:
+    from carsctl.dispatch.arguments import task_id_argument
+    from carsctl.errors import UsageError
 
-    assert is_task_id(str(uuid.uuid4())) and is_task_id(str(uuid.uuid4()).upper())
-    assert not any(is_task_id(text) for text in ("", "a", "1f0c...e2", uuid.uuid4().hex, f" {uuid.uuid4()}"))
+    task_id = str(uuid.uuid4())
+    assert task_id_argument(task_id) == task_id == task_id_argument(task_id.upper())  # Celery's lowercase form
+    for text in ("", "a", "1f0c...e2", task_id[:-1], task_id + "0"):
+        with pytest.raises(UsageError):
+            task_id_argument(text)
