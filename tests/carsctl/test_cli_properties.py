@@ -149,6 +149,12 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path / "cwd")
     previous = signal.signal(signal.SIGALRM, _alarm)
     reset_settings()
+    # In-process commands use cars_bot.celery_app.app, made once per process from the environment of its
+    # first import (in a whole-suite run: the session's Redis); this test's calls get one on the
+    # unreachable broker, or `events` would watch and `purge --yes` empty a real broker.
+    from cars_bot.celery_app import create_app
+
+    monkeypatch.setattr("cars_bot.celery_app.app", create_app())
     try:
         yield tmp_path
     finally:
