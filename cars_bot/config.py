@@ -80,6 +80,16 @@ def _seconds_between(low: int, high: int) -> Callable[[str, str], int]:
     return parse
 
 
+def _int_between(low: int, high: int, unit: str) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        value = _int(name, raw)
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high} {unit}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in raw.split(",") if w.strip())
 
@@ -176,6 +186,12 @@ VARS: tuple[Var, ...] = (
     Var("MONITOR_CLIENT_FACTORY", "monitor_client_factory", None, _str,
         "Tests only: `module:function` returning a Telethon-like client for the monitor (no network).",
         group="telegram"),
+    # one ad, one publication; the filters the sheet "Настройки фильтров" may override
+    Var("DUPLICATE_WINDOW_DAYS", "duplicate_window_days", 14, _int_between(0, 365, "days"),
+        "A repost of an ad published within this many days (0-365; 0: off) is stored as `duplicate`, "
+        "not published again.", group="ai"),
+    Var("GLOBAL_KEYWORDS", "global_keywords", (), _words,
+        "Comma list: when set, only posts containing at least one of them are analysed.", group="ai"),
 )
 
 _BY_ATTR = {v.attr: v for v in VARS}
@@ -218,6 +234,8 @@ class Settings:
     failed_task_retention_days: int
     monitor_update_interval: int
     monitor_client_factory: str | None
+    duplicate_window_days: int
+    global_keywords: tuple[str, ...]
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     cwd: Path = field(default_factory=Path.cwd, compare=False)
 

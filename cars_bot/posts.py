@@ -27,8 +27,9 @@ from cars_bot.db.models import (
     Transmission,
 )
 
-#: The pipeline is done with the post and it went as designed: published, or rejected as not a sale.
-DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED})
+#: The pipeline is done with the post and it went as designed: published, rejected as not a sale, or
+#: recognised as a repost of an ad already published.
+DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED, PostStatus.DUPLICATE})
 #: Nothing more will happen to the post on its own.
 FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED}
 
@@ -164,6 +165,8 @@ class PostDescription:
     link: str | None
     status: PostStatus
     reason: str | None
+    duplicate_of: int | None  # status `duplicate`: the first post of the same ad
+    duplicate_of_link: str | None
     is_sale: bool | None
     confidence: float | None
     backend: str | None
@@ -196,9 +199,12 @@ def describe_post(session: Session, post_id: int) -> PostDescription | None:
     if post is None:
         return None
     car, publication = post.car, post.publication
+    original = session.get(Post, post.duplicate_of) if post.duplicate_of is not None else None
     return PostDescription(
         id=post.id, channel=post.channel.username, message_id=post.message_id, link=post.link,
-        status=post.status, reason=post.status_reason, is_sale=post.is_sale, confidence=post.confidence,
+        status=post.status, reason=post.status_reason, duplicate_of=post.duplicate_of,
+        duplicate_of_link=original.link if original is not None else None, is_sale=post.is_sale,
+        confidence=post.confidence,
         backend=post.ai_backend, summary=post.summary, found_at=post.found_at, processed_at=post.processed_at,
         published_at=post.published_at, text=post.text,
         car=None if car is None else CarDescription(

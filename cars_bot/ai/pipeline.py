@@ -113,10 +113,12 @@ class Filters:
     min_price: int | None = None
     max_price: int | None = None
     excluded_words: tuple[str, ...] = ()
+    duplicate_window_days: int = 0  # a repost of an ad published this recently is a duplicate; 0: off
 
     @classmethod
     def from_settings(cls, settings: Any) -> Filters:
-        return cls(settings.min_confidence, settings.min_price, settings.max_price, settings.excluded_words)
+        return cls(settings.min_confidence, settings.min_price, settings.max_price, settings.excluded_words,
+                   duplicate_window_days=settings.duplicate_window_days)
 
     def rejection(self, text: str, analysis: Analysis) -> str | None:
         """Why the post is rejected, or None when it passes."""
@@ -219,16 +221,20 @@ def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session],
         raise
     reason = filters.rejection(text, analysis)
     outcome = _finish(sessions, post_id, PostStatus.REJECTED if reason else PostStatus.READY, reason,
-                      text=text, analysis=analysis)
-    if reason:
+                      text=text, analysis=analysis, duplicate_window_days=filters.duplicate_window_days)
+    if outcome.status != PostStatus.READY:  # rejected, or a repost of an ad already published
         return outcome
     enqueue_publish(post_id)
     return replace(outcome, publish_enqueued=True)
 
 
 def _finish(sessions: sessionmaker[Session], post_id: int, status: PostStatus, reason: str | None, *,
-            text: str | None = None, analysis: Analysis | None = None) -> ProcessResult:
-    """Record the outcome (and, with an analysis, the classification and car data) in one transaction."""
+            text: str | None = None, analysis: Analysis | None = None,
+            duplicate_window_days: int = 0) -> ProcessResult:
+    """Record the outcome (and, with an analysis, the classification and car data) in one transaction.
+
+    A post about to be `ready` that repeats an ad already published is recorded as `duplicate` instead
+    (:mod:`cars_bot.duplicates`), in this same transaction so two copies cannot both pass."""
     with sessions.begin() as session:
         post = session.get(Post, post_id)
         assert post is not None  # claimed by this task
@@ -238,6 +244,12 @@ def _finish(sessions: sessionmaker[Session], post_id: int, status: PostStatus, r
             post.confidence = analysis.classification.confidence
             post.ai_backend = analysis.backend
             if status == PostStatus.READY:
+                from cars_bot.duplicates import find_original
+
+                original = find_original(session, post, analysis.car, duplicate_window_days)
+                if original is not None:
+                    status, reason, post.duplicate_of = PostStatus.DUPLICATE, f"repost of post #{original}", original
+            if status in (PostStatus.READY, PostStatus.DUPLICATE):
                 _upsert_car(session, post, analysis)
                 post.summary = analysis.summary
         post.status = status

@@ -85,6 +85,7 @@ class PostStatus(enum.StrEnum):
     PUBLISHING = "publishing"
     PUBLISHED = "published"
     FAILED = "failed"
+    DUPLICATE = "duplicate"  # a repost of an ad already published (see cars_bot.duplicates)
 
 
 class Transmission(enum.StrEnum):
@@ -201,6 +202,8 @@ class Post(TimestampMixin, Base):
     # "never sent" (None) from "sent but lost" and "still running" by these.
     dispatch_task_id: Mapped[str | None] = mapped_column(String(64))
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A repost of an ad already published: the first post of that ad (status `duplicate`).
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), index=True)
 
     channel: Mapped[Channel] = relationship(back_populates="posts")
     car: Mapped[CarData | None] = relationship(back_populates="post", cascade="all, delete-orphan")
