@@ -114,11 +114,12 @@ class Filters:
     max_price: int | None = None
     excluded_words: tuple[str, ...] = ()
     duplicate_window_days: int = 0  # a repost of an ad published this recently is a duplicate; 0: off
+    global_keywords: tuple[str, ...] = ()  # when set, a post must contain one of them
 
     @classmethod
     def from_settings(cls, settings: Any) -> Filters:
         return cls(settings.min_confidence, settings.min_price, settings.max_price, settings.excluded_words,
-                   duplicate_window_days=settings.duplicate_window_days)
+                   duplicate_window_days=settings.duplicate_window_days, global_keywords=settings.global_keywords)
 
     def rejection(self, text: str, analysis: Analysis) -> str | None:
         """Why the post is rejected, or None when it passes."""
@@ -133,6 +134,11 @@ class Filters:
         if price is not None and self.max_price is not None and price > self.max_price:
             return f"price {price} above the maximum {self.max_price}"
         return None
+
+    def lacks_keywords(self, text: str) -> bool:
+        """True when global keywords are set and the text contains none of them."""
+        lowered = text.casefold()
+        return bool(self.global_keywords) and not any(word in lowered for word in self.global_keywords)
 
     def excluded_word(self, text: str) -> str | None:
         lowered = text.casefold()
@@ -214,6 +220,9 @@ def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session],
     word = filters.excluded_word(text)
     if word:
         return _finish(sessions, post_id, PostStatus.REJECTED, f"contains the excluded word {word!r}")
+    if filters.lacks_keywords(text):
+        return _finish(sessions, post_id, PostStatus.REJECTED,
+                       f"contains none of the keywords {', '.join(filters.global_keywords)}")
     try:
         analysis = analyse_cached(sessions, text, backend, post_id)
     except PermanentError as error:

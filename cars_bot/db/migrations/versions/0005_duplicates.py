@@ -1,4 +1,5 @@
-"""one ad, one publication: posts.duplicate_of and the post status `duplicate`
+"""one ad, one publication: posts.duplicate_of and the post status `duplicate`; the sheet's filter
+values (sheet_filters) and each worksheet's last sync (sheet_syncs)
 
 Revision ID: 0005
 Revises: 0004
@@ -41,9 +42,28 @@ def upgrade() -> None:
                                     ondelete='SET NULL')
         batch_op.create_index('ix_posts_duplicate_of', ['duplicate_of'], unique=False)
     _recreate_check(NEW_STATUSES)
+    op.create_table(
+        'sheet_filters',
+        sa.Column('attr', sa.String(length=64), nullable=False),
+        sa.Column('value', sa.JSON(), nullable=True),
+        sa.Column('raw', sa.Text(), nullable=True),
+        sa.Column('error', sa.Text(), nullable=True),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('attr', name=op.f('pk_sheet_filters')),
+    )
+    op.create_table(
+        'sheet_syncs',
+        sa.Column('worksheet', sa.String(length=128), nullable=False),
+        sa.Column('last_sync_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('last_error', sa.Text(), nullable=True),
+        sa.Column('last_error_at', sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint('worksheet', name=op.f('pk_sheet_syncs')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('sheet_syncs')
+    op.drop_table('sheet_filters')
     op.execute(sa.text("UPDATE posts SET status = 'rejected' WHERE status = 'duplicate'"))
     _recreate_check(OLD_STATUSES)
     with op.batch_alter_table('posts', schema=None) as batch_op:
