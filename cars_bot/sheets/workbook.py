@@ -151,6 +151,10 @@ class Workbook(Protocol):
         """
         ...
 
+    def worksheets(self) -> list[str]:
+        """The titles of the worksheets the workbook has (any, not only the layout's)."""
+        ...
+
     def ensure_sheet(self, sheet: str) -> bool:
         """Create `sheet` with its header row if missing, and add any layout header the sheet lacks
         (after its last column). Returns True when something was created or added."""
