@@ -90,6 +90,16 @@ def _int_between(low: int, high: int, unit: str) -> Callable[[str, str], int]:
     return parse
 
 
+def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in raw.split(",") if w.strip())
 
@@ -192,6 +202,9 @@ VARS: tuple[Var, ...] = (
         "not published again.", group="ai"),
     Var("GLOBAL_KEYWORDS", "global_keywords", (), _words,
         "Comma list: when set, only posts containing at least one of them are analysed.", group="ai"),
+    Var("MODERATION", "moderation", "auto", _choice(("auto", "manual")),
+        "auto: a post that passes the filters is published; manual: it waits in the sheet \"Очередь "
+        "публикаций\" as PENDING until an admin sets APPROVED or REJECTED.", group="sheets"),
 )
 
 _BY_ATTR = {v.attr: v for v in VARS}
@@ -236,6 +249,7 @@ class Settings:
     monitor_client_factory: str | None
     duplicate_window_days: int
     global_keywords: tuple[str, ...]
+    moderation: str
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     cwd: Path = field(default_factory=Path.cwd, compare=False)
 

@@ -2,7 +2,7 @@
 
 The same ad is often posted in several source channels, reworded or with other emoji. A post is the
 SAME AD as an earlier one when the earlier post is published, or on its way to be (``ready``,
-``publishing``, ``published``), within the last ``DUPLICATE_WINDOW_DAYS`` days, and:
+``publishing``, ``published``, or ``pending`` an admin's approval), within the last ``DUPLICATE_WINDOW_DAYS`` days, and:
 
 1. their normalised texts are equal (:func:`cars_bot.ai.text.normalize_text`: case, emoji,
    punctuation and spacing do not count); or
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from cars_bot.db.models import CarData, Post, PostStatus, SellerContact, utcnow
 
 #: Statuses of a post that is published or about to be: a later copy of the same ad is a duplicate.
-PUBLISHED_OR_PENDING = (PostStatus.READY, PostStatus.PUBLISHING, PostStatus.PUBLISHED)
+PUBLISHED_OR_PENDING = (PostStatus.READY, PostStatus.PUBLISHING, PostStatus.PUBLISHED, PostStatus.PENDING)
 #: Namespace of the PostgreSQL advisory lock (first key of pg_advisory_xact_lock(int, int)).
 _LOCK_NAMESPACE = 1313
 

@@ -30,8 +30,8 @@ from cars_bot.db.models import (
 #: The pipeline is done with the post and it went as designed: published, rejected as not a sale, or
 #: recognised as a repost of an ad already published.
 DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED, PostStatus.DUPLICATE})
-#: Nothing more will happen to the post on its own.
-FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED}
+#: Nothing more will happen to the post on its own (a pending post waits for an admin).
+FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED, PostStatus.PENDING}
 
 
 def channel_username(channel: str) -> str:

@@ -86,6 +86,7 @@ class PostStatus(enum.StrEnum):
     PUBLISHED = "published"
     FAILED = "failed"
     DUPLICATE = "duplicate"  # a repost of an ad already published (see cars_bot.duplicates)
+    PENDING = "pending"  # MODERATION=manual: waits for an admin's APPROVED/REJECTED in the sheet
 
 
 class Transmission(enum.StrEnum):

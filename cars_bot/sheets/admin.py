@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from cars_bot.sheets.workbook import ANALYTICS, CHANNELS, FILTERS, LAYOUT, SUBSCRIBERS, Workbook
+from cars_bot.sheets.workbook import ANALYTICS, CHANNELS, FILTERS, LAYOUT, QUEUE, SUBSCRIBERS, Workbook
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -33,6 +33,7 @@ class SyncKind(StrEnum):
     CHANNELS = "channels"  # "Каналы для мониторинга" and "Настройки фильтров"
     SUBSCRIBERS = "subscribers"
     ANALYTICS = "analytics"
+    QUEUE = "queue"  # "Очередь публикаций": moderation decisions, published posts listed
 
 
 #: The worksheets each sync reads or writes.
@@ -40,6 +41,7 @@ SYNC_WORKSHEETS: dict[SyncKind, tuple[str, ...]] = {
     SyncKind.CHANNELS: (CHANNELS, FILTERS),
     SyncKind.SUBSCRIBERS: (SUBSCRIBERS,),
     SyncKind.ANALYTICS: (ANALYTICS,),
+    SyncKind.QUEUE: (QUEUE,),
 }
 
 
@@ -53,9 +55,23 @@ def sync_function(kind: SyncKind) -> Callable[..., Any]:
         from cars_bot.sheets.subscriber_sync import sync_subscribers
 
         return sync_subscribers
+    if kind is SyncKind.QUEUE:
+        from functools import partial
+
+        from cars_bot.sheets.queue_sync import sync_queue
+
+        return partial(sync_queue, enqueue_publish=_send_publish)
     from cars_bot.sheets.analytics import update_analytics
 
     return update_analytics
+
+
+def _send_publish(post_id: int) -> None:
+    """Send publish_post_task for an approved post (by name, to the publishing queue)."""
+    from cars_bot.celery_app import app
+    from cars_bot.task_names import PUBLISH_POST
+
+    app.send_task(PUBLISH_POST, args=[post_id])
 
 
 def backend_name(workbook: Workbook) -> str:

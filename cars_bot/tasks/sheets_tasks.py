@@ -33,8 +33,11 @@ def _sync_with_workbook(kind: str) -> dict[str, Any]:
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_channels_task",
           soft_time_limit=30, time_limit=60)
 def sync_channels_task(self: CarsTask) -> dict[str, Any]:
-    """Sheet "Каналы для мониторинга" -> channels: add, update, deactivate removed (no Telegram calls)."""
-    return _sync_with_workbook("channels")
+    """Sheet "Каналы для мониторинга" -> channels: add, update, deactivate removed (no Telegram calls); the
+    filters of "Настройки фильтров"; then the queue "Очередь публикаций" (moderation decisions)."""
+    result = _sync_with_workbook("channels")
+    _sync_with_workbook("queue")  # every minute with the channels, without an entry of its own in the schedule
+    return result
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_subscribers_task",
@@ -49,3 +52,11 @@ def sync_subscribers_task(self: CarsTask) -> dict[str, Any]:
 def update_analytics_task(self: CarsTask) -> dict[str, Any]:
     """Refresh today's (UTC) row of "Аналитика"; one row per day."""
     return _sync_with_workbook("analytics")
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_queue_task",
+          soft_time_limit=30, time_limit=60)
+def sync_queue_task(self: CarsTask) -> dict[str, Any]:
+    """"Очередь публикаций" alone (sync_channels_task runs it too): apply the admins' APPROVED/REJECTED
+    (MODERATION=manual), list pending and published posts."""
+    return _sync_with_workbook("queue")

@@ -12,7 +12,7 @@ from carsctl.options import JsonOpt
 app = typer.Typer(help="The admin spreadsheet: create its worksheets, show their syncs, sync now.",
                   no_args_is_help=True)
 
-SYNC_KINDS = ("channels", "subscribers", "analytics")
+SYNC_KINDS = ("channels", "subscribers", "analytics", "queue")
 
 
 @app.command("init")
@@ -68,7 +68,7 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
 
 @app.command("sync")
 def sync(ctx: typer.Context,
-         what: Annotated[str, typer.Argument(help="channels (with the filters), subscribers or analytics.",
+         what: Annotated[str, typer.Argument(help="channels (with the filters), subscribers, analytics or queue.",
                                              autocompletion=lambda: list(SYNC_KINDS))] = "channels",
          json: JsonOpt = False) -> None:
     """Run one sync now, here (not through a worker), and record it for `carsctl sheets status`.

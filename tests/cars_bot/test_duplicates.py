@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -163,3 +164,24 @@ def test_identity_rules() -> None:
     assert not AdIdentity(text_hash="c").same_ad(AdIdentity(text_hash="d"))
     assert normalize_phone("+7 (999) 111-22-33") == normalize_phone("89991112233") == "9991112233"
     assert identity(None, None, seller="@Dealer").seller == "dealer"
+
+
+def test_manual_moderation_keeps_a_passing_post_pending_and_its_reposts_are_duplicates(db) -> None:
+    manual = Filters(duplicate_window_days=14, manual_moderation=True)
+    first = _post(db, ORIGINAL, "@cars_a")
+    result, enqueued = _run(db, first, manual)
+    assert result.status is PostStatus.PENDING and enqueued == [] and "waiting for an admin" in result.reason
+    repost = _post(db, REWORDED, "@cars_b")
+    assert _run(db, repost, manual)[0].status is PostStatus.DUPLICATE
+    assert _status(db, repost) == (PostStatus.DUPLICATE, first)
+
+
+def test_moderation_setting() -> None:
+    from cars_bot.config import ConfigError, load_settings
+
+    assert load_settings({}, cwd=Path("/nonexistent")).moderation == "auto"
+    assert Filters.from_settings(load_settings({"MODERATION": "Manual"}, cwd=Path("/nonexistent"))).manual_moderation
+    with pytest.raises(ConfigError, match="MODERATION must be one of auto, manual"):
+        load_settings({"MODERATION": "sometimes"}, cwd=Path("/nonexistent"))
+    with pytest.raises(ConfigError, match="DUPLICATE_WINDOW_DAYS must be between 0 and 365 days"):
+        load_settings({"DUPLICATE_WINDOW_DAYS": "400"}, cwd=Path("/nonexistent"))

@@ -17,9 +17,9 @@ def test_init_an_empty_spreadsheet_then_nothing_to_do(fake_sheets: FakeSheetsSer
     result = init_workbook(workbook_for(fake_sheets))
     assert result.created == tuple(s for s in LAYOUT if s != SUBSCRIBERS)
     assert result.headers_added == (SUBSCRIBERS,) and result.filter_rows_added == 5
-    # metadata 1; 4 worksheets created (add + headers: 8); the subscribers sheet read, grown and its
+    # metadata 1; 5 worksheets created (add + headers: 10); the subscribers sheet read, grown and its
     # missing header written (3); the filter rows appended (1)
-    assert len(fake_sheets.requests) == 13 and fake_sheets.count("POST") == 11
+    assert len(fake_sheets.requests) == 15 and fake_sheets.count("POST") == 13
     rows = workbook_for(fake_sheets).read(SUBSCRIBERS)
     assert [r.cell("User ID") for r in rows] == ["111"]  # the admin's data is untouched
     fake_sheets.requests.clear()

@@ -1,4 +1,5 @@
-"""one ad, one publication: posts.duplicate_of and the post status `duplicate`; the sheet's filter
+"""one ad, one publication: posts.duplicate_of and the post status `duplicate`; the status `pending`
+(manual moderation); the sheet's filter
 values (sheet_filters) and each worksheet's last sync (sheet_syncs)
 
 Revision ID: 0005
@@ -16,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 OLD_STATUSES = ('new', 'processing', 'rejected', 'ready', 'publishing', 'published', 'failed')
-NEW_STATUSES = (*OLD_STATUSES, 'duplicate')
+NEW_STATUSES = (*OLD_STATUSES, 'duplicate', 'pending')
 CHECK_NAME = 'ck_posts_post_status'  # the name 0001 gave the post_status enum's CHECK constraint
 
 
@@ -64,7 +65,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('sheet_syncs')
     op.drop_table('sheet_filters')
-    op.execute(sa.text("UPDATE posts SET status = 'rejected' WHERE status = 'duplicate'"))
+    op.execute(sa.text("UPDATE posts SET status = 'rejected' WHERE status IN ('duplicate', 'pending')"))
     _recreate_check(OLD_STATUSES)
     with op.batch_alter_table('posts', schema=None) as batch_op:
         batch_op.drop_index('ix_posts_duplicate_of')
