@@ -27,11 +27,11 @@ from cars_bot.db.models import (
     Transmission,
 )
 
-#: The pipeline is done with the post and it went as designed: published, rejected as not a sale, or
-#: recognised as a repost of an ad already published.
-DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED, PostStatus.DUPLICATE})
-#: Nothing more will happen to the post on its own (a pending post waits for an admin).
-FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED, PostStatus.PENDING}
+#: The pipeline is done with the post and it went as designed: published, rejected as not a sale,
+#: recognised as a repost of an ad already published, or (MODERATION=manual) waiting for an admin.
+DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED, PostStatus.DUPLICATE, PostStatus.PENDING})
+#: Nothing more will happen to the post on its own.
+FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED}
 
 
 def channel_username(channel: str) -> str:
