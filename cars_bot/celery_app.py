@@ -215,6 +215,14 @@ def _mask_secrets_in_logs(logger: logging.Logger, **_: Any) -> None:
             handler.addFilter(SecretMaskingFilter())
 
 
+@signals.after_setup_logger.connect
+def _log_to_sheets(logger: logging.Logger, **_: Any) -> None:
+    """LOG_TO_SHEETS=on: warnings and errors also go to the sheet "Логи", batched, never blocking."""
+    from cars_bot.sheets.log_handler import install
+
+    install(logger, "worker")
+
+
 @signals.worker_init.connect
 def _preload_domain_modules(**_: Any) -> None:
     """Import the heavy domain modules once, in the worker's main process, before the pool forks.

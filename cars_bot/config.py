@@ -90,6 +90,15 @@ def _int_between(low: int, high: int, unit: str) -> Callable[[str, str], int]:
     return parse
 
 
+def _on_off(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no", ""):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
@@ -205,6 +214,9 @@ VARS: tuple[Var, ...] = (
     Var("MODERATION", "moderation", "auto", _choice(("auto", "manual")),
         "auto: a post that passes the filters is published; manual: it waits in the sheet \"Очередь "
         "публикаций\" as PENDING until an admin sets APPROVED or REJECTED.", group="sheets"),
+    Var("LOG_TO_SHEETS", "log_to_sheets", False, _on_off,
+        "on: warnings and errors of the workers and the monitor are appended to the sheet \"Логи\" (one write "
+        "a minute at most, 50 rows a write).", group="sheets"),
 )
 
 _BY_ATTR = {v.attr: v for v in VARS}
@@ -250,6 +262,7 @@ class Settings:
     duplicate_window_days: int
     global_keywords: tuple[str, ...]
     moderation: str
+    log_to_sheets: bool
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     cwd: Path = field(default_factory=Path.cwd, compare=False)
 
