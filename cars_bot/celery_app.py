@@ -275,6 +275,12 @@ def _tracebacks_as_one_record(**_: Any) -> None:
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     sys.unraisablehook = _log_unraisable
+@signals.after_setup_logger.connect
+def _log_to_sheets(logger: logging.Logger, **_: Any) -> None:
+    """LOG_TO_SHEETS=on: warnings and errors also go to the sheet "Логи", batched, never blocking."""
+    from cars_bot.sheets.log_handler import install
+
+    install(logger, "worker")
 
 
 @signals.worker_init.connect

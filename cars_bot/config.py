@@ -93,6 +93,25 @@ def _fraction(name: str, raw: str) -> float:
     return value
 
 
+def _on_off(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no", ""):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in raw.split(",") if w.strip())
 
@@ -209,6 +228,18 @@ VARS: tuple[Var, ...] = (
     Var("MONITOR_CLIENT_FACTORY", "monitor_client_factory", None, _str,
         "Tests only: `module:function` returning a Telethon-like client for the monitor (no network).",
         group="telegram"),
+    # one ad, one publication; the filters the sheet "Настройки фильтров" may override
+    Var("DUPLICATE_WINDOW_DAYS", "duplicate_window_days", 14, _int_in(0, 365),
+        "A repost of an ad published within this many days (0-365; 0: off) is stored as `duplicate`, "
+        "not published again.", group="ai"),
+    Var("GLOBAL_KEYWORDS", "global_keywords", (), _words,
+        "Comma list: when set, only posts containing at least one of them are analysed.", group="ai"),
+    Var("MODERATION", "moderation", "auto", _choice(("auto", "manual")),
+        "auto: a post that passes the filters is published; manual: it waits in the sheet \"Очередь "
+        "публикаций\" as PENDING until an admin sets APPROVED or REJECTED.", group="sheets"),
+    Var("LOG_TO_SHEETS", "log_to_sheets", False, _on_off,
+        "on: warnings and errors of the workers and the monitor are appended to the sheet \"Логи\" (one write "
+        "a minute at most, 50 rows a write).", group="sheets"),
 )
 
 _BY_ATTR = {v.attr: v for v in VARS}
@@ -254,6 +285,10 @@ class Settings:
     failed_task_retention_days: int
     monitor_update_interval: int
     monitor_client_factory: str | None
+    duplicate_window_days: int
+    global_keywords: tuple[str, ...]
+    moderation: str
+    log_to_sheets: bool
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     cwd: Path = field(default_factory=Path.cwd, compare=False)
 

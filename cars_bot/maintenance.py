@@ -80,6 +80,7 @@ class DatabaseStats:
 
     posts: PostCounts
     published: int
+    duplicates: int  # reposts of an ad already published, not published again
     users: int
     active_subscriptions: int
     active_channels: int
@@ -104,6 +105,7 @@ def database_stats(session: Session, now: datetime | None = None) -> DatabaseSta
     return DatabaseStats(
         posts=PostCounts(total=sum(by_status.values()), by_status=by_status),
         published=by_status[PostStatus.PUBLISHED.value],
+        duplicates=by_status[PostStatus.DUPLICATE.value],
         users=session.scalar(select(func.count()).select_from(User)) or 0,
         active_subscriptions=session.scalar(
             select(func.count()).select_from(Subscription).where(

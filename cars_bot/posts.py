@@ -26,8 +26,9 @@ from cars_bot.db.models import (
     Transmission,
 )
 
-#: The pipeline is done with the post and it went as designed: published, or rejected as not a sale.
-DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED})
+#: The pipeline is done with the post and it went as designed: published, rejected as not a sale,
+#: recognised as a repost of an ad already published, or (MODERATION=manual) waiting for an admin.
+DONE_STATUSES = frozenset({PostStatus.PUBLISHED, PostStatus.REJECTED, PostStatus.DUPLICATE, PostStatus.PENDING})
 #: Nothing more will happen to the post on its own.
 FINAL_STATUSES = DONE_STATUSES | {PostStatus.FAILED}
 #: Telegram's limit on a message's text. A longer post is cut to it when stored, with the reason in its
@@ -167,6 +168,8 @@ class PostDescription:
     link: str | None
     status: PostStatus
     reason: str | None
+    duplicate_of: int | None  # status `duplicate`: the first post of the same ad
+    duplicate_of_link: str | None
     is_sale: bool | None
     confidence: float | None
     backend: str | None
@@ -200,11 +203,13 @@ def describe_post(session: Session, post_id: int) -> PostDescription | None:
     if post is None:
         return None
     car, publication = post.car, post.publication
+    original = session.get(Post, post.duplicate_of) if post.duplicate_of is not None else None
     return PostDescription(
         id=post.id, channel=post.channel.username, message_id=post.message_id, link=post.link,
-        status=post.status, reason=post.status_reason, is_sale=post.is_sale, confidence=post.confidence,
-        backend=post.ai_backend, backend_reason=_fallback_reason(session, post.id), summary=post.summary,
-        found_at=post.found_at, processed_at=post.processed_at,
+        status=post.status, reason=post.status_reason, duplicate_of=post.duplicate_of,
+        duplicate_of_link=original.link if original is not None else None, is_sale=post.is_sale,
+        confidence=post.confidence, backend=post.ai_backend, backend_reason=_fallback_reason(session, post.id),
+        summary=post.summary, found_at=post.found_at, processed_at=post.processed_at,
         published_at=post.published_at, text=post.text,
         car=None if car is None else CarDescription(
             brand=car.brand, model=car.model, year=car.year, price=car.price, mileage=car.mileage,

@@ -154,6 +154,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "systemd": ("carsctl.commands.systemd", "systemd"),
     "config": ("carsctl.commands.config", "app"),
     "db": ("carsctl.commands.db", "app"),
+    "sheets": ("carsctl.commands.sheets", "app"),
     "completion": ("carsctl.commands.completion", "app"),
 }
 

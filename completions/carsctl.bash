@@ -9,7 +9,7 @@
 _carsctl_cmd() {
     _cc_subs=() _cc_opts=()
     case $1 in
-        '') _cc_subs=(demo up down status worker beat monitor broker inspect control events queues purge task schedule logs post doctor flower systemd config db completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
+        '') _cc_subs=(demo up down status worker beat monitor broker inspect control events queues purge task schedule logs post doctor flower systemd config db sheets completion) _cc_opts=(--json --debug -v --verbose -q --quiet --no-color --version -h --help) ;;
         demo) _cc_opts=(--file --timeout --json -h --help) ;;
         up) _cc_opts=(-n --node -P --pool -c --concurrency -l --loglevel --no-beat --timeout --json -h --help) ;;
         down) _cc_opts=(--timeout --cold-timeout --force --keep-broker --json -h --help) ;;
@@ -75,6 +75,10 @@ _carsctl_cmd() {
         db) _cc_subs=(upgrade status) _cc_opts=(-h --help) ;;
         'db upgrade') _cc_opts=(--json -h --help) ;;
         'db status') _cc_opts=(--json -h --help) ;;
+        sheets) _cc_subs=(init status sync) _cc_opts=(-h --help) ;;
+        'sheets init') _cc_opts=(--json -h --help) ;;
+        'sheets status') _cc_opts=(--json -h --help) ;;
+        'sheets sync') _cc_opts=(--json -h --help) ;;
         completion) _cc_subs=(generate show install refresh) _cc_opts=(-h --help) ;;
         'completion generate') _cc_opts=(--check --dir --json -h --help) ;;
         'completion show') _cc_opts=(-h --help) ;;
@@ -219,6 +223,7 @@ _carsctl_argval() {
         'post import|1') _cc_val=(f) ;;
         'post show|1') _cc_val=(-) ;;
         'db upgrade|1') _cc_val=(-) ;;
+        'sheets sync|1') _cc_val=(-) ;;
         'completion show|1') _cc_val=(w bash zsh fish) ;;
         'completion install|1') _cc_val=(w bash zsh fish) ;;
         *) return 1 ;;

@@ -11,7 +11,7 @@ function __carsctl_cmd
     set -g __carsctl_opts
     switch $argv[1]
         case ''
-            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, the monitor, beat...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' monitor\t'The Telegram monitor service: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' control\t'Change the running workers: rate-limit, time-limit, pool...' events\t'Watch the workers live: per task and per node, events and runtimes...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' task\t'Run tasks by hand, look at their results, revoke them, retry...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' post\t'Add, import and inspect posts.' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' config\t'Show the effective configuration.' db\t'Database migrations.' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
+            set -g __carsctl_subs demo\t'Push sample car ads through the running stack: classify -> extract...' up\t'Bring the stack up: embedded broker (no REDIS_URL), migrations...' down\t'Bring the stack down in reverse order: Flower, the monitor, beat...' status\t'One screen: broker, database, worker nodes, beat, queue depths...' worker\t'Worker nodes: start, stop, restart, status.' beat\t'Beat, the periodic-task scheduler: start, stop, restart, status.' monitor\t'The Telegram monitor service: start, stop, restart, status.' broker\t'The broker: the embedded Redis, or the one REDIS_URL names.' inspect\t'Ask the running workers: active, reserved, scheduled, stats...' control\t'Change the running workers: rate-limit, time-limit, pool...' events\t'Watch the workers live: per task and per node, events and runtimes...' queues\t'Messages per queue: ready (every priority level counted), unacked...' purge\t'Delete the waiting messages of all (or -Q) queues, every priority...' task\t'Run tasks by hand, look at their results, revoke them, retry...' schedule\t'The beat schedule as live data: task, schedule, queue, last run...' logs\t'Show a log, like `tail -f logs/celery_worker.log`, with filters...' post\t'Add, import and inspect posts.' doctor\t'Check broker, database, visibility timeout, result expiry, acks...' flower\t'Start Flower detached (log: logs/flower.log), or stop it with --stop.' systemd\t'Print unit files: one per worker node, beat, the embedded broker...' config\t'Show the effective configuration.' db\t'Database migrations.' sheets\t'The admin spreadsheet: create its worksheets, show their syncs...' completion\t'Shell completion for bash, zsh and fish: generate, show, install...'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' --debug\t'Show tracebacks of errors.' -v\t'More detail.' --verbose\t'More detail.' -q\t'Only errors on stderr.' --quiet\t'Only errors on stderr.' --no-color\t'No colours (also: NO_COLOR).' --version\t'Print the version and exit.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case demo
             set -g __carsctl_opts --file\t'JSON-lines posts instead of the samples.' --timeout\t'Seconds to wait at most.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -152,6 +152,15 @@ function __carsctl_cmd
         case 'db upgrade'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case 'db status'
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case sheets
+            set -g __carsctl_subs init\t'Create the missing worksheets, the headers they lack and the...' status\t'Show each worksheet: present or not, its rows, its last sync and...' sync\t'Run one sync now, here (not through a worker), and record it for...'
+            set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'sheets init'
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'sheets status'
+            set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+        case 'sheets sync'
             set -g __carsctl_opts --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case completion
             set -g __carsctl_subs generate\t'Regenerate completions/ (carsctl.bash, _carsctl, carsctl.fish)...' show\t'Print the completion script of a shell on stdout.' install\t'Install the script into the user\'s completion directory for that...' refresh\t'Rewrite the completion caches (task aliases and names) without...'
@@ -526,6 +535,8 @@ function __carsctl_argval
         case 'post show|1'
             set -g __carsctl_val -
         case 'db upgrade|1'
+            set -g __carsctl_val -
+        case 'sheets sync|1'
             set -g __carsctl_val -
         case 'completion show|1'
             set -g __carsctl_val w bash zsh fish

@@ -147,10 +147,15 @@ class Filters:
     min_price: int | None = None
     max_price: int | None = None
     excluded_words: tuple[str, ...] = ()
+    duplicate_window_days: int = 0  # a repost of an ad published this recently is a duplicate; 0: off
+    global_keywords: tuple[str, ...] = ()  # when set, a post must contain one of them
+    manual_moderation: bool = False  # MODERATION=manual: a passing post waits for an admin (status pending)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Filters:
-        return cls(settings.min_confidence, settings.min_price, settings.max_price, settings.excluded_words)
+        return cls(settings.min_confidence, settings.min_price, settings.max_price, settings.excluded_words,
+                   duplicate_window_days=settings.duplicate_window_days, global_keywords=settings.global_keywords,
+                   manual_moderation=settings.moderation == "manual")
 
     def rejection(self, text: str, analysis: Analysis) -> str | None:
         """Why the post is rejected, or None when it passes."""
@@ -165,6 +170,11 @@ class Filters:
         if price is not None and self.max_price is not None and price > self.max_price:
             return f"price {price} above the maximum {self.max_price}"
         return None
+
+    def lacks_keywords(self, text: str) -> bool:
+        """True when global keywords are set and the text contains none of them."""
+        lowered = text.casefold()
+        return bool(self.global_keywords) and not any(word in lowered for word in self.global_keywords)
 
     def excluded_word(self, text: str) -> str | None:
         lowered = text.casefold()
@@ -251,6 +261,9 @@ def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session],
     word = filters.excluded_word(text)
     if word:
         return _finish(sessions, post_id, PostStatus.REJECTED, f"contains the excluded word {word!r}")
+    if filters.lacks_keywords(text):
+        return _finish(sessions, post_id, PostStatus.REJECTED,
+                       f"contains none of the keywords {', '.join(filters.global_keywords)}")
     try:
         analysis = analyse_cached(sessions, text, backend, post_id, may_defer=may_defer)
     except PermanentError as error:
@@ -258,16 +271,22 @@ def process_post(post_id: int, *, task_id: str, sessions: sessionmaker[Session],
         raise
     reason = filters.rejection(text, analysis)
     outcome = _finish(sessions, post_id, PostStatus.REJECTED if reason else PostStatus.READY, reason,
-                      text=text, analysis=analysis)
-    if reason:
+                      text=text, analysis=analysis, duplicate_window_days=filters.duplicate_window_days,
+                      manual_moderation=filters.manual_moderation)
+    if outcome.status != PostStatus.READY:  # rejected, a repost of an ad already published, or pending
         return outcome
     enqueue_publish(post_id)
     return replace(outcome, publish_enqueued=True)
 
 
 def _finish(sessions: sessionmaker[Session], post_id: int, status: PostStatus, reason: str | None, *,
-            text: str | None = None, analysis: Analysis | None = None) -> ProcessResult:
-    """Record the outcome (and, with an analysis, the classification and car data) in one transaction."""
+            text: str | None = None, analysis: Analysis | None = None,
+            duplicate_window_days: int = 0, manual_moderation: bool = False) -> ProcessResult:
+    """Record the outcome (and, with an analysis, the classification and car data) in one transaction.
+
+    A post about to be `ready` that repeats an ad already published is recorded as `duplicate` instead
+    (:mod:`cars_bot.duplicates`), in this same transaction so two copies cannot both pass; with manual
+    moderation it is recorded as `pending` (the sheet's queue approves it: :mod:`cars_bot.sheets.queue_sync`)."""
     with sessions.begin() as session:
         post = session.get(Post, post_id)
         assert post is not None  # claimed by this task
@@ -277,6 +296,14 @@ def _finish(sessions: sessionmaker[Session], post_id: int, status: PostStatus, r
             post.confidence = analysis.classification.confidence
             post.ai_backend = analysis.backend
             if status == PostStatus.READY:
+                from cars_bot.duplicates import find_original
+
+                original = find_original(session, post, analysis.car, duplicate_window_days)
+                if original is not None:
+                    status, reason, post.duplicate_of = PostStatus.DUPLICATE, f"repost of post #{original}", original
+                elif manual_moderation:
+                    status, reason = PostStatus.PENDING, "waiting for an admin in the sheet (MODERATION=manual)"
+            if status in (PostStatus.READY, PostStatus.DUPLICATE, PostStatus.PENDING):
                 _upsert_car(session, post, analysis)
                 post.summary = analysis.summary
         post.status = status

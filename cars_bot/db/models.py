@@ -85,6 +85,8 @@ class PostStatus(enum.StrEnum):
     PUBLISHING = "publishing"
     PUBLISHED = "published"
     FAILED = "failed"
+    DUPLICATE = "duplicate"  # a repost of an ad already published (see cars_bot.duplicates)
+    PENDING = "pending"  # MODERATION=manual: waits for an admin's APPROVED/REJECTED in the sheet
 
 
 class Transmission(enum.StrEnum):
@@ -203,6 +205,8 @@ class Post(TimestampMixin, Base):
     # "never sent" (None) from "sent but lost" and "still running" by these.
     dispatch_task_id: Mapped[str | None] = mapped_column(String(64))
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A repost of an ad already published: the first post of that ad (status `duplicate`).
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), index=True)
 
     channel: Mapped[Channel] = relationship(back_populates="posts")
     car: Mapped[CarData | None] = relationship(back_populates="post", cascade="all, delete-orphan")
@@ -434,3 +438,29 @@ class MonitorChannel(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False)
 
     __table_args__ = (UniqueConstraint("channel_id", name="uq_monitor_channels_channel"),)
+
+
+class SheetFilter(Base):
+    """One filter value read from the sheet "Настройки фильтров" (`attr` is its Settings field).
+
+    `value` is the last value that parsed (JSON; None: the cell is blank, so the environment applies);
+    `error` says why the cell's current text (`raw`) was not taken: the previous value is kept."""
+
+    __tablename__ = "sheet_filters"
+
+    attr: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    raw: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False)
+
+
+class SheetSync(Base):
+    """The last sync of one worksheet, for `carsctl sheets status`."""
+
+    __tablename__ = "sheet_syncs"
+
+    worksheet: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the last one that succeeded
+    last_error: Mapped[str | None] = mapped_column(Text)  # None once a later sync succeeded
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

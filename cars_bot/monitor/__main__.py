@@ -33,6 +33,9 @@ def _log_to(path: Path, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+    from cars_bot.sheets.log_handler import install
+
+    install(root, "monitor")  # LOG_TO_SHEETS=on: warnings and errors to the sheet "Логи" as well
     logging.getLogger("cars_bot").setLevel(level.upper())
 
 

@@ -11,8 +11,14 @@ Rules (the write order common to every sync is in :mod:`cars_bot.sheets`):
   Telegram); blank D/E clear the contact.
 * A channel whose row was removed from the sheet is DEACTIVATED (never deleted); it comes back
   when its row does. A sheet without a "Username канала" header is an error, not an empty list.
-* Written back: "Дата добавления" (and the title, when C is blank and the database knows one) for
-  rows where that cell is blank -- so a second run writes nothing.
+* Written back, in ONE batch: "Дата добавления" (and the title, when C is blank and the database
+  knows one) for rows where that cell is blank, and the channel's statistics, "Опубликовано" (posts
+  published from it) and "Последний пост" (the link of its newest source post), where they differ
+  from the sheet -- so a second run with nothing new writes nothing.
+* Then the filters of "Настройки фильтров" are read (:mod:`cars_bot.sheets.filter_sync`).
+
+Requests to Google per run: 1 spreadsheet metadata, 1 read of each of the two worksheets, and at
+most 1 batch write (none when no cell changed): 3 or 4.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cars_bot.db.models import Channel, utcnow
+from cars_bot.db.models import Channel, Post, utcnow
 from cars_bot.errors import PermanentError
 from cars_bot.sheets.cells import (
     format_sheet_datetime,
@@ -32,12 +38,16 @@ from cars_bot.sheets.cells import (
     normalize_seller_username,
     note_problem,
     parse_bool,
+    parse_count,
     to_utc,
 )
+from cars_bot.sheets.filter_sync import FilterSyncResult, sync_filters
 from cars_bot.sheets.workbook import (
     CH_ACTIVE,
     CH_ADDED,
+    CH_LAST_POST,
     CH_PHONE,
+    CH_PUBLISHED,
     CH_SELLER,
     CH_TITLE,
     CH_USERNAME,
@@ -62,6 +72,7 @@ class ChannelSyncResult:
     cells_written: int
     problems: tuple[str, ...]
     synced_at: str
+    filters: FilterSyncResult
 
 
 def sync_channels(session: Session, workbook: Workbook, now: datetime | None = None) -> ChannelSyncResult:
@@ -138,14 +149,30 @@ def sync_channels(session: Session, workbook: Workbook, now: datetime | None = N
     session.flush()
     session.commit()
 
+    last_links = _last_post_links(session)
     for row, channel in write_back:
         cells: dict[str, CellValue] = {}
         if not row.cell(CH_ADDED):
             cells[CH_ADDED] = format_sheet_datetime(channel.created_at or now)
         if not row.cell(CH_TITLE) and channel.title:
             cells[CH_TITLE] = channel.title
+        if parse_count(row.cell(CH_PUBLISHED)) != channel.published_posts:
+            cells[CH_PUBLISHED] = channel.published_posts
+        last_link = last_links.get(channel.id)
+        if last_link and row.cell(CH_LAST_POST) != last_link:
+            cells[CH_LAST_POST] = last_link
         if cells:
             workbook.update(CHANNELS, row.number, cells)
     cells_written = workbook.flush()
+    filters = sync_filters(session, workbook, now)
     return ChannelSyncResult(**counts, cells_written=cells_written, problems=tuple(problems),
-                             synced_at=now.isoformat())
+                             synced_at=now.isoformat(), filters=filters)
+
+
+def _last_post_links(session: Session) -> dict[int, str]:
+    """Channel id -> the link of its newest source post (highest message id)."""
+    newest = (select(Post.channel_id, func.max(Post.message_id).label("message_id"))
+              .group_by(Post.channel_id).subquery())
+    query = (select(Post.channel_id, Post.link)
+             .join(newest, (Post.channel_id == newest.c.channel_id) & (Post.message_id == newest.c.message_id)))
+    return {channel_id: link for channel_id, link in session.execute(query) if link}

@@ -225,6 +225,10 @@ class GoogleWorkbook:
         self._grids.pop(sheet, None)  # Google decides where the table ends: read again if needed
         return len(values)
 
+    def worksheets(self) -> list[str]:
+        """The spreadsheet's worksheet titles (from its metadata: one request, then cached)."""
+        return list(self._metadata())
+
     def ensure_sheet(self, sheet: str) -> bool:
         """Create `sheet` (header row frozen) if missing, or add the layout headers it lacks."""
         from gspread.utils import absolute_range_name, rowcol_to_a1

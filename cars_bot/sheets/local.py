@@ -141,6 +141,13 @@ class LocalWorkbook:
                 txn.changed = True
         return len(added)
 
+    def worksheets(self) -> list[str]:
+        """The worksheets in the file ([] while the file does not exist)."""
+        if not self.path.exists():
+            return []
+        with self._locked(exclusive=False):
+            return [name for name in self._load() if not name.startswith("_")]
+
     def ensure_sheet(self, sheet: str) -> bool:
         """Create `sheet` with its headers if missing, or add the layout headers it lacks."""
         wanted = layout_headers(sheet)

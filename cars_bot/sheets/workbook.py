@@ -29,6 +29,7 @@ CHANNELS = "Каналы для мониторинга"
 FILTERS = "Настройки фильтров"
 SUBSCRIBERS = "Подписчики"
 ANALYTICS = "Аналитика"
+QUEUE = "Очередь публикаций"
 LOGS = "Логи"
 
 # "Каналы для мониторинга" -------------------------------------------------------------------------
@@ -69,6 +70,16 @@ AN_CONTACTS = "Запросов контактов"
 AN_REVENUE = "Доход"
 AN_AI_COST = "Расходы на ИИ, $"
 
+# "Очередь публикаций": one row per post that passed the filters ----------------------------------------
+Q_POST_ID = "ID поста"  # A, bot; the match key
+Q_CHANNEL = "Канал-источник"  # B, bot
+Q_PROCESSED = "Дата обработки"  # C, bot
+Q_CAR = "Марка/Модель"  # D, bot
+Q_PRICE = "Цена"  # E, bot
+Q_STATUS = "Статус"  # F, PENDING / APPROVED / REJECTED (admin) / PUBLISHED (bot)
+Q_LINK = "Ссылка на оригинал"  # G, bot
+Q_NOTE = "Примечание"  # H, admin: the reason of a rejection
+
 # "Логи" ---------------------------------------------------------------------------------------------
 LOG_TIME = "Дата/время"
 LOG_TYPE = "Тип события"
@@ -84,6 +95,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
                   SUB_REGISTERED, SUB_CONTACTS, SUB_SYNCED),
     ANALYTICS: (AN_DATE, AN_PROCESSED, AN_PUBLISHED, AN_NEW_USERS, AN_ACTIVE_SUBS, AN_CONTACTS, AN_REVENUE,
                 AN_AI_COST),
+    QUEUE: (Q_POST_ID, Q_CHANNEL, Q_PROCESSED, Q_CAR, Q_PRICE, Q_STATUS, Q_LINK, Q_NOTE),
     LOGS: (LOG_TIME, LOG_TYPE, LOG_TEXT, LOG_COMPONENT),
 }
 
@@ -92,6 +104,7 @@ DATE_COLUMNS: dict[str, frozenset[str]] = {
     CHANNELS: frozenset({CH_ADDED}),
     SUBSCRIBERS: frozenset({SUB_START, SUB_END, SUB_REGISTERED}),
     ANALYTICS: frozenset({AN_DATE}),
+    QUEUE: frozenset({Q_PROCESSED}),
     LOGS: frozenset({LOG_TIME}),
 }
 
@@ -151,6 +164,10 @@ class Workbook(Protocol):
         at the time of writing are left out, so re-running an append does not duplicate rows.
         Queued updates are flushed first.
         """
+        ...
+
+    def worksheets(self) -> list[str]:
+        """The titles of the worksheets the workbook has (any, not only the layout's)."""
         ...
 
     def ensure_sheet(self, sheet: str) -> bool:

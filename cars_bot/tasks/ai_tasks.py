@@ -41,10 +41,14 @@ def process_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
     from cars_bot.ai.pipeline import Filters, process_post
     from cars_bot.config import get_settings
     from cars_bot.db.session import session_factory
+    from cars_bot.sheets.filter_sync import settings_with_sheet_filters
 
+    sessions = session_factory()
+    with sessions() as session:  # the sheet "Настройки фильтров" overrides the environment's filters
+        settings = settings_with_sheet_filters(get_settings(), session)
     return task_result(process_post(
-        post_id, task_id=self.request.id or f"direct-{post_id}", sessions=session_factory(),
-        backend=_backend(), filters=Filters.from_settings(get_settings()),
+        post_id, task_id=self.request.id or f"direct-{post_id}", sessions=sessions,
+        backend=_backend(), filters=Filters.from_settings(settings),
         enqueue_publish=lambda pid: self.app.send_task(PUBLISH_POST, args=[pid]),
         may_defer=_may_defer(self),
     ))

@@ -12,47 +12,51 @@ is recorded, not retried.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from cars_bot.celery_app import app
 from cars_bot.tasks.base import CarsTask
 
 
-def _sync_with_workbook(sync: Callable[..., Any]) -> dict[str, Any]:
-    """Run one sync function on the configured workbook and a database session; its result as a dict."""
+def _sync_with_workbook(kind: str) -> dict[str, Any]:
+    """Run one sync on the configured workbook and the database, recorded for `carsctl sheets status`;
+    its result as a dict."""
     from cars_bot.config import get_settings
-    from cars_bot.db.session import session_scope
+    from cars_bot.db.session import session_factory
+    from cars_bot.sheets.admin import SyncKind, run_recorded
     from cars_bot.sheets.backends import open_workbook
 
     workbook = open_workbook(get_settings())
-    with session_scope() as session:
-        result = sync(session, workbook)
-    return dataclasses.asdict(result)
+    return dataclasses.asdict(run_recorded(SyncKind(kind), session_factory(), workbook))
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_channels_task",
           soft_time_limit=30, time_limit=60)
 def sync_channels_task(self: CarsTask) -> dict[str, Any]:
-    """Sheet "Каналы для мониторинга" -> channels: add, update, deactivate removed (no Telegram calls)."""
-    from cars_bot.sheets.channel_sync import sync_channels
-
-    return _sync_with_workbook(sync_channels)
+    """Sheet "Каналы для мониторинга" -> channels: add, update, deactivate removed (no Telegram calls); the
+    filters of "Настройки фильтров"; then the queue "Очередь публикаций" (moderation decisions)."""
+    result = _sync_with_workbook("channels")
+    _sync_with_workbook("queue")  # every minute with the channels, without an entry of its own in the schedule
+    return result
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_subscribers_task",
           soft_time_limit=60, time_limit=90)
 def sync_subscribers_task(self: CarsTask) -> dict[str, Any]:
     """Subscribers both ways: admin edits -> database, database state (expiry) -> sheet, new users appended."""
-    from cars_bot.sheets.subscriber_sync import sync_subscribers
-
-    return _sync_with_workbook(sync_subscribers)
+    return _sync_with_workbook("subscribers")
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.update_analytics_task",
           soft_time_limit=90, time_limit=120)
 def update_analytics_task(self: CarsTask) -> dict[str, Any]:
     """Refresh today's (UTC) row of "Аналитика"; one row per day."""
-    from cars_bot.sheets.analytics import update_analytics
+    return _sync_with_workbook("analytics")
 
-    return _sync_with_workbook(update_analytics)
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.sheets_tasks.sync_queue_task",
+          soft_time_limit=30, time_limit=60)
+def sync_queue_task(self: CarsTask) -> dict[str, Any]:
+    """"Очередь публикаций" alone (sync_channels_task runs it too): apply the admins' APPROVED/REJECTED
+    (MODERATION=manual), list pending and published posts."""
+    return _sync_with_workbook("queue")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from carsctl.context import obj
@@ -12,7 +14,8 @@ app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True
 
 @app.command("show")
 def show(ctx: typer.Context, json: JsonOpt = False) -> None:
-    """Print every setting (secrets masked) and its source: default, .env or environment.
+    """Print every setting (secrets masked) and its source: default, .env or environment; and each
+    filter's effective value with its source (sheet "Настройки фильтров", environment, default).
 
     Example: carsctl config show --json | jq '.variables[] | select(.source != "default")'
     """
@@ -30,6 +33,7 @@ def show(ctx: typer.Context, json: JsonOpt = False) -> None:
         },
         "integrations": settings.integrations(),
         "sessions": _sessions(settings),
+        "filters": _filters(settings),
     }
     if json or cli.json:
         cli.emit_json(data)
@@ -42,6 +46,18 @@ def show(ctx: typer.Context, json: JsonOpt = False) -> None:
     cli.out.print(key_values("Integrations", data["integrations"].items()))
     if data["sessions"]:
         cli.out.print(key_values("Sessions", data["sessions"].items()))
+    report = data["filters"]
+    cli.out.print(table(f"Filters (sheet values {report.sheet_values})",
+                        ("variable", "value", "source", "sheet problem"),
+                        ((f.name, "" if f.value is None else f.value, f.source, f.sheet_error or "")
+                         for f in report.filters)))
+
+
+def _filters(settings: Any) -> Any:
+    """Each filter's effective value and whether it came from the sheet, the environment or the default."""
+    from cars_bot.sheets.filter_sync import describe_filters
+
+    return describe_filters(settings)
 
 
 def _masked(url: str) -> str:

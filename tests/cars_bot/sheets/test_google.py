@@ -194,16 +194,30 @@ def test_one_client_per_process(tmp_path: Path) -> None:
 
 def test_channel_sync_through_google(session: Session, fake_sheets: FakeSheetsServer, book: FakeSpreadsheet) -> None:
     result = sync_channels(session, workbook_for(fake_sheets), now=NOW)
-    assert (result.added, result.total, result.cells_written) == (2, 2, 2)
+    assert (result.added, result.total, result.cells_written) == (2, 2, 4)  # dates, and "Опубликовано" 0
     names = {c.username: c for c in session.scalars(select(Channel))}
     assert set(names) == {"cars_msk", "https://t.me/+Invite_Hash"}
     assert names["cars_msk"].seller_phone == "79991234567" and names["https://t.me/+Invite_Hash"].is_active is False
-    # metadata, one read, one batched write
-    assert len(fake_sheets.requests) == 3 and fake_sheets.count("POST") == 1
+    # metadata, one read, one batched write; then the missing filters worksheet is created (2 writes)
+    assert len(fake_sheets.requests) == 5 and fake_sheets.count("POST") == 3
     fake_sheets.requests.clear()
     second = workbook_for(fake_sheets)
     assert sync_channels(session, second, now=NOW).cells_written == 0
-    assert fake_sheets.count("POST") == 0 and second.writes == 0
+    # steady state: metadata and one read of each worksheet, nothing written
+    assert len(fake_sheets.requests) == 3 and fake_sheets.count("POST") == 0 and second.writes == 0
+    # a new source post and a publication: "Опубликовано" and "Последний пост" in the one batch
+    from cars_bot.posts import store_post
+
+    store_post(session, channel="@cars_msk", text="x", message_id=41)
+    names["cars_msk"].published_posts = 1
+    session.commit()
+    fake_sheets.requests.clear()
+    third = workbook_for(fake_sheets)
+    assert sync_channels(session, third, now=NOW).cells_written == 2
+    assert len(fake_sheets.requests) == 4 and fake_sheets.count("POST") == 1
+    rows = {r["Username канала"]: r for r in workbook_for(fake_sheets).read(CHANNELS)}
+    assert (rows["@Cars_Msk"]["Опубликовано"], rows["@Cars_Msk"]["Последний пост"]) == (
+        "1", "https://t.me/cars_msk/41")
 
 
 def test_subscriber_sync_through_google(session: Session, fake_sheets: FakeSheetsServer,

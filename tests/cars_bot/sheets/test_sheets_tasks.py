@@ -57,7 +57,7 @@ def test_sync_channels_task(home: Path) -> None:
     assert result["added"] == 1
     assert json.loads(json.dumps(result))["problems"] == []  # the result backend stores JSON
     assert list(result) == ["added", "updated", "deactivated", "total", "skipped", "invalid", "duplicates",
-                            "cells_written", "problems", "synced_at"]
+                            "cells_written", "problems", "synced_at", "filters"]
     with session_scope() as session:
         assert [c.username for c in session.scalars(select(Channel))] == ["cars_msk"]
 

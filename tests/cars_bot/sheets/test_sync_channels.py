@@ -145,3 +145,22 @@ def test_an_empty_sheet_deactivates_all(session: Session, sheet: LocalWorkbook, 
     empty = LocalWorkbook(workbook.path.with_name("empty.json"))
     result = sync_channels(session, empty, now=NOW)
     assert result.deactivated == 2 and result.total == 0
+
+
+def test_channel_statistics_are_written_in_the_same_single_batch(session: Session, sheet: LocalWorkbook) -> None:
+    from cars_bot.posts import store_post
+    from cars_bot.sheets.workbook import CH_LAST_POST, CH_PUBLISHED
+
+    sync_channels(session, sheet, now=NOW)
+    msk = channels(session)["cars_msk"]
+    for message_id in (7, 12, 9):
+        store_post(session, channel="@cars_msk", text=f"post {message_id}", message_id=message_id)
+    msk.published_posts = 2
+    session.commit()
+    sheet.writes = 0
+    result = sync_channels(session, sheet, now=NOW)
+    assert result.cells_written == 2 and sheet.writes == 1  # H and I of one row, one write
+    row = next(r for r in sheet.read(CHANNELS) if r.cell(CH_USERNAME) == "@Cars_Msk")
+    assert (row[CH_PUBLISHED], row[CH_LAST_POST]) == ("2", "https://t.me/cars_msk/12")
+    sheet.writes = 0
+    assert sync_channels(session, sheet, now=NOW).cells_written == 0 and sheet.writes == 0

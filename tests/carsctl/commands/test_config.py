@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from tests.carsctl.cli import invoke
 
 
@@ -47,3 +49,26 @@ def test_config_show_says_whether_the_session_string_is_valid(settings, monkeypa
     assert state.startswith("invalid: not a telethon StringSession") and malformed not in result.output
     table = invoke("config", "show")
     assert "TELEGRAM_SESSION_STRING" in table.stdout and "invalid" in table.stdout
+@pytest.mark.db
+def test_config_show_names_the_source_of_each_filter_value(settings, db, monkeypatch) -> None:
+    from cars_bot.db.models import SheetFilter, utcnow
+
+    monkeypatch.setenv("MIN_PRICE", "300000")
+    monkeypatch.setenv("MAX_PRICE", "9000000")
+    with db.begin() as session:
+        session.add_all([
+            SheetFilter(attr="max_price", value=2_000_000, raw="2 млн", updated_at=utcnow()),
+            SheetFilter(attr="min_confidence", value=None, raw="abc", updated_at=utcnow(),
+                        error="Настройки фильтров row 3 (Порог уверенности AI): 'abc' is not a number"),
+        ])
+    result = invoke("config", "show", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["filters"]
+    views = {f["name"]: f for f in report["filters"]}
+    assert report["sheet_values"] == "read"
+    assert (views["MAX_PRICE"]["value"], views["MAX_PRICE"]["source"]) == (2_000_000, "sheet")
+    assert (views["MIN_PRICE"]["value"], views["MIN_PRICE"]["source"]) == (300_000, "environment")
+    assert (views["MIN_CONFIDENCE_SCORE"]["value"], views["MIN_CONFIDENCE_SCORE"]["source"]) == (0.75, "default")
+    assert "'abc' is not a number" in views["MIN_CONFIDENCE_SCORE"]["sheet_error"]
+    table = invoke("config", "show")
+    assert "Filters (sheet values read)" in table.stdout and "sheet" in table.stdout
