@@ -188,7 +188,7 @@ def run_sync(kind: SyncKind, settings: Settings, workbook: Workbook | None = Non
 
 def run_recorded(kind: SyncKind, sessions: Callable[[], Session], workbook: Workbook) -> Any:
     """`kind`'s sync on `workbook` in a session of `sessions`, recorded by :func:`record_sync`."""
-    from cars_bot.config import mask_secrets_in
+    from cars_bot.secret_masking import mask_secrets_in
 
     worksheets = SYNC_WORKSHEETS[kind]
     try:

@@ -219,8 +219,9 @@ def describe_filters(settings: Settings) -> FilterReport:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cars_bot.config import VARS, display_value, mask_secrets_in
+    from cars_bot.config import VARS, display_value
     from cars_bot.db.session import session_factory
+    from cars_bot.secret_masking import mask_secrets_in
 
     values: dict[str, tuple[Any, str | None]] = {}
     state = "read"

@@ -59,7 +59,8 @@ class SheetsLogHandler(logging.Handler):
         try:
             if self._pid != os.getpid():  # a forked pool process: its own buffer and thread
                 self._reset()
-            from cars_bot.config import get_settings, mask_secrets_in
+            from cars_bot.config import get_settings
+            from cars_bot.secret_masking import mask_secrets_in
 
             text = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:

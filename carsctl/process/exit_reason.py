@@ -60,7 +60,8 @@ def error_lines(lines: list[str]) -> tuple[str, ...]:
 
 
 def _masked(line: str) -> str:
-    from cars_bot.config import ConfigError, get_settings, mask_secrets_in
+    from cars_bot.config import ConfigError, get_settings
+    from cars_bot.secret_masking import mask_secrets_in
 
     try:
         settings = get_settings()
