@@ -26,12 +26,16 @@ SHARED_SESSION = ("TELEGRAM_MONITOR_SESSION_STRING is the publisher's session (T
 
 
 def session_problem(settings: Settings) -> str | None:
-    """Why the monitor cannot start with these settings (not configured, or the publisher's session), or None."""
+    """Why the monitor cannot start with these settings (not configured, the publisher's session, or a
+    malformed session string), or None."""
     if not monitor_configured(settings):
         return NOT_CONFIGURED
     if settings.telegram_monitor_session_string == settings.telegram_session_string:
         return SHARED_SESSION
-    return None
+    from cars_bot.publishing.telegram_client import validate_session_string
+
+    invalid = validate_session_string(settings.telegram_monitor_session_string)
+    return f"TELEGRAM_MONITOR_SESSION_STRING is invalid: {invalid}" if invalid else None
 
 
 def make_client(settings: Settings) -> Any:

@@ -93,10 +93,12 @@ def bring_up(settings: Settings, nodes: Sequence[NodeState], *, beat: bool = Tru
 
 
 def _start_monitor_if_configured(settings: Settings, timeout: float, progress: Progress | None) -> StartResult | None:
-    from carsctl.lifecycle.monitor_node import monitor_configured, not_configured_line, start_monitor
+    from cars_bot.monitor.client import session_problem
+    from carsctl.lifecycle.monitor_node import start_monitor
 
-    if not monitor_configured(settings):
-        say(progress, f"monitor: skipped ({not_configured_line()})")
+    problem = session_problem(settings)
+    if problem is not None:  # not configured, or configured so that it cannot start: `doctor` says why too
+        say(progress, f"monitor: skipped ({problem})")
         return None
     return start_monitor(settings, timeout=timeout, progress=progress)
 

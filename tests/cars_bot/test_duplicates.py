@@ -183,5 +183,5 @@ def test_moderation_setting() -> None:
     assert Filters.from_settings(load_settings({"MODERATION": "Manual"}, cwd=Path("/nonexistent"))).manual_moderation
     with pytest.raises(ConfigError, match="MODERATION must be one of auto, manual"):
         load_settings({"MODERATION": "sometimes"}, cwd=Path("/nonexistent"))
-    with pytest.raises(ConfigError, match="DUPLICATE_WINDOW_DAYS must be between 0 and 365 days"):
+    with pytest.raises(ConfigError, match="DUPLICATE_WINDOW_DAYS must be an integer from 0 to 365"):
         load_settings({"DUPLICATE_WINDOW_DAYS": "400"}, cwd=Path("/nonexistent"))

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from tests.carsctl.ops import pid_alive
+from tests.telegram_sessions import fake_session_string
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 NOT_CONFIGURED = "not configured: set TELEGRAM_API_ID, TELEGRAM_API_HASH and TELEGRAM_MONITOR_SESSION_STRING"
 FAKE_TELEGRAM = {"TELEGRAM_API_ID": "12345", "TELEGRAM_API_HASH": "0123456789abcdef",
-                 "TELEGRAM_MONITOR_SESSION_STRING": "1FakeSessionString",
+                 "TELEGRAM_MONITOR_SESSION_STRING": fake_session_string("FakeMonitor"),
                  "MONITOR_CLIENT_FACTORY": "tests.cars_bot.monitor.fake_monitor_client:make_client"}
 
 
