@@ -64,7 +64,7 @@ def test_start_status_stop_with_a_faked_telegram(lifecycle: Any, db: Any) -> Non
     heartbeat = json.loads((lifecycle.home / "run" / "monitor.heartbeat.json").read_text())
     assert heartbeat["state"] == "stopped"  # it shut down cleanly on SIGTERM
     log = (lifecycle.logs / "monitor.log").read_text()
-    assert "listening to cars_msk" in log and "stopped" in log and "1FakeSessionString" not in log
+    assert "listening to cars_msk" in log and "stopped" in log and FAKE_TELEGRAM["TELEGRAM_MONITOR_SESSION_STRING"] not in log
     after = lifecycle.run("monitor", "status")
     assert after.returncode == 3 and "stopped" in after.stdout
 
@@ -97,7 +97,7 @@ def test_systemd_emits_the_monitor_unit_only_when_it_is_configured(lifecycle: An
     unit = text.split("# ===== cars-bot-monitor.service =====", 1)[1].split("# =====", 1)[0]
     assert re.search(r"^ExecStart=\S+ -m cars_bot\.monitor --loglevel info$", unit, re.M), unit
     assert "KillSignal=SIGTERM" in unit and "RestartPreventExitStatus=2" in unit
-    assert "Wants=cars-bot-monitor.service" in text and "1FakeSessionString" not in text
+    assert "Wants=cars-bot-monitor.service" in text and FAKE_TELEGRAM["TELEGRAM_MONITOR_SESSION_STRING"] not in text
     assert "No unit for the Telegram monitor" not in text
 
 
