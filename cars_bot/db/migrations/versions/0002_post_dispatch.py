@@ -19,9 +19,12 @@ def upgrade() -> None:
     with op.batch_alter_table('posts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('dispatch_task_id', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('processing_held', sa.Boolean(), server_default=sa.false(),
+                                      nullable=False))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('posts', schema=None) as batch_op:
+        batch_op.drop_column('processing_held')
         batch_op.drop_column('dispatched_at')
         batch_op.drop_column('dispatch_task_id')
