@@ -512,3 +512,21 @@ def restore_orphans(app: Celery, timeout: float = 2.0) -> OrphansRestored:
             restored.append(message.task_id if message is not None else str(tag))
     return OrphansRestored(answered=True, workers=workers, unacked=unacked, held=held_count,
                            restored=tuple(restored))
+
+
+@contextmanager
+def without_result_subscription() -> Iterator[None]:
+    """Tasks sent inside do not subscribe to their results (the Redis result backend's pub/sub).
+
+    A sender that never reads the results (`post import` of thousands of posts) saves a SUBSCRIBE and
+    an UNSUBSCRIBE per task, and a broker lost mid-way is one error, not a RuntimeError from every
+    result object's `__del__`. The workers still store the results.
+    """
+    from celery import _state
+
+    previous = _state.task_join_will_block()
+    _state._set_task_join_will_block(True)
+    try:
+        yield
+    finally:
+        _state._set_task_join_will_block(previous)

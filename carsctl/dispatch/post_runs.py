@@ -78,6 +78,7 @@ def _queued_post_ids(cli: CliContext) -> set[int]:
 
 def _dispatch(cli: CliContext, post_ids: list[int]) -> dict[int, str]:
     """Send process_post_task for each post, recording each dispatch on its post; returns post -> task id."""
+    from cars_bot.broker import without_result_subscription
     from cars_bot.db.session import session_scope
     from cars_bot.posts import record_dispatches
     from cars_bot.task_names import PROCESS_POST
@@ -86,8 +87,9 @@ def _dispatch(cli: CliContext, post_ids: list[int]) -> dict[int, str]:
     for start in range(0, len(post_ids), DISPATCH_BATCH):
         batch: list[tuple[int, str]] = []
         try:
-            for post_id in post_ids[start:start + DISPATCH_BATCH]:
-                batch.append((post_id, cli.celery_app.send_task(PROCESS_POST, args=[post_id]).id))
+            with without_result_subscription():
+                for post_id in post_ids[start:start + DISPATCH_BATCH]:
+                    batch.append((post_id, cli.celery_app.send_task(PROCESS_POST, args=[post_id]).id))
         except _broker_errors() as error:
             failure: BaseException | None = error
         else:
@@ -111,7 +113,7 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 def _broker_lost(cli: CliContext, error: BaseException, *, sent: int, total: int | None) -> DependencyUnavailable:
     from cars_bot.config import mask_url
 
-    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    reason = " ".join(str(error).split())[:200] or type(error).__name__
     done = f"; {sent} of {total} posts dispatched, all stored" if total is not None else ""
     return DependencyUnavailable(f"broker lost at {mask_url(cli.settings.broker_url)}: {reason}{done}",
                                  hint="run the same command again once the broker is back: it dispatches "

@@ -132,3 +132,62 @@ def stack(lifecycle: Lifecycle, db: Any, celery_app_real: Any,  # noqa: F811
         for pid in state.killed:
             _stop_by_pid(pid, None)
         reset_settings()
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of this test only (a unix socket in a short directory), to kill and bring back."""
+
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+    persistent: bool = True  # an append-only file, as the embedded broker keeps one
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"redis+socket://{self.socket}"
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+
+    def start(self) -> None:
+        import redis
+
+        from carsctl.process.embedded_redis import redis_server_binary
+
+        binary, _origin = redis_server_binary()
+        self.socket.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            [str(binary), "--port", "0", "--unixsocket", str(self.socket), "--save", "",
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
+             "--dir", str(self.directory), "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers() -> bool:
+            try:
+                return bool(self.socket.exists() and self.client().ping())
+            except redis.exceptions.ConnectionError:
+                return False
+
+        wait_for(answers, 10, "the private redis-server to answer")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or OOM-killed broker goes."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def private_redis(short_home: Path) -> Iterator[PrivateRedis]:  # noqa: F811
+    server = PrivateRedis(short_home)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
