@@ -196,6 +196,9 @@ class PostDescription:
     found_at: datetime
     processed_at: datetime | None
     published_at: datetime | None
+    dispatch_task_id: str | None  # the last process_post_task sent for it (None: never sent)
+    dispatched_at: datetime | None
+    processing_held: bool  # stored with --no-process: recovery leaves it alone
     text: str
     car: CarDescription | None
     publication: PublicationDescription | None
@@ -225,7 +228,8 @@ def describe_post(session: Session, post_id: int) -> PostDescription | None:
         id=post.id, channel=post.channel.username, message_id=post.message_id, link=post.link,
         status=post.status, reason=post.status_reason, is_sale=post.is_sale, confidence=post.confidence,
         backend=post.ai_backend, summary=post.summary, found_at=post.found_at, processed_at=post.processed_at,
-        published_at=post.published_at, text=post.text,
+        published_at=post.published_at, dispatch_task_id=post.dispatch_task_id, dispatched_at=post.dispatched_at,
+        processing_held=post.processing_held, text=post.text,
         car=None if car is None else CarDescription(
             brand=car.brand, model=car.model, year=car.year, price=car.price, mileage=car.mileage,
             engine_volume=car.engine_volume, transmission=car.transmission, fuel=car.fuel, owners=car.owners,
