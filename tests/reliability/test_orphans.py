@@ -37,3 +37,32 @@ def test_a_message_held_by_a_live_worker_is_never_restored(stack: Stack, tmp_pat
         assert not silent.answered and silent.restored == ()
         assert client.hlen("unacked") == 1
         app.control.revoke(sent.id, terminate=True, signal="SIGKILL")  # no need to wait for it
+
+
+def test_the_safety_net_gives_back_a_dead_workers_messages(stack: Stack, tmp_path, capsys) -> None:
+    """A worker killed with no carsctl restart: the periodic task, run by the surviving worker, gives
+    its message back (the 2-minute beat interval is the only wait left, and it is not waited here)."""
+    import time
+
+    from cars_bot.tasks.monitoring_tasks import recover_lost_work_task
+
+    app = stack.app
+    marker = str(tmp_path / "orphan")
+    with celery_worker(app, pool="prefork", concurrency=1, queues="default",
+                       extra=("-I", TASKS_MODULE)) as (doomed, _node):
+        app.send_task("carsctl_test.sleep", args=[1, marker], queue="default")
+        wait_for(lambda: os.path.exists(marker + ".started"), 30, "the task to start")
+        stack.kill9(doomed.pid)  # the whole node: main process, then its pool child
+        died = time.monotonic()
+        for child in stack.killed:
+            os.kill(child, signal.SIGKILL)
+        os.remove(marker + ".started")
+    with celery_worker(app, pool="prefork", concurrency=2, queues="default,monitoring",
+                       extra=("-I", TASKS_MODULE)):
+        outcome = recover_lost_work_task.apply_async().get(timeout=30)
+        assert outcome["workers_answered"] and len(outcome["orphans_restored"]) == 1, outcome
+        wait_for(lambda: os.path.exists(marker + ".done"), 30, "the orphaned task to run again")
+        elapsed = time.monotonic() - died
+    with capsys.disabled():
+        print(f"\nsafety net: a dead worker's message ran again {elapsed:.1f}s after its death "
+              "(plus up to the 2-minute beat interval)")

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from cars_bot.db.models import FailedTask, OutboxMessage, Post, utcnow
+from cars_bot.db.models import FailedTask, OutboxMessage, utcnow
 from tests.reliability.conftest import REJECT_EVERY, Stack, post_records, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.slow]
@@ -68,7 +68,7 @@ def test_killing_the_worker_loses_nothing_and_publishes_each_post_once(stack: St
         assert "removed stale" in restart.stderr
         if isinstance(orphans, dict):
             assert re.search(r"restored \d+ unacked message", restart.stderr), restart.stderr
-            wait_for(lambda o=orphans: _started_again(stack, set(o), log_offset), 60, "the orphans to run again")
+            wait_for(lambda o=orphans, at=log_offset: _started_again(stack, set(o), at), 60, "the orphans to run again")
             recovered_after.append(time.monotonic() - died)
 
     wait_for(lambda: stack.finished(POSTS), 240, "every post to finish")
