@@ -7,6 +7,7 @@ small frozen dataclass; the monitoring tasks store them as dicts (:func:`cars_bo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -226,30 +227,56 @@ class LostPosts:
     publish: list[int]   # ready or publishing with no publish message left
 
 
-def find_lost_posts(session: Session, *, processing: set[int], publishing: set[int],
+def _stuck(session: Session, cutoff: datetime,
+           among: list[int] | None = None) -> tuple[list[int], list[int], list[int]]:
+    """(new, processing, ready or publishing) post ids untouched since `cutoff`, optionally among ids."""
+    stale = Post.updated_at < cutoff
+    new_unsent = or_(Post.dispatched_at < cutoff, and_(Post.dispatched_at.is_(None), Post.found_at < cutoff))
+    queries = (
+        select(Post.id).where(Post.status == PostStatus.NEW, Post.processing_held.is_(False), new_unsent),
+        select(Post.id).where(Post.status == PostStatus.PROCESSING, stale),
+        select(Post.id).where(Post.status.in_([PostStatus.READY, PostStatus.PUBLISHING]), stale),
+    )
+    if among is None:
+        new, processing, publishing = (list(session.scalars(query)) for query in queries)
+        return new, processing, publishing
+    found: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for start in range(0, len(among), SCAN_BATCH):  # a bounded IN list per query
+        chunk = among[start:start + SCAN_BATCH]
+        for ids, query in zip(found, queries, strict=True):
+            ids.extend(session.scalars(query.where(Post.id.in_(chunk))))
+    return found
+
+
+def find_lost_posts(sessions: Any, in_broker: Callable[[], tuple[set[int], set[int]]], *,
                     now: datetime | None = None, grace: timedelta = RECOVERY_GRACE) -> LostPosts:
     """Posts stuck before a final status with no message for them in the broker (prior defect 5,
-    issue 10): `processing` and `publishing` are the post ids the broker holds a process / publish
-    message for (ready or unacked). A post untouched for less than `grace` is left alone.
+    issue 10). `in_broker()` gives the post ids the broker holds a process / publish message for
+    (ready or unacked); it is called only when some post is a candidate, and outside any transaction
+    (reading the queues takes time; a SQLite write lock would stall the workers meanwhile). The
+    candidates are checked again afterwards, so a post that moved on in the meantime is left alone.
+    A post untouched for less than `grace` is left alone.
 
     Posts in `processing` whose run died are reset to `new` (their claim released). Posts stored with
     `--no-process` (held) are left alone. Sending the tasks again is safe: processing is claimed by
     one task id, publishing resumes from its recorded intent, so neither runs twice.
     """
     cutoff = (now or utcnow()) - grace
-    new = [post_id for post_id in session.scalars(select(Post.id).where(
-        Post.status == PostStatus.NEW, Post.processing_held.is_(False),
-        or_(Post.dispatched_at < cutoff, and_(Post.dispatched_at.is_(None), Post.found_at < cutoff))))
-        if post_id not in processing]
-    stale = Post.updated_at < cutoff
-    died = [post_id for post_id in session.scalars(select(Post.id).where(Post.status == PostStatus.PROCESSING, stale))
-            if post_id not in processing]
-    if died:
-        session.execute(update(Post).where(Post.id.in_(died), Post.status == PostStatus.PROCESSING, stale)
-                        .values(status=PostStatus.NEW, claimed_by=None)
-                        .execution_options(synchronize_session=False))
-    publish = [post_id for post_id in session.scalars(select(Post.id).where(
-        Post.status.in_([PostStatus.READY, PostStatus.PUBLISHING]), stale)) if post_id not in publishing]
+    with sessions.begin() as session:
+        candidates = [pid for ids in _stuck(session, cutoff) for pid in ids]
+    if not candidates:
+        return LostPosts(process=[], publish=[])
+    processing, publishing = in_broker()
+    with sessions.begin() as session:
+        new, died, publish = _stuck(session, cutoff, candidates)
+        new = [post_id for post_id in new if post_id not in processing]
+        died = [post_id for post_id in died if post_id not in processing]
+        if died:
+            session.execute(update(Post).where(Post.id.in_(died), Post.status == PostStatus.PROCESSING,
+                                               Post.updated_at < cutoff)
+                            .values(status=PostStatus.NEW, claimed_by=None)
+                            .execution_options(synchronize_session=False))
+    publish = [post_id for post_id in publish if post_id not in publishing]
     return LostPosts(process=sorted(new + died), publish=sorted(publish))
 
 
@@ -268,21 +295,23 @@ def recover_lost_work(app: Any, sessions: Any = None, now: datetime | None = Non
     """The safety net: give back the unacked messages no live worker holds, then send the tasks of the
     posts with no message left (:func:`find_lost_posts`), recording each processing dispatch."""
     from cars_bot.broker import broker_messages, restore_orphans
-    from cars_bot.db.session import session_scope
+    from cars_bot.db.session import session_factory
     from cars_bot.posts import record_dispatches
     from cars_bot.task_names import PROCESS_POST, PUBLISH_POST
 
+    def in_broker() -> tuple[set[int], set[int]]:
+        messages = broker_messages(app)
+        return ({m.first_arg for m in messages if m.task == PROCESS_POST},
+                {m.first_arg for m in messages if m.task == PUBLISH_POST})
+
+    sessions = sessions or session_factory()
     orphans = restore_orphans(app, timeout=timeout)
-    messages = broker_messages(app)
-    processing = {m.first_arg for m in messages if m.task == PROCESS_POST}
-    publishing = {m.first_arg for m in messages if m.task == PUBLISH_POST}
-    with (sessions.begin() if sessions is not None else session_scope()) as session:
-        lost = find_lost_posts(session, processing=processing, publishing=publishing, now=now, grace=grace)
+    lost = find_lost_posts(sessions, in_broker, now=now, grace=grace)
     dispatches = [(post_id, app.send_task(PROCESS_POST, args=[post_id]).id) for post_id in lost.process]
     for post_id in lost.publish:
         app.send_task(PUBLISH_POST, args=[post_id])
     if dispatches:
-        with (sessions.begin() if sessions is not None else session_scope()) as session:
+        with sessions.begin() as session:
             record_dispatches(session, dispatches)
     return LostWorkRecovered(workers_answered=orphans.answered, orphans_restored=list(orphans.restored),
                              process=lost.process, publish=lost.publish)

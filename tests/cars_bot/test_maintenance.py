@@ -198,3 +198,24 @@ def test_orphaned_unacked_messages_are_restored_at_once(celery_app_real, redis_c
     assert outcome.answered and outcome.workers == 0 and outcome.restored == (sent.id,)
     assert redis_client.hlen("unacked") == 0
     assert [(m.task_id, m.first_arg) for m in broker_messages(celery_app_real)] == [(sent.id, 41)]
+
+
+def test_a_post_that_moves_on_while_the_broker_is_read_is_left_alone(db) -> None:
+    from sqlalchemy import update
+
+    from cars_bot.maintenance import find_lost_posts
+
+    old = utcnow() - timedelta(hours=1)
+    with db.begin() as session:
+        channel = Channel(username="race")
+        quiet = Post(channel=channel, message_id=1, text="x", found_at=old)
+        taken = Post(channel=channel, message_id=2, text="y", found_at=old)
+        session.add_all([quiet, taken])
+
+    def in_broker() -> tuple[set[int], set[int]]:  # meanwhile a worker takes one of them
+        with db.begin() as session:
+            session.execute(update(Post).where(Post.id == taken.id).values(status=PostStatus.PROCESSING))
+        return set(), set()
+
+    assert find_lost_posts(db, in_broker).process == [quiet.id]
+    assert find_lost_posts(db, lambda: (set(), set())).process == [quiet.id]  # nothing is reset twice
