@@ -199,6 +199,8 @@ def restart_workers(settings: Settings, names: Sequence[str], *, timeout: float 
     blocked = {r.name for r in stopped if r.outcome is StopOutcome.STILL_RUNNING}
     started = start_workers(settings, [s for s in specs if s.name not in blocked], timeout=start_timeout,
                             app_loader=app_loader, progress=progress)
+    if any(r.outcome in (StopOutcome.STALE, StopOutcome.KILLED) for r in stopped):
+        restore_orphaned_messages(app_loader, progress)  # it had died, or was killed: what it held
     return RestartResult(tuple(stopped), tuple(started))
 
 

@@ -66,3 +66,21 @@ def test_the_safety_net_gives_back_a_dead_workers_messages(stack: Stack, tmp_pat
     with capsys.disabled():
         print(f"\nsafety net: a dead worker's message ran again {elapsed:.1f}s after its death "
               "(plus up to the 2-minute beat interval)")
+
+
+@pytest.mark.parametrize("command", [("up", "--no-beat"), ("worker", "restart", "w")], ids=["up", "restart"])
+def test_up_and_restart_after_a_crash_give_back_what_the_dead_node_held(stack: Stack, tmp_path, command) -> None:
+    marker = str(tmp_path / "held")
+    stack.start_worker("w", "-Q", "default", "-c", "1", "-I", TASKS_MODULE)
+    stack.app.send_task("carsctl_test.sleep", args=[2, marker], queue="default")
+    wait_for(lambda: os.path.exists(marker + ".started"), 30, "the task to start")
+    stack.kill9(stack.worker_pid("w"))  # the node dies with its pool child
+    for child in stack.killed:
+        os.kill(child, signal.SIGKILL)
+    os.remove(marker + ".started")
+
+    result = stack.carsctl(*command)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "restored 1 unacked message(s) orphaned by a dead worker" in result.stderr, result.stderr
+    wait_for(lambda: os.path.exists(marker + ".done"), 30, "the task to run again")
