@@ -1,5 +1,9 @@
 """posts record their dispatch (task id and time), so a recovery can tell never-sent from lost
 
+`processing_held` marks posts stored with `--no-process`, which recovery leaves alone. Posts already
+stored are not held: a `new` post from before this revision is one whose processing was never sent
+or was lost (issue 10), and the safety net dispatches it.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-30 06:15:00
