@@ -88,7 +88,7 @@ def test_broker_killed_during_import(stack: Stack, private_redis: PrivateRedis, 
     from cars_bot.celery_app import create_app
     from cars_bot.config import get_settings, reset_settings
 
-    total = 3000
+    total = 1500
     ads = write_jsonl(tmp_path / "ads.jsonl", post_records(total))
     env = {**stack.run.env, "REDIS_URL": private_redis.url}
     importing = subprocess.Popen([sys.executable, "-m", "carsctl", "post", "import", str(ads), "--json"],

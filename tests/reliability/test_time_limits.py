@@ -15,14 +15,14 @@ pytestmark = [pytest.mark.slow]
 
 SLOW_MODULE = "reliability_slow_backend"
 SLOW_SOURCE = '''
-"""Loaded by the test worker (-I): a 1 s soft time limit on processing, and an analysis that hangs on
+"""Loaded by the test worker (-I): a 5 s soft time limit on processing, and an analysis that hangs on
 posts saying "HANG" (as a stuck AI call would)."""
 import time
 
 from cars_bot.ai import pipeline
 from cars_bot.tasks.ai_tasks import process_post_task
 
-process_post_task.soft_time_limit = 1
+process_post_task.soft_time_limit = 5  # a normal post takes ~50 ms
 _analyse = pipeline.RulesBackend.analyse
 
 
@@ -56,8 +56,9 @@ def test_soft_time_limit_leaves_no_claim_and_no_half_written_rows(stack: Stack, 
             ids = list(session.scalars(select(Post.id).order_by(Post.message_id)))
         for post_id in ids:
             stack.app.send_task(PROCESS_POST, args=[post_id])
-        wait_for(lambda: stack.statuses()["ready"] + stack.statuses()["rejected"] == 3 and _recorded(stack),
+        wait_for(lambda: sum(stack.statuses()[s] for s in ("ready", "rejected", "failed")) == 4 and _recorded(stack),
                  60, "the pipeline and the failed-task registry")
+    assert stack.statuses()["failed"] == 1, stack.statuses()
     with stack.sessions() as session:
         hung = session.get(Post, ids[1])
         assert hung.status == PostStatus.FAILED and hung.claimed_by is None, (hung.status, hung.claimed_by)
