@@ -406,8 +406,10 @@ def _loads(raw: Any) -> Any:
         return None
 
 
-#: What the workers are asked for: every message a worker holds is active, reserved or scheduled.
-HOLDING_COMMANDS = (("active", {"safe": True}), ("reserved", {"safe": True}), ("scheduled", {"safe": True}))
+#: What the workers are asked for: every message a worker holds is scheduled, reserved or active. In
+#: the order a request moves (Celery's `reserved` leaves out the active ones), so one moving on between
+#: two questions is seen by the later one; one finished meanwhile is acked and so out of the hash.
+HOLDING_COMMANDS = (("scheduled", {"safe": True}), ("reserved", {"safe": True}), ("active", {"safe": True}))
 
 
 def held_by_workers(app: Celery, timeout: float = 2.0) -> tuple[frozenset[str], int] | None:
@@ -478,6 +480,11 @@ class OrphansRestored:
     restored: tuple[str, ...]   # task ids given back to their queue
 
 
+#: Seconds of clock difference tolerated between hosts: a delivery's time in the hash is the worker
+#: host's clock, so messages delivered this close to the question wait for the next pass.
+CLOCK_MARGIN = 2.0
+
+
 def restore_orphans(app: Celery, timeout: float = 2.0) -> OrphansRestored:
     """Give back, at once, the unacked messages no live worker holds (their worker died).
 
@@ -499,7 +506,7 @@ def restore_orphans(app: Celery, timeout: float = 2.0) -> OrphansRestored:
         if not has_redis_layout(channel):
             return OrphansRestored(answered=True, workers=workers, unacked=0, held=0, restored=())
         client = channel.client
-        tags = client.zrangebyscore(channel.unacked_index_key, "-inf", asked_at)
+        tags = client.zrangebyscore(channel.unacked_index_key, "-inf", asked_at - CLOCK_MARGIN)
         for tag, raw in zip(tags, client.hmget(channel.unacked_key, tags) if tags else [], strict=True):
             if raw is None:
                 continue  # acknowledged since

@@ -182,10 +182,12 @@ def test_lost_posts_are_dispatched_again_and_the_rest_left_alone(db, celery_app_
     assert again.process == [] and again.publish == []
 
 
-def test_orphaned_unacked_messages_are_restored_at_once(celery_app_real, redis_client) -> None:
+def test_orphaned_unacked_messages_are_restored_at_once(celery_app_real, redis_client, monkeypatch) -> None:
+    from cars_bot import broker
     from cars_bot.broker import broker_messages, restore_orphans
     from cars_bot.task_names import PROCESS_POST
 
+    monkeypatch.setattr(broker, "CLOCK_MARGIN", 0.0)  # delivered a moment ago, by this host's clock
     sent = celery_app_real.send_task(PROCESS_POST, args=[41])
     with celery_app_real.connection_for_write() as conn:  # a consumer takes it and dies without an ack
         channel = conn.default_channel
