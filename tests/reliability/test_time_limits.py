@@ -56,8 +56,12 @@ def test_soft_time_limit_leaves_no_claim_and_no_half_written_rows(stack: Stack, 
             ids = list(session.scalars(select(Post.id).order_by(Post.message_id)))
         for post_id in ids:
             stack.app.send_task(PROCESS_POST, args=[post_id])
-        wait_for(lambda: sum(stack.statuses()[s] for s in ("ready", "rejected", "failed")) == 4 and _recorded(stack),
-                 60, "the pipeline and the failed-task registry")
+        try:
+            wait_for(lambda: sum(stack.statuses()[s] for s in ("ready", "rejected", "failed")) == 4
+                     and _recorded(stack), 60, "the pipeline and the failed-task registry")
+        except AssertionError:
+            print("DEBUG", stack.statuses(), (tmp_path / "worker.log").read_text()[-6000:])
+            raise
     assert stack.statuses()["failed"] == 1, stack.statuses()
     with stack.sessions() as session:
         hung = session.get(Post, ids[1])
