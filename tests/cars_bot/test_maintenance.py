@@ -202,6 +202,21 @@ def test_orphaned_unacked_messages_are_restored_at_once(celery_app_real, redis_c
     assert [(m.task_id, m.first_arg) for m in broker_messages(celery_app_real)] == [(sent.id, 41)]
 
 
+def test_a_message_delivered_within_the_clock_margin_waits_for_the_next_pass(celery_app_real, redis_client) -> None:
+    from cars_bot.broker import restore_orphans
+    from cars_bot.task_names import PROCESS_POST
+
+    celery_app_real.send_task(PROCESS_POST, args=[42])
+    with celery_app_real.connection_for_write() as conn:
+        channel = conn.default_channel
+        channel.qos.restore_at_shutdown = False
+        assert channel.basic_get("ai_processing", no_ack=False) is not None
+
+    outcome = restore_orphans(celery_app_real, timeout=1.0)  # its worker's clock may be behind ours
+
+    assert outcome.answered and outcome.restored == () and redis_client.hlen("unacked") == 1
+
+
 def test_a_post_that_moves_on_while_the_broker_is_read_is_left_alone(db) -> None:
     from sqlalchemy import update
 
