@@ -475,39 +475,33 @@ class OrphansRestored:
 
     answered: bool              # every live worker answered (nothing is restored otherwise)
     workers: int                # live workers that answered
-    unacked: int                # messages in the hash delivered before the workers were asked
+    unacked: int                # messages in the hash before the workers were asked, still unacked after
     held: int                   # of those, held by a live worker
     restored: tuple[str, ...]   # task ids given back to their queue
-
-
-#: Seconds of clock difference tolerated between hosts: a delivery's time in the hash is the worker
-#: host's clock, so messages delivered this close to the question wait for the next pass.
-CLOCK_MARGIN = 2.0
 
 
 def restore_orphans(app: Celery, timeout: float = 2.0) -> OrphansRestored:
     """Give back, at once, the unacked messages no live worker holds (their worker died).
 
-    kombu would restore them only after the visibility timeout (2 h). The workers are asked first;
-    only messages delivered before the question and still unacked after every worker answered, and
-    held by none of them, are restored. Each restore is kombu's own WATCH transaction on the hash,
-    so a message acknowledged in the meantime is left alone.
+    kombu would restore them only after the visibility timeout (2 h). The hash is read first, then
+    the workers are asked: only messages already delivered before the question (no clock compared),
+    still unacked after every worker answered, and held by none of them, are restored. Each restore
+    is kombu's own WATCH transaction on the hash, so a message acknowledged meanwhile is left alone.
     """
-    asked_at = time.time()
-    holding = held_by_workers(app, timeout)
-    if holding is None:
-        return OrphansRestored(answered=False, workers=0, unacked=0, held=0, restored=())
-    held, workers = holding
-    restored: list[str] = []
-    unacked = held_count = 0
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=app.conf.broker_connection_timeout)
         channel = conn.default_channel
         if not has_redis_layout(channel):
-            return OrphansRestored(answered=True, workers=workers, unacked=0, held=0, restored=())
+            return OrphansRestored(answered=True, workers=0, unacked=0, held=0, restored=())
         client = channel.client
-        tags = client.zrangebyscore(channel.unacked_index_key, "-inf", asked_at - CLOCK_MARGIN)
-        for tag, raw in zip(tags, client.hmget(channel.unacked_key, tags) if tags else [], strict=True):
+        before = client.hkeys(channel.unacked_key)
+        holding = held_by_workers(app, timeout) if before else (frozenset(), 0)
+        if holding is None:
+            return OrphansRestored(answered=False, workers=0, unacked=len(before), held=0, restored=())
+        held, workers = holding
+        restored: list[str] = []
+        unacked = held_count = 0
+        for tag, raw in zip(before, client.hmget(channel.unacked_key, before) if before else [], strict=True):
             if raw is None:
                 continue  # acknowledged since
             unacked += 1
