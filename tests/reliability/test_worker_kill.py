@@ -71,7 +71,18 @@ def test_killing_the_worker_loses_nothing_and_publishes_each_post_once(stack: St
             wait_for(lambda o=orphans, at=log_offset: _started_again(stack, set(o), at), 60, "the orphans to run again")
             recovered_after.append(time.monotonic() - died)
 
-    wait_for(lambda: stack.finished(POSTS), 240, "every post to finish")
+    try:
+        wait_for(lambda: stack.finished(POSTS), 240, "every post to finish")
+    except AssertionError:
+        from cars_bot.broker import queue_depths
+        from cars_bot.db.models import Post, Publication
+
+        with stack.sessions() as session:
+            stuck = session.execute(select(Post.id, Post.status, Post.claimed_by, Post.updated_at, Publication.status,
+                                           Publication.task_id, Publication.error).outerjoin(Publication)
+                                    .where(Post.status.not_in(["published", "rejected"]))).all()
+        print("unfinished:", stuck, _unacked_tasks(stack), queue_depths(stack.app))
+        raise
     # The safety net, driven directly as if its grace had passed: nothing is left to recover.
     later = utcnow() + RECOVERY_GRACE + timedelta(seconds=1)
     net = recover_lost_work(stack.app, sessions=stack.sessions, now=later)
