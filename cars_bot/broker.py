@@ -433,3 +433,191 @@ def describe_schedule(schedule: Any) -> str:
     if run_every is not None:
         return f"every {run_every.total_seconds():g}s"
     return str(schedule)
+
+
+# --- what the broker and the workers hold, and giving back what a dead worker held ---------------
+
+@dataclass(frozen=True, slots=True)
+class HeldMessage:
+    """One task message the broker holds, ready in a queue or delivered and not yet acknowledged."""
+
+    task_id: str
+    task: str          # the task name
+    first_arg: Any     # its first positional argument (a post id for the post tasks), None without one
+
+
+def _task_message(payload: Any) -> HeldMessage | None:
+    """The task id, name and first argument of a kombu message payload (protocol 2, JSON body)."""
+    import base64
+
+    if not isinstance(payload, dict):
+        return None
+    headers = payload.get("headers") or {}
+    task_id, task = headers.get("id"), headers.get("task")
+    if not task_id or not task:
+        return None
+    first = None
+    try:
+        body = payload.get("body")
+        if (payload.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        first = args[0] if args else None
+    except (ValueError, TypeError, IndexError, KeyError):
+        pass
+    return HeldMessage(task_id=str(task_id), task=str(task), first_arg=first)
+
+
+def broker_messages(app: Celery, queues: Iterable[str] | None = None) -> list[HeldMessage]:
+    """Every task message in the broker: ready in the queues' sub-lists, and delivered but unacked.
+
+    Redis only (other brokers cannot be read without consuming): an empty list elsewhere.
+    """
+    queues = list(queues or app.amqp.queues.keys())
+    with app.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1, timeout=app.conf.broker_connection_timeout)
+        channel = conn.default_channel
+        if not has_redis_layout(channel):
+            return []
+        client = channel.client
+        raws: list[Any] = []
+        for queue in queues:
+            for key in _sub_lists(channel, queue):
+                raws.extend(client.lrange(key, 0, -1))
+        messages = [_task_message(_loads(raw)) for raw in raws]
+        messages += [_task_message(_unacked_entry(raw)[0]) for raw in client.hvals(channel.unacked_key)]
+    return [m for m in messages if m is not None]
+
+
+def _loads(raw: Any) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+
+
+#: What the workers are asked for: every message a worker holds is scheduled, reserved or active. In
+#: the order a request moves (Celery's `reserved` leaves out the active ones), so one moving on between
+#: two questions is seen by the later one; one finished meanwhile is acked and so out of the hash.
+HOLDING_COMMANDS = (("scheduled", {"safe": True}), ("reserved", {"safe": True}), ("active", {"safe": True}))
+
+
+def held_by_workers(app: Celery, timeout: float = 2.0) -> tuple[frozenset[str], int] | None:
+    """Task ids every live worker holds (active, reserved or scheduled) and how many workers answered.
+
+    None unless EVERY worker that received the question answered it (the count of receivers is the
+    one Redis `PUBLISH` returns), so a silent worker's messages are never taken for orphans.
+    """
+    held: set[str] = set()
+    workers = 0
+    for command, arguments in HOLDING_COMMANDS:
+        replies = _ask_every_worker(app, command, arguments, timeout)
+        if replies is None:
+            return None
+        workers = len(replies)
+        for entries in replies.values():
+            for entry in entries or []:
+                request = entry.get("request", entry) if isinstance(entry, dict) else None
+                if isinstance(request, dict) and request.get("id"):
+                    held.add(str(request["id"]))
+    return frozenset(held), workers
+
+
+def _ask_every_worker(app: Celery, command: str, arguments: dict[str, Any],
+                      timeout: float) -> dict[str, Any] | None:
+    """One broadcast; the replies by node once all receivers answered, None if one stayed silent."""
+    from kombu import Consumer
+    from kombu.utils.uuid import uuid
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=app.conf.broker_connection_timeout)
+        if hasattr(conn.transport, "brpop_timeout"):
+            conn.transport.brpop_timeout = min(timeout, 0.1)
+        channel = conn.default_channel
+        mailbox = app.control.mailbox(conn)
+        ticket = uuid()
+        replies: dict[str, Any] = {}
+
+        def on_reply(body: Any, message: Any) -> None:
+            if message.headers.get("ticket") == ticket and isinstance(body, dict):
+                replies.update(body)
+
+        consumer = Consumer(channel, [mailbox.reply_queue], accept=mailbox.accept, no_ack=True,
+                            callbacks=[on_reply])
+        with consumer:  # listen before asking, so no reply is missed
+            listeners = publish_control(mailbox, channel, command, arguments, destination=None,
+                                        reply_ticket=ticket, timeout=timeout)
+            if listeners is None:
+                return None  # how many workers exist cannot be told on this broker
+            deadline = time.monotonic() + timeout
+            while len(replies) < listeners and time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=max(0.01, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+        channel.after_reply_message_received(mailbox.reply_queue.name)
+    return replies if len(replies) >= listeners else None
+
+
+@dataclass(frozen=True, slots=True)
+class OrphansRestored:
+    """A pass over the `unacked` hash: messages given back to their queue, and why it stopped."""
+
+    answered: bool              # every live worker answered (nothing is restored otherwise)
+    workers: int                # live workers that answered
+    unacked: int                # messages in the hash before the workers were asked, still unacked after
+    held: int                   # of those, held by a live worker
+    restored: tuple[str, ...]   # task ids given back to their queue
+
+
+def restore_orphans(app: Celery, timeout: float = 2.0) -> OrphansRestored:
+    """Give back, at once, the unacked messages no live worker holds (their worker died).
+
+    kombu would restore them only after the visibility timeout (2 h). The hash is read first, then
+    the workers are asked: only messages already delivered before the question (no clock compared),
+    still unacked after every worker answered, and held by none of them, are restored. Each restore
+    is kombu's own WATCH transaction on the hash, so a message acknowledged meanwhile is left alone.
+    """
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=app.conf.broker_connection_timeout)
+        channel = conn.default_channel
+        if not has_redis_layout(channel):
+            return OrphansRestored(answered=True, workers=0, unacked=0, held=0, restored=())
+        client = channel.client
+        before = client.hkeys(channel.unacked_key)
+        holding = held_by_workers(app, timeout) if before else (frozenset(), 0)
+        if holding is None:
+            return OrphansRestored(answered=False, workers=0, unacked=len(before), held=0, restored=())
+        held, workers = holding
+        restored: list[str] = []
+        unacked = held_count = 0
+        for tag, raw in zip(before, client.hmget(channel.unacked_key, before) if before else [], strict=True):
+            if raw is None:
+                continue  # acknowledged since
+            unacked += 1
+            message = _task_message(_unacked_entry(raw)[0])
+            if message is not None and message.task_id in held:
+                held_count += 1
+                continue
+            channel.qos.restore_by_tag(tag, client=client)
+            restored.append(message.task_id if message is not None else str(tag))
+    return OrphansRestored(answered=True, workers=workers, unacked=unacked, held=held_count,
+                           restored=tuple(restored))
+
+
+@contextmanager
+def without_result_subscription() -> Iterator[None]:
+    """Tasks sent inside do not subscribe to their results (the Redis result backend's pub/sub).
+
+    A sender that never reads the results (`post import` of thousands of posts) saves a SUBSCRIBE and
+    an UNSUBSCRIBE per task, and a broker lost mid-way is one error, not a RuntimeError from every
+    result object's `__del__`. The workers still store the results.
+    """
+    from celery import _state
+
+    previous = _state.task_join_will_block()
+    _state._set_task_join_will_block(True)
+    try:
+        yield
+    finally:
+        _state._set_task_join_will_block(previous)

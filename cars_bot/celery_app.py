@@ -2,7 +2,7 @@
 
 Broker and result backend: Redis (`REDIS_URL`; `CELERY_BROKER_URL` / `CELERY_RESULT_BACKEND` override
 each; unset means the embedded Redis that `carsctl broker start` runs on a unix socket). JSON only,
-UTC, hard limit 30 min, soft 25 min, prefetch 2, 100 tasks per child, five queues, six periodic tasks.
+UTC, hard limit 30 min, soft 25 min, prefetch 2, 100 tasks per child, five queues, seven periodic tasks.
 
 The seed's own commands work against this module unchanged:
 `celery -A cars_bot.celery_app worker -l info -c 4`, `celery -A cars_bot.celery_app beat -l info`,
@@ -98,6 +98,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "cars_bot.tasks.monitoring_tasks.cleanup_old_results_task",
         "schedule": crontab(hour=3, minute=0),
         "options": {"expires": 24 * 60 * 60.0},
+    },
+    # The safety net (cars_bot.maintenance.RECOVERY_INTERVAL): a run that missed its slot is dropped.
+    "recover-lost-work-every-2-minutes": {
+        "task": "cars_bot.tasks.monitoring_tasks.recover_lost_work_task",
+        "schedule": 2 * 60.0,
+        "options": {"expires": 2 * 60.0},
     },
 }
 

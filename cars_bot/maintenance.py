@@ -7,11 +7,12 @@ small frozen dataclass; the monitoring tasks store them as dicts (:func:`cars_bo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from cars_bot.db.models import (
@@ -210,34 +211,109 @@ def expire_stale_reply_keys(client: Any) -> int:
     return fixed
 
 
-#: A post untouched this long in processing/ready/publishing lost its task (a purge, a crash whose
-#: message was not redelivered): longer than the pipeline's hard limits (360 s, 90 s) with margin.
-STUCK_AFTER = timedelta(minutes=15)
+#: How long a post may go without a message for it in the broker before the safety net sends its task
+#: again. A task's message is in the broker (ready, or delivered and unacked) from its send until its
+#: ack, except for an instant while a worker takes it: the margin only absorbs that and clock skew.
+RECOVERY_GRACE = timedelta(minutes=2)
+#: How often beat runs the safety net (`recover_lost_work_task`). With RECOVERY_GRACE this bounds
+#: recovery: a dead worker's messages are given back within RECOVERY_INTERVAL, a post whose message
+#: was lost is dispatched again within RECOVERY_GRACE + RECOVERY_INTERVAL (4 minutes).
+RECOVERY_INTERVAL = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
-class StuckPosts:
-    """Posts made claimable again: ids to hand to processing, and ids to hand to publishing."""
+class LostPosts:
+    """Posts whose work was lost: ids to hand to processing, and ids to hand to publishing."""
 
-    process: list[int]
-    publish: list[int]
+    process: list[int]   # new (never sent, or its message lost) or processing whose run died
+    publish: list[int]   # ready or publishing with no publish message left
 
 
-def recover_stuck_posts(session: Session, now: datetime | None = None,
-                        older_than: timedelta = STUCK_AFTER) -> StuckPosts:
-    """Find posts stuck in the pipeline and make them claimable again (prior defect 5: posts stranded
-    forever). Returns the ids to hand to processing and to publishing.
-
-    Safe against a late redelivery of the original message: processing is claimed by task id, and
-    publishing resumes from its recorded intent, so neither runs twice.
-    """
-    cutoff = (now or utcnow()) - older_than
+def _stuck(session: Session, cutoff: datetime,
+           among: list[int] | None = None) -> tuple[list[int], list[int], list[int]]:
+    """(new, processing, ready or publishing) post ids untouched since `cutoff`, optionally among ids."""
     stale = Post.updated_at < cutoff
-    processing = list(session.scalars(select(Post.id).where(Post.status == PostStatus.PROCESSING, stale)))
-    if processing:
-        session.execute(update(Post).where(Post.id.in_(processing))
-                        .values(status=PostStatus.NEW, claimed_by=None)
-                        .execution_options(synchronize_session=False))
-    publishing = list(session.scalars(select(Post.id).where(
-        Post.status.in_([PostStatus.READY, PostStatus.PUBLISHING]), stale)))
-    return StuckPosts(process=processing, publish=publishing)
+    new_unsent = or_(Post.dispatched_at < cutoff, and_(Post.dispatched_at.is_(None), Post.found_at < cutoff))
+    queries = (
+        select(Post.id).where(Post.status == PostStatus.NEW, Post.processing_held.is_(False), new_unsent),
+        select(Post.id).where(Post.status == PostStatus.PROCESSING, stale),
+        select(Post.id).where(Post.status.in_([PostStatus.READY, PostStatus.PUBLISHING]), stale),
+    )
+    if among is None:
+        new, processing, publishing = (list(session.scalars(query)) for query in queries)
+        return new, processing, publishing
+    found: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for start in range(0, len(among), SCAN_BATCH):  # a bounded IN list per query
+        chunk = among[start:start + SCAN_BATCH]
+        for ids, query in zip(found, queries, strict=True):
+            ids.extend(session.scalars(query.where(Post.id.in_(chunk))))
+    return found
+
+
+def find_lost_posts(sessions: Any, in_broker: Callable[[], tuple[set[int], set[int]]], *,
+                    now: datetime | None = None, grace: timedelta = RECOVERY_GRACE) -> LostPosts:
+    """Posts stuck before a final status with no message for them in the broker (prior defect 5,
+    issue 10). `in_broker()` gives the post ids the broker holds a process / publish message for
+    (ready or unacked); it is called only when some post is a candidate, and outside any transaction
+    (reading the queues takes time; a SQLite write lock would stall the workers meanwhile). The
+    candidates are checked again afterwards, so a post that moved on in the meantime is left alone.
+    A post untouched for less than `grace` is left alone.
+
+    Posts in `processing` whose run died are reset to `new` (their claim released). Posts stored with
+    `--no-process` (held) are left alone. Sending the tasks again is safe: processing is claimed by
+    one task id, publishing resumes from its recorded intent, so neither runs twice.
+    """
+    cutoff = (now or utcnow()) - grace
+    with sessions.begin() as session:
+        candidates = [pid for ids in _stuck(session, cutoff) for pid in ids]
+    if not candidates:
+        return LostPosts(process=[], publish=[])
+    processing, publishing = in_broker()
+    with sessions.begin() as session:
+        new, died, publish = _stuck(session, cutoff, candidates)
+        new = [post_id for post_id in new if post_id not in processing]
+        died = [post_id for post_id in died if post_id not in processing]
+        if died:
+            session.execute(update(Post).where(Post.id.in_(died), Post.status == PostStatus.PROCESSING,
+                                               Post.updated_at < cutoff)
+                            .values(status=PostStatus.NEW, claimed_by=None)
+                            .execution_options(synchronize_session=False))
+    publish = [post_id for post_id in publish if post_id not in publishing]
+    return LostPosts(process=sorted(new + died), publish=sorted(publish))
+
+
+@dataclass(frozen=True, slots=True)
+class LostWorkRecovered:
+    """One pass of the safety net: orphaned messages given back, and posts whose tasks were sent again."""
+
+    workers_answered: bool        # False: a worker stayed silent, so no unacked message was touched
+    orphans_restored: list[str]   # task ids given back to their queue (their worker died)
+    process: list[int]            # posts sent to processing again
+    publish: list[int]            # posts sent to publishing again
+
+
+def recover_lost_work(app: Any, sessions: Any = None, now: datetime | None = None,
+                      grace: timedelta = RECOVERY_GRACE, timeout: float = 2.0) -> LostWorkRecovered:
+    """The safety net: give back the unacked messages no live worker holds, then send the tasks of the
+    posts with no message left (:func:`find_lost_posts`), recording each processing dispatch."""
+    from cars_bot.broker import broker_messages, restore_orphans
+    from cars_bot.db.session import session_factory
+    from cars_bot.posts import record_dispatches
+    from cars_bot.task_names import PROCESS_POST, PUBLISH_POST
+
+    def in_broker() -> tuple[set[int], set[int]]:
+        messages = broker_messages(app)
+        return ({m.first_arg for m in messages if m.task == PROCESS_POST},
+                {m.first_arg for m in messages if m.task == PUBLISH_POST})
+
+    sessions = sessions or session_factory()
+    orphans = restore_orphans(app, timeout=timeout)
+    lost = find_lost_posts(sessions, in_broker, now=now, grace=grace)
+    dispatches = [(post_id, app.send_task(PROCESS_POST, args=[post_id]).id) for post_id in lost.process]
+    for post_id in lost.publish:
+        app.send_task(PUBLISH_POST, args=[post_id])
+    if dispatches:
+        with sessions.begin() as session:
+            record_dispatches(session, dispatches)
+    return LostWorkRecovered(workers_answered=orphans.answered, orphans_restored=list(orphans.restored),
+                             process=lost.process, publish=lost.publish)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from cars_bot.db.models import (
     PostStatus,
     PublicationStatus,
     Transmission,
+    utcnow,
 )
 
 #: The pipeline is done with the post and it went as designed: published, rejected as not a sale,
@@ -59,8 +60,11 @@ def get_or_create_channel(session: Session, channel: str) -> Channel:
 
 def store_post(session: Session, *, channel: str, text: str, message_id: int | None = None,
                link: str | None = None, media: list[Any] | None = None,
-               message_ids: list[int] | None = None, media_group_id: int | None = None) -> tuple[Post, bool]:
+               message_ids: list[int] | None = None, media_group_id: int | None = None,
+               processing_held: bool = False) -> tuple[Post, bool]:
     """Insert a post unless (channel, message id) is already stored; returns (post, created).
+
+    `processing_held` marks a post stored without processing (`--no-process`): recovery leaves it alone.
 
     Without a message id (a post added by hand) the channel's next free id is used. `message_ids`
     lists the source messages holding media; a text-only post has none (prior defect 8).
@@ -84,7 +88,8 @@ def store_channel_post(session: Session, row: Channel, *, text: str, message_id:
         text = text[:MAX_STORED_TEXT]
     post = Post(channel_id=row.id, message_id=message_id, text=text, text_hash=text_hash(text),
                 link=link or f"https://t.me/{row.username}/{message_id}", media=list(media or []),
-                message_ids=list(message_ids or []), media_group_id=media_group_id, status_reason=reason)
+                message_ids=list(message_ids or []), media_group_id=media_group_id, status_reason=reason,
+                processing_held=processing_held)
     try:
         with session.begin_nested():
             session.add(post)
@@ -114,13 +119,40 @@ def read_jsonl(path: Path | str) -> Iterator[dict[str, Any]]:
 POST_FIELDS = ("channel", "text", "message_id", "link", "media", "message_ids", "media_group_id")
 
 
-def import_records(session: Session, records: Iterable[dict[str, Any]]) -> list[tuple[int, bool]]:
+def import_records(session: Session, records: Iterable[dict[str, Any]],
+                   processing_held: bool = False) -> list[tuple[int, bool]]:
     """Store every record; returns (post id, created) per record."""
     stored = []
     for record in records:
-        post, created = store_post(session, **{k: record[k] for k in POST_FIELDS if k in record})
+        post, created = store_post(session, **{k: record[k] for k in POST_FIELDS if k in record},
+                                   processing_held=processing_held)
         stored.append((post.id, created))
     return stored
+
+
+def awaiting_dispatch(session: Session, post_ids: Iterable[int], in_flight: Iterable[int]) -> list[int]:
+    """Of these posts, those still `new` whose processing message is not in the broker (`in_flight`):
+    never dispatched, dispatched but lost, or held by `--no-process`. In the order given."""
+    wanted = list(dict.fromkeys(post_ids))
+    flying = set(in_flight)
+    new: set[int] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        new.update(session.scalars(select(Post.id).where(Post.id.in_(chunk), Post.status == PostStatus.NEW)))
+    return [post_id for post_id in wanted if post_id in new and post_id not in flying]
+
+
+def record_dispatches(session: Session, dispatches: Iterable[tuple[int, str]], now: datetime | None = None) -> int:
+    """Remember that process_post_task was sent for each (post id, task id), and when; returns how many.
+
+    A dispatched post is no longer held (`--no-process`): from now on recovery watches it.
+    """
+    moment = now or utcnow()
+    rows = [{"id": post_id, "dispatch_task_id": task_id, "dispatched_at": moment, "processing_held": False}
+            for post_id, task_id in dispatches]
+    if rows:
+        session.execute(update(Post), rows)
+    return len(rows)
 
 
 def sample_posts_path() -> Path:
@@ -178,6 +210,9 @@ class PostDescription:
     found_at: datetime
     processed_at: datetime | None
     published_at: datetime | None
+    dispatch_task_id: str | None  # the last process_post_task sent for it (None: never sent)
+    dispatched_at: datetime | None
+    processing_held: bool  # stored with --no-process: recovery leaves it alone
     text: str
     car: CarDescription | None
     publication: PublicationDescription | None
@@ -210,7 +245,8 @@ def describe_post(session: Session, post_id: int) -> PostDescription | None:
         duplicate_of_link=original.link if original is not None else None, is_sale=post.is_sale,
         confidence=post.confidence, backend=post.ai_backend, backend_reason=_fallback_reason(session, post.id),
         summary=post.summary, found_at=post.found_at, processed_at=post.processed_at,
-        published_at=post.published_at, text=post.text,
+        published_at=post.published_at, dispatch_task_id=post.dispatch_task_id, dispatched_at=post.dispatched_at,
+        processing_held=post.processing_held, text=post.text,
         car=None if car is None else CarDescription(
             brand=car.brand, model=car.model, year=car.year, price=car.price, mileage=car.mileage,
             engine_volume=car.engine_volume, transmission=car.transmission, fuel=car.fuel, owners=car.owners,

@@ -233,6 +233,20 @@ def claim_post(sessions: sessionmaker[Session], post_id: int, task_id: str) -> b
         return result.rowcount == 1
 
 
+def fail_claimed(sessions: sessionmaker[Session], post_id: int, task_id: str, reason: str) -> bool:
+    """Mark the post `failed` with `reason` if `task_id` still holds its processing claim (a run cut
+    short: the soft time limit). Its half-done work was rolled back with its transaction; `failed` is
+    final, shown with its reason, and claimable again by `carsctl task retry`. True if it was marked."""
+    with sessions.begin() as session:
+        result = session.execute(
+            update(Post)
+            .where(Post.id == post_id, Post.status == PostStatus.PROCESSING, Post.claimed_by == task_id)
+            .values(status=PostStatus.FAILED, status_reason=reason, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessResult:
     """What one pipeline run did to a post: its status after the run, and whether publishing was enqueued."""

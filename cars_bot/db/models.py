@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -207,6 +208,10 @@ class Post(TimestampMixin, Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # A repost of an ad already published: the first post of that ad (status `duplicate`).
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), index=True)
+    # Stored with `--no-process`: no dispatch is expected, so recovery leaves the post alone until
+    # someone dispatches it (an import with processing clears the flag).
+    processing_held: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(),
+                                                  nullable=False)
 
     channel: Mapped[Channel] = relationship(back_populates="posts")
     car: Mapped[CarData | None] = relationship(back_populates="post", cascade="all, delete-orphan")

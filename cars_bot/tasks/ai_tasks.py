@@ -37,21 +37,34 @@ def _may_defer(task: CarsTask) -> bool:
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.process_post_task",
           soft_time_limit=300, time_limit=360)
 def process_post_task(self: CarsTask, post_id: int) -> dict[str, Any]:
-    """Classify -> extract -> generate -> store one post, then enqueue its publication."""
-    from cars_bot.ai.pipeline import Filters, process_post
+    """Classify -> extract -> generate -> store one post, then enqueue its publication.
+
+    Cut short by the soft time limit, the run releases its claim: the post is marked failed with the
+    reason (nothing half-written: each step is one transaction) and the task lands in the registry.
+    """
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from cars_bot.ai.pipeline import Filters, fail_claimed, process_post
     from cars_bot.config import get_settings
     from cars_bot.db.session import session_factory
     from cars_bot.sheets.filter_sync import settings_with_sheet_filters
 
+    task_id = self.request.id or f"direct-{post_id}"
     sessions = session_factory()
     with sessions() as session:  # the sheet "Настройки фильтров" overrides the environment's filters
         settings = settings_with_sheet_filters(get_settings(), session)
-    return task_result(process_post(
-        post_id, task_id=self.request.id or f"direct-{post_id}", sessions=sessions,
-        backend=_backend(), filters=Filters.from_settings(settings),
-        enqueue_publish=lambda pid: self.app.send_task(PUBLISH_POST, args=[pid]),
-        may_defer=_may_defer(self),
-    ))
+    try:
+        return task_result(process_post(
+            post_id, task_id=task_id, sessions=sessions,
+            backend=_backend(), filters=Filters.from_settings(settings),
+            enqueue_publish=lambda pid: self.app.send_task(PUBLISH_POST, args=[pid]),
+            may_defer=_may_defer(self),
+        ))
+    except SoftTimeLimitExceeded:
+        limit = self.request.timelimit[1] if self.request.timelimit and self.request.timelimit[1] else \
+            self.soft_time_limit
+        fail_claimed(sessions, post_id, task_id, f"processing took longer than its soft time limit ({limit}s)")
+        raise
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.ai_tasks.classify_post_task",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from cars_bot.celery_app import app
-from cars_bot.task_names import PROCESS_POST, PUBLISH_POST, SYNC_SUBSCRIBERS
+from cars_bot.task_names import SYNC_SUBSCRIBERS
 from cars_bot.tasks.base import CarsTask, task_result
 
 
@@ -34,26 +34,30 @@ def check_subscriptions_task(self: CarsTask) -> dict[str, Any]:
 def collect_stats_task(self: CarsTask) -> dict[str, Any]:
     """Database counts, queue depths (all priority levels), workers online, AI usage; persisted.
 
-    Also re-queues posts stuck in the pipeline for 15 minutes (their task was lost).
+    (Lost work is recovered by `recover_lost_work_task`.)
     """
     from cars_bot.broker import queue_depths
     from cars_bot.db.session import session_scope
-    from cars_bot.maintenance import database_stats, recover_stuck_posts, save_snapshot
+    from cars_bot.maintenance import database_stats, save_snapshot
 
     replies = self.app.control.ping(timeout=1.0) or []
     depths = queue_depths(self.app)
     with session_scope() as session:
-        stuck = recover_stuck_posts(session)
         data = task_result(database_stats(session))
         data["queues"] = {name: {"ready": depth.ready, "unacked": depth.unacked} for name, depth in depths.items()}
         data["workers"] = len(replies)
-        data["stuck_posts_requeued"] = task_result(stuck)
         data["snapshot_id"] = save_snapshot(session, data)
-    for post_id in stuck.process:
-        self.app.send_task(PROCESS_POST, args=[post_id])
-    for post_id in stuck.publish:
-        self.app.send_task(PUBLISH_POST, args=[post_id])
     return data
+
+
+@app.task(bind=True, base=CarsTask, name="cars_bot.tasks.monitoring_tasks.recover_lost_work_task",
+          soft_time_limit=60, time_limit=90)
+def recover_lost_work_task(self: CarsTask) -> dict[str, Any]:
+    """The safety net (every 2 minutes): give back the messages of dead workers at once, and send again
+    the tasks of posts left with no message (never sent, or lost). See `cars_bot.maintenance`."""
+    from cars_bot.maintenance import recover_lost_work
+
+    return task_result(recover_lost_work(self.app))
 
 
 @app.task(bind=True, base=CarsTask, name="cars_bot.tasks.monitoring_tasks.cleanup_old_results_task",

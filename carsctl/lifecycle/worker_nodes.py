@@ -62,7 +62,11 @@ from carsctl.process.nodes import (
 from carsctl.process.supervise import Condition
 
 if TYPE_CHECKING:
+    from cars_bot.broker import OrphansRestored
     from cars_bot.config import Settings
+
+#: Seconds each live worker has to say which messages it holds before orphans are restored.
+ORPHAN_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,30 @@ def _start_workers_locked(settings: Settings, specs: Sequence[NodeState], timeou
             results[spec.name] = replace(results[spec.name], removed_stale=tuple(removed))
             if results[spec.name].state is StartState.FAILED:
                 clean_up(settings, spec)
+        if any(removed for _, removed in to_start):
+            restore_orphaned_messages(app_loader, progress)
     return [results[spec.name] for spec in specs]
+
+
+def restore_orphaned_messages(app_loader: AppLoader = default_app, progress: Progress | None = None,
+                              timeout: float = ORPHAN_TIMEOUT) -> OrphansRestored | None:
+    """A node carsctl started died (its stale pidfile was just removed): give its unacked messages back
+    now rather than after the 2 h visibility timeout. Only messages no live worker reports holding are
+    restored, and only when every live worker answered. Never fails the start: None if the broker
+    could not be asked (the periodic safety net retries within minutes).
+    """
+    from cars_bot.broker import restore_orphans
+
+    try:
+        outcome = restore_orphans(app_loader(), timeout=timeout)
+    except Exception as error:  # noqa: BLE001 - kombu raises transport-specific errors
+        say(progress, f"orphaned messages not restored: {type(error).__name__}: {error}")
+        return None
+    if not outcome.answered:
+        say(progress, "orphaned messages not restored: a worker did not answer (the safety net will retry)")
+    elif outcome.restored:
+        say(progress, f"restored {len(outcome.restored)} unacked message(s) orphaned by a dead worker")
+    return outcome
 
 
 def start_foreground(settings: Settings, spec: NodeState) -> None:
@@ -175,6 +202,8 @@ def restart_workers(settings: Settings, names: Sequence[str], *, timeout: float 
     blocked = {r.name for r in stopped if r.outcome is StopOutcome.STILL_RUNNING}
     started = start_workers(settings, [s for s in specs if s.name not in blocked], timeout=start_timeout,
                             app_loader=app_loader, progress=progress)
+    if any(r.outcome in (StopOutcome.STALE, StopOutcome.KILLED) for r in stopped):
+        restore_orphaned_messages(app_loader, progress)  # it had died, or was killed: what it held
     return RestartResult(tuple(stopped), tuple(started))
 
 

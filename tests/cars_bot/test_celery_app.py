@@ -54,10 +54,12 @@ def test_priority_semantics() -> None:
     assert [list_level(p) for p in range(10)] == list(range(9, -1, -1))
 
 
-def test_beat_schedule_is_the_seeds_six_entries() -> None:
+def test_beat_schedule_is_the_seeds_six_entries_and_the_safety_net() -> None:
     schedule = {entry["task"].rsplit(".", 1)[1]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
     assert set(schedule) == {"sync_channels_task", "sync_subscribers_task", "update_analytics_task",
-                             "check_subscriptions_task", "collect_stats_task", "cleanup_old_results_task"}
+                             "check_subscriptions_task", "collect_stats_task", "cleanup_old_results_task",
+                             "recover_lost_work_task"}
+    assert schedule["recover_lost_work_task"] == 120.0
     assert schedule["sync_channels_task"] == 60.0
     assert schedule["sync_subscribers_task"] == 300.0
     assert schedule["collect_stats_task"] == 900.0

@@ -138,26 +138,84 @@ def test_naive_datetimes_are_refused(db, aware: bool) -> None:
                 session.commit()
 
 
-def test_stuck_posts_are_requeued_by_collect_stats(db, celery_app_real, redis_client) -> None:
-    from cars_bot.broker import queue_depths
-    from cars_bot.tasks.monitoring_tasks import collect_stats_task
+def test_lost_posts_are_dispatched_again_and_the_rest_left_alone(db, celery_app_real, redis_client) -> None:
+    from cars_bot.broker import broker_messages
+    from cars_bot.maintenance import recover_lost_work
+    from cars_bot.task_names import PROCESS_POST, PUBLISH_POST
 
-    old = utcnow() - timedelta(hours=1)
+    old, recent = utcnow() - timedelta(hours=1), utcnow()
     with db.begin() as session:
         channel = Channel(username="stuck")
         session.add(channel)
-        session.add_all([
-            Post(channel=channel, message_id=1, text="a", status=PostStatus.PROCESSING, claimed_by="lost",
-                 updated_at=old),
-            Post(channel=channel, message_id=2, text="b", status=PostStatus.READY, updated_at=old),
-            Post(channel=channel, message_id=3, text="c", status=PostStatus.PROCESSING, claimed_by="busy"),
-            Post(channel=channel, message_id=4, text="d", status=PostStatus.PUBLISHED, updated_at=old),
-        ])
-    data = collect_stats_task.apply().get()
-    assert len(data["stuck_posts_requeued"]["process"]) == 1
-    assert len(data["stuck_posts_requeued"]["publish"]) == 1
-    depths = queue_depths(celery_app_real, ["ai_processing", "publishing"])
-    assert depths["ai_processing"].ready == 1 and depths["publishing"].ready == 1
+        posts = {
+            "never sent": Post(message_id=1, found_at=old),
+            "sent, lost": Post(message_id=2, found_at=old, dispatch_task_id="gone", dispatched_at=old),
+            "sent, queued": Post(message_id=3, found_at=old, dispatch_task_id="q", dispatched_at=old),
+            "just sent": Post(message_id=4, found_at=old, dispatch_task_id="new", dispatched_at=recent),
+            "held": Post(message_id=5, found_at=old, processing_held=True),
+            "run died": Post(message_id=6, status=PostStatus.PROCESSING, claimed_by="dead", updated_at=old),
+            "running": Post(message_id=7, status=PostStatus.PROCESSING, claimed_by="busy"),
+            "ready, lost": Post(message_id=8, status=PostStatus.READY, updated_at=old),
+            "published": Post(message_id=9, status=PostStatus.PUBLISHED, updated_at=old),
+        }
+        for post in posts.values():
+            post.channel, post.text = channel, "x"
+        session.add_all(posts.values())
+    ids = {name: post.id for name, post in posts.items()}
+    celery_app_real.send_task(PROCESS_POST, args=[ids["sent, queued"]])
+
+    result = recover_lost_work(celery_app_real, sessions=db)
+
+    assert result.process == sorted([ids["never sent"], ids["sent, lost"], ids["run died"]])
+    assert result.publish == [ids["ready, lost"]]
+    sent = broker_messages(celery_app_real)
+    assert sorted(m.first_arg for m in sent if m.task == PROCESS_POST) == sorted(
+        [ids["sent, queued"], *result.process])
+    assert [m.first_arg for m in sent if m.task == PUBLISH_POST] == [ids["ready, lost"]]
     with db() as session:
-        statuses = dict(session.execute(select(Post.message_id, Post.status)).all())
-    assert statuses[1] == PostStatus.NEW and statuses[3] == PostStatus.PROCESSING
+        rows = {p.id: p for p in session.scalars(select(Post))}
+    assert rows[ids["run died"]].status == PostStatus.NEW and rows[ids["run died"]].claimed_by is None
+    assert rows[ids["running"]].status == PostStatus.PROCESSING
+    assert all(rows[pid].dispatch_task_id and rows[pid].dispatched_at > old for pid in result.process)
+    # a second pass right after finds every message in the broker: nothing is sent twice
+    again = recover_lost_work(celery_app_real, sessions=db)
+    assert again.process == [] and again.publish == []
+
+
+def test_orphaned_unacked_messages_are_restored_at_once(celery_app_real, redis_client) -> None:
+    from cars_bot.broker import broker_messages, restore_orphans
+    from cars_bot.task_names import PROCESS_POST
+
+    sent = celery_app_real.send_task(PROCESS_POST, args=[41])
+    with celery_app_real.connection_for_write() as conn:  # a consumer takes it and dies without an ack
+        channel = conn.default_channel
+        channel.qos.restore_at_shutdown = False
+        assert channel.basic_get("ai_processing", no_ack=False) is not None
+    assert redis_client.hlen("unacked") == 1
+
+    outcome = restore_orphans(celery_app_real, timeout=1.0)
+
+    assert outcome.answered and outcome.workers == 0 and outcome.restored == (sent.id,)
+    assert redis_client.hlen("unacked") == 0
+    assert [(m.task_id, m.first_arg) for m in broker_messages(celery_app_real)] == [(sent.id, 41)]
+
+
+def test_a_post_that_moves_on_while_the_broker_is_read_is_left_alone(db) -> None:
+    from sqlalchemy import update
+
+    from cars_bot.maintenance import find_lost_posts
+
+    old = utcnow() - timedelta(hours=1)
+    with db.begin() as session:
+        channel = Channel(username="race")
+        quiet = Post(channel=channel, message_id=1, text="x", found_at=old)
+        taken = Post(channel=channel, message_id=2, text="y", found_at=old)
+        session.add_all([quiet, taken])
+
+    def in_broker() -> tuple[set[int], set[int]]:  # meanwhile a worker takes one of them
+        with db.begin() as session:
+            session.execute(update(Post).where(Post.id == taken.id).values(status=PostStatus.PROCESSING))
+        return set(), set()
+
+    assert find_lost_posts(db, in_broker).process == [quiet.id]
+    assert find_lost_posts(db, lambda: (set(), set())).process == [quiet.id]  # nothing is reset twice

@@ -32,7 +32,7 @@ def test_one_beat_per_broker_with_heartbeat_and_schedule(lifecycle, redis_client
     assert status.returncode == 0, status.stderr
     row = json.loads(status.stdout)
     assert row["status"] == "running" and row["lock_holder"]["pid"] == pid
-    assert len(row["entries"]) == 6
+    assert len(row["entries"]) == 7
     assert all(entry["next_run_at"] for entry in row["entries"].values())
     table = lifecycle.run("beat", "status")
     assert "collect-stats-every-15-minutes" in table.stdout and "next run" in table.stdout

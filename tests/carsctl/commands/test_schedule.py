@@ -16,7 +16,7 @@ def test_schedule_without_beat_computes_crontab_runs(celery_app_real, redis_clie
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     entries = {e["name"]: e for e in report["entries"]}
-    assert len(entries) == 6 and report["beat"]["state"] == "not seen"
+    assert len(entries) == 7 and report["beat"]["state"] == "not seen"
     hourly = entries["update-analytics-hourly"]
     assert hourly["schedule"] == "cron 0 * * * *" and hourly["next_run_at"] and hourly["next_from"] == "computed"
     assert hourly["queue"] == "sheets_sync" and hourly["alias"] == "update-analytics"
