@@ -36,7 +36,6 @@ MAX_PRIORITY = 9
 PRIORITY_STEPS = list(range(MAX_PRIORITY + 1))
 PRIORITY_SEP = ":"
 TRANSPORT_PATH = "cars_bot.broker:PriorityRedisTransport"
-REDIS_URL_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "socket")
 
 
 def clamp_priority(priority: Any) -> int:
@@ -53,22 +52,6 @@ def list_level(priority: Any) -> int:
     return MAX_PRIORITY - clamp_priority(priority)
 
 
-def is_redis_url(url: str) -> bool:
-    return url.split("://", 1)[0] in REDIS_URL_SCHEMES
-
-
-def kombu_broker_url(url: str) -> str:
-    """The broker URL as handed to kombu with our transport class.
-
-    kombu lets a `redis+socket://` prefix override the transport class, so the socket form is
-    passed as `socket://`, which the Redis channel itself understands.
-    """
-    for prefix in ("redis+socket://", "unix://"):
-        if url.startswith(prefix):
-            return "socket://" + url[len(prefix):]
-    return url
-
-
 def register_socket_scheme() -> None:
     """Let kombu resolve a bare `socket://` URL to this project's transport.
 
@@ -79,14 +62,6 @@ def register_socket_scheme() -> None:
     from kombu.transport import TRANSPORT_ALIASES
 
     TRANSPORT_ALIASES.setdefault("socket", TRANSPORT_PATH)
-
-
-def redis_py_url(url: str) -> str:
-    """A Celery/kombu Redis URL in the form redis-py understands (`redis+socket://` -> `unix://`)."""
-    for prefix in ("redis+socket://", "socket://"):
-        if url.startswith(prefix):
-            return "unix://" + url[len(prefix):]
-    return url
 
 
 #: Delivery tags of the messages this process held (delivered, not acked) when its broker connection was

@@ -23,10 +23,9 @@ from cars_bot.broker import (
     PRIORITY_SEP,
     PRIORITY_STEPS,
     TRANSPORT_PATH,
-    is_redis_url,
-    kombu_broker_url,
     register_socket_scheme,
 )
+from cars_bot.broker_urls import is_redis_url, kombu_broker_url
 from cars_bot.config import QUEUES, Settings, get_settings
 
 HARD_TIME_LIMIT = 30 * 60

@@ -70,12 +70,13 @@ def store_post(session: Session, *, channel: str, text: str, message_id: int | N
     lists the source messages holding media; a text-only post has none (prior defect 8).
     """
     return store_channel_post(session, get_or_create_channel(session, channel), text=text, message_id=message_id,
-                              link=link, media=media, message_ids=message_ids, media_group_id=media_group_id)
+                              link=link, media=media, message_ids=message_ids, media_group_id=media_group_id,
+                              processing_held=processing_held)
 
 
 def store_channel_post(session: Session, row: Channel, *, text: str, message_id: int | None = None,
                        link: str | None = None, media: list[Any] | None = None, message_ids: list[int] | None = None,
-                       media_group_id: int | None = None) -> tuple[Post, bool]:
+                       media_group_id: int | None = None, processing_held: bool = False) -> tuple[Post, bool]:
     """`store_post` for a channel row already in hand (the monitor's channels, invite links included)."""
     if message_id is None:
         message_id = (session.scalar(select(func.max(Post.message_id)).where(Post.channel_id == row.id)) or 0) + 1

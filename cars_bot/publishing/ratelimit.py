@@ -67,7 +67,7 @@ def publish_key(channel: str) -> str:
 def redis_client(url: str) -> Any:
     """This process's redis-py client for a broker-style URL (`redis://`, `rediss://`, or the
     embedded Redis's `redis+socket:///path` / `unix:///path`)."""
-    from cars_bot.broker import redis_py_url
+    from cars_bot.broker_urls import redis_py_url
 
     url = redis_py_url(url)
     key = (url, os.getpid())

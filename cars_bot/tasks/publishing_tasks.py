@@ -56,7 +56,7 @@ def _limiter(settings: Any, publisher: Publisher) -> Callable[[], float] | None:
     """The cluster-wide limiter for Telegram; the outbox is not rate limited."""
     if publisher.kind != "telegram":
         return None
-    from cars_bot.broker import is_redis_url
+    from cars_bot.broker_urls import is_redis_url
     from cars_bot.publishing.ratelimit import publish_key, redis_client, reserve_slot
 
     candidates = (settings.redis_url, settings.broker_url, settings.result_backend_url)

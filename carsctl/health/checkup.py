@@ -127,7 +127,7 @@ def _tasks(app: Celery) -> dict[str, Any]:
 
 def check_configuration(app: Celery, settings: Settings) -> list[Finding]:
     """Visibility timeout vs limits and countdowns, result expiry, acks_late without reject-on-lost."""
-    from cars_bot.broker import is_redis_url
+    from cars_bot.broker_urls import is_redis_url
 
     conf = app.conf
     tasks = _tasks(app)

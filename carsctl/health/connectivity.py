@@ -42,7 +42,7 @@ def redis_client(url: str, timeout: float) -> Any:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from cars_bot.broker import redis_py_url
+    from cars_bot.broker_urls import redis_py_url
 
     # No silent client-side retries: an unreachable broker is reported within `timeout`.
     return redis.Redis.from_url(redis_py_url(url), socket_timeout=timeout, socket_connect_timeout=timeout,
@@ -63,7 +63,7 @@ def _unreachable(what: str, url: str, settings: Settings, reason: str) -> Depend
 
 def check_broker(settings: Settings) -> BrokerInfo:
     """Ping the broker; return version and memory, or raise DependencyUnavailable."""
-    from cars_bot.broker import is_redis_url
+    from cars_bot.broker_urls import is_redis_url
     from cars_bot.secret_masking import mask_url
 
     url = settings.broker_url

@@ -55,7 +55,7 @@ class BeatStatus(NodeStatusRow):
 
 def _broker_redis(settings: Settings) -> Any:
     """A redis-py client on the broker (None when the broker is not Redis)."""
-    from cars_bot.broker import is_redis_url
+    from cars_bot.broker_urls import is_redis_url
     from carsctl.health.connectivity import redis_client
 
     if not is_redis_url(settings.broker_url):

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _connection(url: str):
     from kombu import Connection
 
-    from cars_bot.broker import TRANSPORT_PATH, kombu_broker_url
+    from cars_bot.broker import TRANSPORT_PATH
+    from cars_bot.broker_urls import kombu_broker_url
 
     return Connection(kombu_broker_url(url), transport=TRANSPORT_PATH)
 

@@ -186,7 +186,8 @@ def test_messages_held_when_the_connection_was_lost_are_given_back_on_reconnect(
     import redis
     from kombu import Connection, Exchange, Queue
 
-    from cars_bot.broker import PRIORITY_SEP, PRIORITY_STEPS, TRANSPORT_PATH, kombu_broker_url, message_task_id
+    from cars_bot.broker import PRIORITY_SEP, PRIORITY_STEPS, TRANSPORT_PATH, message_task_id
+    from cars_bot.broker_urls import kombu_broker_url
 
     def connection() -> Connection:
         return Connection(kombu_broker_url(broker.url), transport=TRANSPORT_PATH,

@@ -64,7 +64,8 @@ def test_start_status_stop_with_a_faked_telegram(lifecycle: Any, db: Any) -> Non
     heartbeat = json.loads((lifecycle.home / "run" / "monitor.heartbeat.json").read_text())
     assert heartbeat["state"] == "stopped"  # it shut down cleanly on SIGTERM
     log = (lifecycle.logs / "monitor.log").read_text()
-    assert "listening to cars_msk" in log and "stopped" in log and FAKE_TELEGRAM["TELEGRAM_MONITOR_SESSION_STRING"] not in log
+    assert "listening to cars_msk" in log and "stopped" in log
+    assert FAKE_TELEGRAM["TELEGRAM_MONITOR_SESSION_STRING"] not in log
     after = lifecycle.run("monitor", "status")
     assert after.returncode == 3 and "stopped" in after.stdout
 
