@@ -51,20 +51,24 @@ def run(
     args: Annotated[list[str] | None, typer.Argument(metavar="ARGS",
                                                      help="Positional arguments, converted to the task's types.")]
     = None,
-    kwarg: Annotated[list[str] | None, typer.Option("--kwarg", "-k", help="KEY=VALUE (repeatable).")] = None,
+    kwarg: Annotated[list[str] | None, typer.Option("--kwarg", "-k", metavar="KEY=VALUE",
+                                                    help="KEY=VALUE (repeatable).")] = None,
     queue: QueueOpt = None,
     priority: Annotated[int | None, typer.Option("--priority", "-p", min=0, max=9, help="0-9, 9 most urgent.")]
     = None,
     countdown: Annotated[float | None, typer.Option("--countdown", min=0.0, max=315_360_000.0,
                                                                    help="Run in S seconds.")] = None,
-    eta: Annotated[str | None, typer.Option("--eta", help="Run at this ISO time (no zone: local time).")] = None,
+    eta: Annotated[str | None, typer.Option("--eta", metavar="TIME",
+                                            help="Run at this ISO time (no zone: local time).")] = None,
     wait: WaitOpt = False,
     timeout: WaitTimeoutOpt = 300.0,
     retry_policy: Annotated[str | None, typer.Option(
-        "--retry-policy", help="Publish retries: max_retries=5,interval_start=1,interval_step=2,interval_max=30")]
+        "--retry-policy", metavar="POLICY",
+        help="Publish retries: max_retries=5,interval_start=1,interval_step=2,interval_max=30")]
     = None,
     from_file: Annotated[str | None, typer.Option(
-        "--from-file", help="One task per line, its arguments on the line ('-' reads stdin); sent in one pipeline.")]
+        "--from-file", metavar="FILE",
+        help="One task per line, its arguments on the line ('-' reads stdin); sent in one pipeline.")]
     = None,
     json: JsonOpt = False,
 ) -> None:
