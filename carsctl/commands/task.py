@@ -14,7 +14,7 @@ from carsctl.render import safe
 
 if TYPE_CHECKING:
     from carsctl.dispatch.arguments import SendOptions
-    from carsctl.dispatch.task_results import TaskInfo
+    from carsctl.dispatch.task_results import RevokeResult, TaskInfo
 
 app = typer.Typer(help="Run tasks by hand, look at their results, revoke them, retry failed ones.",
                   no_args_is_help=True)
@@ -163,12 +163,16 @@ def _wait_and_show(cli: CliContext, task_id: str, timeout: float, json: bool) ->
 
 def _show_result(cli: CliContext, info: TaskInfo, json: bool) -> None:
     """The result on stdout (a remote error and its traceback on stderr); exit 1 unless it succeeded."""
-    from carsctl.dispatch.task_results import TaskState
+    from carsctl.dispatch.task_results import TaskState, missing_subject
 
+    missing = missing_subject(info)
     if json or cli.json:
         cli.emit_json(info)
-    elif info.known:
+    elif info.known and missing is None:
         _render_result(cli, info)
+    if missing is not None:
+        label = _label(info.task, info.id) if info.task else info.id
+        raise OperationFailed(f"{label}: {missing} does not exist; nothing was done")
     if not info.known:
         raise OperationFailed(f"unknown task id {info.id}: never sent, or its result expired",
                               hint="results are kept for RESULT_EXPIRES seconds")
@@ -226,6 +230,7 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     Example: carsctl task revoke 1f0c...e2 --terminate
     """
     from carsctl.dispatch.arguments import task_id_argument
+    from carsctl.dispatch.task_results import RevokeOutcome
     from carsctl.dispatch.task_results import revoke as revoke_task
 
     task_id = task_id_argument(task_id)
@@ -234,10 +239,29 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     if json or cli.json:
         cli.emit_json(outcome)
         return
-    where = f"; removed from queue {outcome.removed_from_queue}" if outcome.removed_from_queue else ""
-    cli.info(safe(f"revoked {task_id}: {len(outcome.acknowledged_by)} worker(s) acknowledged{where}"))
-    if not outcome.acknowledged_by and not outcome.removed_from_queue:
-        cli.info("warning: no worker is running and the task is not in a queue: nothing held it")
+    cli.info(safe(f"revoked {task_id}: {_revoke_text(outcome)}"))
+    if not outcome.acknowledged_by and outcome.outcome != RevokeOutcome.REMOVED_FROM_QUEUE:
+        cli.info("warning: no worker answered: a worker started later does not know of this revoke")
+
+
+def _revoke_text(outcome: RevokeResult) -> str:
+    from carsctl.dispatch.task_results import RevokeOutcome
+
+    workers = f"{len(outcome.acknowledged_by)} worker(s)"
+    match outcome.outcome:
+        case RevokeOutcome.REMOVED_FROM_QUEUE:
+            return f"removed from queue {outcome.removed_from_queue}; it will not run"
+        case RevokeOutcome.HELD_BY_WORKER:
+            if outcome.terminate:
+                return f"{outcome.location}: terminated (SIGTERM); {workers} acknowledged"
+            return (f"{outcome.location}: a run already started finishes (--terminate stops it); "
+                    f"{workers} will not start it")
+        case RevokeOutcome.DELIVERED:
+            return f"{outcome.location}; {workers} will drop it"
+        case RevokeOutcome.FINISHED:
+            return f"it had already finished ({outcome.location}): nothing to stop"
+        case _:
+            return f"not queued, not running; {workers} will drop it if it arrives"
 
 
 @app.command("failed")
