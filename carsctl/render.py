@@ -96,17 +96,14 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     return FittedTable(title, tuple(columns), cells, tuple(no_wrap))
 
 
-#: A word longer than this (a URL, a path) is folded rather than widening its column further.
-LONGEST_UNBROKEN_WORD = 40
-
-
 class FittedTable:
     """A table laid out for the width it is printed at, so that no word is split over two lines.
 
     Each column is at least as wide as its longest word (its header's included); only columns with
     free text (cells with spaces) are narrowed, down to that width, wrapping at word boundaries. When the
     words do not fit with the usual separators, the columns are separated by one space instead; when
-    they do not fit even then, each row is shown as a block of "Column: value" lines.
+    they do not fit even then, each row is shown as a block of "Column: value" lines (where only a word
+    wider than the screen is folded).
     """
 
     def __init__(self, title: str | None, columns: tuple[str, ...], rows: list[tuple[str, ...]],
@@ -119,8 +116,7 @@ class FittedTable:
                         for cells in texts]
         self.shortest = [
             natural if column in no_wrap else
-            min(natural, max((min(cell_len(word), LONGEST_UNBROKEN_WORD) for text in cells for word in text.split()),
-                             default=0))
+            min(natural, max((cell_len(word) for text in cells for word in text.split()), default=0))
             for column, natural, cells in zip(columns, self.natural, texts, strict=True)]
 
     def widths(self, available: int) -> list[int] | None:
