@@ -74,6 +74,9 @@ def run(
 ) -> None:
     """Send a task; its arguments are checked against its signature before anything is sent.
 
+    A task about a post (process-post, publish-post) is sent only if the post exists. Exit code 0 sent
+    (with --wait: succeeded), 1 no such post, the task failed, or it found its post gone.
+
     \b
     Example: carsctl task run process-post 42 --wait --timeout 300
     Example: carsctl task run process-post 42 --countdown 10 --priority 7
@@ -225,6 +228,9 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
            terminate: Annotated[bool, typer.Option("--terminate", help="Also kill it if it is running (SIGTERM).")]
            = False, json: JsonOpt = False) -> None:
     """Make sure a task does not run: workers drop it, and it is taken out of its queue.
+
+    Says where the task was: taken out of its queue, held by a worker (a run already started finishes
+    unless --terminate), already finished, or nowhere (workers drop it if it arrives later).
 
     \b
     Example: carsctl task revoke 1f0c...e2 --terminate
