@@ -290,3 +290,23 @@ def test_a_binary_or_latin1_from_file_is_a_usage_error(celery_app_real, settings
     result = invoke("task", "run", "process-post", "--from-file", str(path))
     assert result.exit_code == 2, result.output
     assert str(path) in result.stderr and ("not UTF-8 text" in result.stderr or "binary file" in result.stderr)
+
+
+@pytest.mark.parametrize(("found", "terminate", "said"), [
+    ({"state": "PENDING", "location": "active on ai@host", "worker": "ai@host"}, False,
+     "active on ai@host: a run already started finishes (--terminate stops it)"),
+    ({"state": "PENDING", "location": "active on ai@host", "worker": "ai@host"}, True,
+     "active on ai@host: terminated (SIGTERM)"),
+    ({"state": "STARTED", "worker": "ai@host"}, True, "STARTED on ai@host: terminated (SIGTERM)"),
+    ({"state": "PENDING", "location": "delivered to a worker, not yet acknowledged"}, False,
+     "delivered to a worker, not yet acknowledged; 0 worker(s) will drop it"),
+])
+def test_revoking_a_task_a_worker_holds_says_what_becomes_of_it(celery_app_real, redis_client, settings, monkeypatch,
+                                                               found, terminate, said) -> None:
+    from carsctl.dispatch import task_results
+
+    task_id = str(uuid.uuid4())
+    info = task_results.TaskInfo(id=task_id, known=True, **found)
+    monkeypatch.setattr(task_results, "result_info", lambda *_args, **_kwargs: info)
+    result = invoke("task", "revoke", task_id, *(["--terminate"] if terminate else []))
+    assert result.exit_code == 0 and f"revoked {task_id}: {said}" in result.stderr, result.stderr
