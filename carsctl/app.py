@@ -34,6 +34,20 @@ class CarsctlGroup(TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         return load_command(cmd_name) if cmd_name in COMMANDS else None
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        # Typer suggests from `self.commands`, empty here (commands load on demand): suggest from COMMANDS.
+        from typer._click.exceptions import UsageError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as error:
+            from difflib import get_close_matches
+
+            matches = get_close_matches(args[0], list(COMMANDS)) if args else []
+            if matches and "Did you mean" not in error.message:
+                error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
+
     def invoke(self, ctx: Any) -> Any:
         from typer._click.exceptions import ClickException
         from typer.exceptions import Abort, Exit
@@ -172,6 +186,9 @@ def load_command(name: str) -> Any:
         single.command(name=name)(target)
         command = typer.main.get_command(single)
     command.name = name
+    from carsctl.options import conventional_metavars
+
+    conventional_metavars(command)
     return command
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import functools
+import typing
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -35,3 +37,62 @@ NodeOpt = Annotated[list[str] | None, typer.Option(
     "--node", "-n", show_default=False,
     help="A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several), e.g. ai:ai_processing:2. "
          "[default: the nodes of the last run, else one node 'worker' on all five queues]")]
+
+
+def conventional_metavars(command: Any) -> None:
+    """Give every parameter of `command` (and its subcommands) a conventional metavar, as click and most
+    Unix tools write them: `-c INTEGER`, `--timeout SECONDS`, `--pool [prefork|solo|threads]`, `FILE`,
+    `[NODE]...`, instead of Typer's type names (`<int range>`, `<list[str]>`, `{file}`, `NODE......`).
+
+    Called once per command tree when it is built (`carsctl.app.load_command`); a metavar a parameter
+    declares is kept, with any trailing "..." dropped (the usage line adds it for repeated arguments).
+    """
+    from typer.core import TyperArgument
+
+    for param in getattr(command, "params", ()):
+        if param.param_type_name == "argument":
+            name = (param.metavar or param.name or "").upper().removesuffix("...")
+            param.metavar = name
+            if isinstance(param, TyperArgument):
+                param.__class__ = _conventional_argument_class()
+        elif param.param_type_name == "option" and param.metavar is None and not (param.is_flag or param.count):
+            param.metavar = _option_metavar(param)
+    for sub in getattr(command, "commands", {}).values():
+        conventional_metavars(sub)
+
+
+def _option_metavar(param: Any) -> str:
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None:
+        return param.type.name.upper()
+    if descriptor.is_choice:
+        return "[" + "|".join(str(getattr(c, "value", c)) for c in descriptor.choices or ()) + "]"
+    if descriptor.is_path or descriptor.is_file:
+        return {"directory": "DIR", "file": "FILE"}.get(descriptor.path_type, "PATH")
+    annotation = descriptor.annotation
+    element = typing.get_args(annotation)[0] if descriptor.is_list and typing.get_args(annotation) else annotation
+    if element is int:
+        return "INTEGER"
+    if element is float:
+        return "SECONDS" if "second" in (param.help or "").lower() else "NUMBER"
+    if descriptor.is_datetime:
+        return "DATETIME"
+    return "TEXT"
+
+
+@functools.cache
+def _conventional_argument_class() -> type:
+    from typer.core import TyperArgument
+
+    class ConventionalArgument(TyperArgument):
+        """A Typer argument shown as click shows one: `FILE`, `[ID]`, `[NODE]...`; its help row names
+        it once, without a type."""
+
+        def display_type_rich(self, ctx: Any) -> str | None:
+            return None
+
+        def _usage_display_name(self) -> str:
+            name = self.metavar if self.required else f"[{self.metavar}]"
+            return f"{name}..." if self.nargs != 1 else name
+
+    return ConventionalArgument

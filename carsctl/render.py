@@ -90,16 +90,90 @@ def safe(value: Any) -> str:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
           no_wrap: Sequence[str] = ()) -> Any:
-    """A Rich table with every cell escaped; `no_wrap` columns (ids) are never broken over lines."""
-    from rich.table import Table
+    """A Rich table with every cell escaped that never breaks a word over two lines (`FittedTable`);
+    `no_wrap` columns (ids) are never broken at all."""
+    cells = [tuple("" if cell is None else str(cell) for cell in row) for row in rows]
+    return FittedTable(title, tuple(columns), cells, tuple(no_wrap))
 
-    result = Table(title=title, title_justify="left", show_edge=False, header_style="bold",
-                   show_header=any(columns))
-    for column in columns:
-        result.add_column(column, overflow="fold", no_wrap=column in no_wrap)
-    for row in rows:
-        result.add_row(*(safe(cell) for cell in row))
-    return result
+
+class FittedTable:
+    """A table laid out for the width it is printed at, so that no word is split over two lines.
+
+    Each column is at least as wide as its longest word (its header's included); only columns with
+    free text (cells with spaces) are narrowed, down to that width, wrapping at word boundaries. When the
+    words do not fit with the usual separators, the columns are separated by one space instead; when
+    they do not fit even then, each row is shown as a block of "Column: value" lines (where only a word
+    wider than the screen is folded).
+    """
+
+    def __init__(self, title: str | None, columns: tuple[str, ...], rows: list[tuple[str, ...]],
+                 no_wrap: tuple[str, ...] = ()) -> None:
+        from rich.cells import cell_len
+
+        self.title, self.columns, self.rows, self.no_wrap = title, columns, rows, no_wrap
+        texts = [[column, *(row[i] if i < len(row) else "" for row in rows)] for i, column in enumerate(columns)]
+        self.natural = [max((cell_len(line) for text in cells for line in text.splitlines()), default=0)
+                        for cells in texts]
+        self.shortest = [
+            natural if column in no_wrap else
+            min(natural, max((cell_len(word) for text in cells for word in text.split()), default=0))
+            for column, natural, cells in zip(columns, self.natural, texts, strict=True)]
+
+    def widths(self, available: int) -> list[int] | None:
+        """Column widths summing to at most `available` with every word whole, or None if none do."""
+        widths = list(self.natural)
+        excess = sum(widths) - available
+        if sum(self.shortest) > available:
+            return None
+        while excess > 0:  # narrow the widest column that can still be narrowed, one cell at a time
+            slack = [(width, i) for i, width in enumerate(widths) if width > self.shortest[i]]
+            _width, widest = max(slack)
+            widths[widest] -= 1
+            excess -= 1
+        return widths
+
+    def renderable(self, width: int) -> Any:
+        count = len(self.columns)
+        for compact, overhead in ((False, 3 * count - 1), (True, count - 1)):
+            widths = self.widths(width - overhead)
+            if widths is not None:
+                return self._table(widths, compact)
+        return self._records()
+
+    def _table(self, widths: list[int], compact: bool) -> Any:
+        from rich import box
+        from rich.table import Table
+
+        result = Table(title=self.title, title_justify="left", show_edge=False, header_style="bold",
+                       show_header=any(self.columns), box=None if compact else box.HEAVY_HEAD,
+                       pad_edge=not compact, collapse_padding=compact)
+        for column, width in zip(self.columns, widths, strict=True):
+            result.add_column(column, overflow="fold", width=max(width, 1), no_wrap=column in self.no_wrap)
+        for row in self.rows:
+            result.add_row(*(safe(cell) for cell in row))
+        return result
+
+    def _records(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+
+        parts: list[Any] = [safe(self.title)] if self.title else []
+        for number, row in enumerate(self.rows):
+            record = Table.grid(padding=(0, 1))
+            record.add_column(style="bold", no_wrap=True)
+            record.add_column(overflow="fold")
+            for column, cell in zip(self.columns, row, strict=False):
+                record.add_row(safe(f"{column}:" if column else ""), safe(cell))
+            parts += [""] * (number > 0) + [record]
+        return Group(*parts)
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield self.renderable(options.max_width)
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.renderable(options.max_width))
 
 
 def key_values(title: str | None, pairs: Iterable[tuple[str, Any]]) -> Any:

@@ -69,7 +69,7 @@ def report_status(cli: CliContext, rows: Sequence[NodeStatusRow], json: bool, ti
         cli.emit_json(list(rows))
     elif rows:
         cli.out.print(table(title, ("node", "status", "pid", "queues", "pool", "up", "note"), (
-            (r.hostname, r.status, r.pid or "", ",".join(r.queues),
+            (r.hostname, r.status, r.pid or "", ", ".join(r.queues),
              f"{r.pool or ''}{'/' + str(r.concurrency) if r.concurrency else ''}",
              duration(r.uptime_seconds), r.note)
             for r in rows)))

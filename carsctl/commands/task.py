@@ -14,7 +14,7 @@ from carsctl.render import safe
 
 if TYPE_CHECKING:
     from carsctl.dispatch.arguments import SendOptions
-    from carsctl.dispatch.task_results import TaskInfo
+    from carsctl.dispatch.task_results import RevokeResult, TaskInfo
 
 app = typer.Typer(help="Run tasks by hand, look at their results, revoke them, retry failed ones.",
                   no_args_is_help=True)
@@ -51,24 +51,31 @@ def run(
     args: Annotated[list[str] | None, typer.Argument(metavar="ARGS",
                                                      help="Positional arguments, converted to the task's types.")]
     = None,
-    kwarg: Annotated[list[str] | None, typer.Option("--kwarg", "-k", help="KEY=VALUE (repeatable).")] = None,
+    kwarg: Annotated[list[str] | None, typer.Option("--kwarg", "-k", metavar="KEY=VALUE",
+                                                    help="KEY=VALUE (repeatable).")] = None,
     queue: QueueOpt = None,
     priority: Annotated[int | None, typer.Option("--priority", "-p", min=0, max=9, help="0-9, 9 most urgent.")]
     = None,
     countdown: Annotated[float | None, typer.Option("--countdown", min=0.0, max=315_360_000.0,
                                                                    help="Run in S seconds.")] = None,
-    eta: Annotated[str | None, typer.Option("--eta", help="Run at this ISO time (no zone: local time).")] = None,
+    eta: Annotated[str | None, typer.Option("--eta", metavar="TIME",
+                                            help="Run at this ISO time (no zone: local time).")] = None,
     wait: WaitOpt = False,
     timeout: WaitTimeoutOpt = 300.0,
     retry_policy: Annotated[str | None, typer.Option(
-        "--retry-policy", help="Publish retries: max_retries=5,interval_start=1,interval_step=2,interval_max=30")]
+        "--retry-policy", metavar="POLICY",
+        help="Publish retries: max_retries=5,interval_start=1,interval_step=2,interval_max=30")]
     = None,
     from_file: Annotated[str | None, typer.Option(
-        "--from-file", help="One task per line, its arguments on the line ('-' reads stdin); sent in one pipeline.")]
+        "--from-file", metavar="FILE",
+        help="One task per line, its arguments on the line ('-' reads stdin); sent in one pipeline.")]
     = None,
     json: JsonOpt = False,
 ) -> None:
     """Send a task; its arguments are checked against its signature before anything is sent.
+
+    A task about a post (process-post, publish-post) is sent only if the post exists. Exit code 0 sent
+    (with --wait: succeeded), 1 no such post, the task failed, or it found its post gone.
 
     \b
     Example: carsctl task run process-post 42 --wait --timeout 300
@@ -159,12 +166,16 @@ def _wait_and_show(cli: CliContext, task_id: str, timeout: float, json: bool) ->
 
 def _show_result(cli: CliContext, info: TaskInfo, json: bool) -> None:
     """The result on stdout (a remote error and its traceback on stderr); exit 1 unless it succeeded."""
-    from carsctl.dispatch.task_results import TaskState
+    from carsctl.dispatch.task_results import TaskState, missing_subject
 
+    missing = missing_subject(info)
     if json or cli.json:
         cli.emit_json(info)
-    elif info.known:
+    elif info.known and missing is None:
         _render_result(cli, info)
+    if missing is not None:
+        label = _label(info.task, info.id) if info.task else info.id
+        raise OperationFailed(f"{label}: {missing} does not exist; nothing was done")
     if not info.known:
         raise OperationFailed(f"unknown task id {info.id}: never sent, or its result expired",
                               hint="results are kept for RESULT_EXPIRES seconds")
@@ -218,10 +229,14 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
            = False, json: JsonOpt = False) -> None:
     """Make sure a task does not run: workers drop it, and it is taken out of its queue.
 
+    Says where the task was: taken out of its queue, held by a worker (a run already started finishes
+    unless --terminate), already finished, or nowhere (workers drop it if it arrives later).
+
     \b
     Example: carsctl task revoke 1f0c...e2 --terminate
     """
     from carsctl.dispatch.arguments import task_id_argument
+    from carsctl.dispatch.task_results import RevokeOutcome
     from carsctl.dispatch.task_results import revoke as revoke_task
 
     task_id = task_id_argument(task_id)
@@ -230,10 +245,29 @@ def revoke(ctx: typer.Context, task_id: Annotated[str, typer.Argument(metavar="I
     if json or cli.json:
         cli.emit_json(outcome)
         return
-    where = f"; removed from queue {outcome.removed_from_queue}" if outcome.removed_from_queue else ""
-    cli.info(safe(f"revoked {task_id}: {len(outcome.acknowledged_by)} worker(s) acknowledged{where}"))
-    if not outcome.acknowledged_by and not outcome.removed_from_queue:
-        cli.info("warning: no worker is running and the task is not in a queue: nothing held it")
+    cli.info(safe(f"revoked {task_id}: {_revoke_text(outcome)}"))
+    if not outcome.acknowledged_by and outcome.outcome != RevokeOutcome.REMOVED_FROM_QUEUE:
+        cli.info("warning: no worker answered: a worker started later does not know of this revoke")
+
+
+def _revoke_text(outcome: RevokeResult) -> str:
+    from carsctl.dispatch.task_results import RevokeOutcome
+
+    workers = f"{len(outcome.acknowledged_by)} worker(s)"
+    match outcome.outcome:
+        case RevokeOutcome.REMOVED_FROM_QUEUE:
+            return f"removed from queue {outcome.removed_from_queue}; it will not run"
+        case RevokeOutcome.HELD_BY_WORKER:
+            if outcome.terminate:
+                return f"{outcome.location}: terminated (SIGTERM); {workers} acknowledged"
+            return (f"{outcome.location}: a run already started finishes (--terminate stops it); "
+                    f"{workers} will not start it")
+        case RevokeOutcome.DELIVERED:
+            return f"{outcome.location}; {workers} will drop it"
+        case RevokeOutcome.FINISHED:
+            return f"it had already finished ({outcome.location}): nothing to stop"
+        case _:
+            return f"not queued, not running; {workers} will drop it if it arrives"
 
 
 @app.command("failed")

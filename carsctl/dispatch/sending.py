@@ -58,6 +58,7 @@ def send(app: Celery, task: Any, args: list[Any], kwargs: dict[str, Any], option
     route = task_route(app, task, publish, args, kwargs)
     with connected(app, write=True):
         pass  # a broker that is down: one clear line now, not after the publish and result-store retries
+    require_subject(task, args, kwargs)
     try:
         result = task.apply_async(args=args, kwargs=kwargs, **publish)
     except Exception as error:  # noqa: BLE001 - kombu raises transport-specific errors
@@ -65,6 +66,29 @@ def send(app: Celery, task: Any, args: list[Any], kwargs: dict[str, Any], option
     queue = route.get("queue")
     return SentTask(id=result.id, task=task.name, args=args, kwargs=kwargs, queue=getattr(queue, "name", queue),
                     priority=route.get("priority"), eta=options.eta, countdown=options.countdown)
+
+
+def require_subject(task: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse (OperationFailed, exit 1) a task about a post that does not exist: `process-post 42` for no
+    post 42 would run, find nothing and "succeed". Tasks without a `post_id` parameter pass unchecked.
+    """
+    from cars_bot.task_names import task_alias
+    from carsctl.dispatch.arguments import task_signature
+
+    try:
+        post_id = task_signature(task).bind(*args, **kwargs).arguments.get("post_id")
+    except TypeError:
+        return
+    if post_id is None:
+        return
+    from cars_bot.db.models import Post
+    from cars_bot.db.session import session_factory
+
+    with session_factory()() as session:
+        exists = session.get(Post, post_id) is not None
+    if not exists:
+        raise OperationFailed(f"no post {post_id}: {task_alias(task.name)} not sent",
+                              hint="carsctl post list shows the stored posts")
 
 
 def send_bulk(app: Celery, task: Any, arg_lists: list[list[Any]], options: SendOptions,

@@ -81,15 +81,29 @@ class TaskInfo:
     timed_out: bool = False
 
 
+class RevokeOutcome(StrEnum):
+    """Where the task was when it was revoked, which says what the revoke did."""
+
+    REMOVED_FROM_QUEUE = "removed_from_queue"  # taken out of its queue: it will not run
+    HELD_BY_WORKER = "held_by_worker"  # reserved, scheduled (ETA) or running on a worker: flagged there
+    DELIVERED = "delivered"  # delivered, not yet acknowledged: the worker that gets it drops it
+    FINISHED = "finished"  # it had already finished: nothing to stop
+    NOT_FOUND = "not_found"  # not queued, not running: workers drop it if it arrives
+
+
 @dataclass(frozen=True, slots=True)
 class RevokeResult:
-    """A revoke: which workers acknowledged it, and the queue it was taken out of (if any)."""
+    """A revoke: where the task was (`outcome`, `location`), which workers acknowledged it, and the queue
+    it was taken out of (if any)."""
 
     id: str
     terminate: bool
+    outcome: RevokeOutcome
     removed_from_queue: str | None
     acknowledged_by: list[str]
     workers_listening: int | None
+    location: str | None = None  # HELD_BY_WORKER/DELIVERED: where; FINISHED: its final state
+    worker: str | None = None  # HELD_BY_WORKER: the node holding it
 
 
 def result_info(app: Celery, task_id: str, *, settings: Settings | None = None, timeout: float = 1.0) -> TaskInfo:
@@ -117,6 +131,17 @@ def result_info(app: Celery, task_id: str, *, settings: Settings | None = None, 
         return TaskInfo(id=task_id, state=TaskState.UNKNOWN, known=False)
     return TaskInfo(id=task_id, state=state, known=True, location=where.location, queue=where.queue,
                     worker=where.worker)
+
+
+def missing_subject(info: TaskInfo) -> str | None:
+    """What a task that succeeded found missing ("post 42"), when its result says it had nothing to work
+    on: process-post's `{"status": "missing"}`, publish-post's `{"post_status": "missing"}`."""
+    result = info.result
+    if info.state != TaskState.SUCCESS or not isinstance(result, dict):
+        return None
+    if "missing" not in (result.get("status"), result.get("post_status")):
+        return None
+    return f"post {result['post_id']}" if "post_id" in result else "its subject"
 
 
 def _has_meta_key(backend: Any, task_id: str) -> bool:
@@ -197,10 +222,26 @@ def revoke(app: Celery, task_id: str, *, terminate: bool = False, settings: Sett
 
     task_id = task_id_argument(task_id)
     removed = _remove_from_queues(app, task_id)
+    before = None if removed else result_info(app, task_id, settings=settings, timeout=timeout)
     outcome = broadcast(app, "revoke", {"task_id": task_id, "terminate": terminate, "signal": "SIGTERM"},
                         timeout=timeout, settings=settings)
-    return RevokeResult(id=task_id, terminate=terminate, removed_from_queue=removed,
-                        acknowledged_by=sorted(outcome.replies), workers_listening=outcome.listeners)
+    if removed:
+        where, location = RevokeOutcome.REMOVED_FROM_QUEUE, None
+    elif before is None or not before.known:
+        where, location = RevokeOutcome.NOT_FOUND, None
+    elif before.location is None:  # a stored state: it ran (or is running, with result_extended STARTED)
+        if before.state in FINISHED:
+            where, location = RevokeOutcome.FINISHED, str(before.state)
+        else:
+            where = RevokeOutcome.HELD_BY_WORKER
+            location = f"{before.state} on {before.worker}" if before.worker else str(before.state)
+    elif before.worker is not None:
+        where, location = RevokeOutcome.HELD_BY_WORKER, before.location
+    else:
+        where, location = RevokeOutcome.DELIVERED, before.location
+    return RevokeResult(id=task_id, terminate=terminate, outcome=where, removed_from_queue=removed,
+                        acknowledged_by=sorted(outcome.replies), workers_listening=outcome.listeners,
+                        location=location, worker=before.worker if before else None)
 
 
 def _remove_from_queues(app: Celery, task_id: str) -> str | None:

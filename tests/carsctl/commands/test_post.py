@@ -72,8 +72,8 @@ def test_bad_import_files_are_usage_errors(db, settings, tmp_path, content, mess
     (("post", "add", "--channel", "@x", "--text", " ", "--no-process"), "text is empty"),
     (("post", "add", "--channel", "@x", "--text", "x", "--message-id", "99999999999999999999", "--no-process"),
      "message_id: Input should be less than or equal to 9223372036854775807"),
-    (("post", "show", "99999999999999999999"), "Invalid value for 'post_id'"),
-    (("post", "show", "0"), "Invalid value for 'post_id'"),
+    (("post", "show", "99999999999999999999"), "Invalid value for 'POST_ID'"),
+    (("post", "show", "0"), "Invalid value for 'POST_ID'"),
 ])
 def test_out_of_range_post_input_is_a_usage_error(db, settings, args, message) -> None:
     result = invoke(*args)

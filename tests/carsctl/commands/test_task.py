@@ -15,17 +15,28 @@ from tests.workers import celery_worker
 pytestmark = pytest.mark.redis
 
 
+def stored_post(db: Any, text: str = "Продам BMW 3 серии 2015") -> int:
+    from cars_bot.posts import store_post
+
+    with db.begin() as session:
+        post, _ = store_post(session, channel="@cars_msk", text=text)
+        session.flush()
+        return post.id
+
+
 def all_messages(redis_client, queue="ai_processing") -> list[dict[str, Any]]:
     return [message for messages in queued(redis_client, queue).values() for message in messages]
 
 
-def test_positional_arguments_are_converted_to_the_signature_types(celery_app_real, redis_client, settings) -> None:
-    result = invoke("task", "run", "process-post", "42", "--json")
+def test_positional_arguments_are_converted_to_the_signature_types(celery_app_real, redis_client, db,
+                                                                   settings) -> None:
+    post_id = stored_post(db)
+    result = invoke("task", "run", "process-post", str(post_id), "--json")
     assert result.exit_code == 0, result.output
     sent = json.loads(result.stdout)
-    assert sent["args"] == [42] and sent["queue"] == "ai_processing"
+    assert sent["args"] == [post_id] and sent["queue"] == "ai_processing"
     [message] = queued(redis_client, "ai_processing")[priority_key("ai_processing", sent["priority"])]
-    assert message["args"] == [42] and message["headers"]["id"] == sent["id"]
+    assert message["args"] == [post_id] and message["headers"]["id"] == sent["id"]
     assert message["priority"] == sent["priority"]  # what is reported is what was sent
 
 
@@ -82,7 +93,7 @@ def test_values_follow_their_annotations() -> None:
         convert_value("{}", list, "ids")
 
 
-def test_bulk_dispatch_sends_one_task_per_line(celery_app_real, redis_client, settings, tmp_path) -> None:
+def test_bulk_dispatch_sends_one_task_per_line(celery_app_real, redis_client, db, settings, tmp_path) -> None:
     ids = tmp_path / "ids.txt"
     ids.write_text("# posts to reprocess\n" + "\n".join(str(n) for n in range(1, 501)) + "\n\n")
     result = invoke("task", "run", "process-post", "--from-file", str(ids), "--json")
@@ -92,7 +103,7 @@ def test_bulk_dispatch_sends_one_task_per_line(celery_app_real, redis_client, se
     messages = all_messages(redis_client)
     assert sorted(m["args"][0] for m in messages) == list(range(1, 501))
     assert {m["headers"]["id"] for m in messages} == set(report["ids"])
-    single = json.loads(invoke("task", "run", "process-post", "1", "--json").stdout)
+    single = json.loads(invoke("task", "run", "process-post", str(stored_post(db)), "--json").stdout)
     assert {m["priority"] for m in messages} == {report["priority"]} == {single["priority"]}  # as apply_async
     assert {m["headers"]["timelimit"][0] for m in messages} == {360}
 
@@ -119,15 +130,70 @@ def test_result_of_an_unknown_id_says_so_at_once(celery_app_real, redis_client, 
     assert result.exit_code == 1 and "unknown task id" in result.stderr
 
 
-def test_result_of_a_queued_task_says_where_it_waits(celery_app_real, redis_client, settings) -> None:
-    task_id = invoke("task", "run", "process-post", "5").stdout.strip()
+def test_result_of_a_queued_task_says_where_it_waits(celery_app_real, redis_client, db, settings) -> None:
+    task_id = invoke("task", "run", "process-post", str(stored_post(db))).stdout.strip()
     result = invoke("task", "result", task_id, "--json")
     assert result.exit_code == 0
     info = json.loads(result.stdout)
     assert info["state"] == "PENDING" and info["known"] and info["location"] == "queued in ai_processing"
     revoked = invoke("task", "revoke", task_id)
-    assert revoked.exit_code == 0 and "removed from queue ai_processing" in revoked.stderr
+    assert revoked.exit_code == 0 and "removed from queue ai_processing; it will not run" in revoked.stderr
     assert queued(redis_client, "ai_processing") == {}
+
+
+@pytest.mark.parametrize("alias", ["process-post", "publish-post"])
+def test_a_task_about_a_post_that_does_not_exist_is_not_sent(celery_app_real, redis_client, db, settings,
+                                                              alias) -> None:
+    missing = stored_post(db) + 1000
+    result = invoke("task", "run", alias, str(missing), "--wait", "--timeout", "5")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"carsctl: error: no post {missing}: {alias} not sent")
+    assert queued(redis_client, "ai_processing") == {} and queued(redis_client, "publishing") == {}
+
+
+@pytest.mark.parametrize(("name", "found"), [
+    ("cars_bot.tasks.ai_tasks.process_post_task", {"post_id": 42, "status": "missing", "reason": "no such post"}),
+    ("cars_bot.tasks.publishing_tasks.publish_post_task",
+     {"status": "not_ready", "post_id": 42, "post_status": "missing"}),
+])
+def test_a_task_that_found_its_post_missing_is_a_failure(celery_app_real, redis_client, settings, name,
+                                                         found) -> None:
+    """The post vanished between sending and running: the task "succeeds" with nothing done; --wait and
+    result say so and exit 1."""
+    task_id = str(uuid.uuid4())
+    celery_app_real.backend.store_result(task_id, found, "SUCCESS", request=_Request(task_id, name))
+    for args in (("task", "result", task_id), ("task", "result", task_id, "--wait")):
+        result = invoke(*args)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.count("\n") == 1 and "post 42 does not exist; nothing was done" in result.stderr
+    as_json = invoke("task", "result", task_id, "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["result"] == found
+
+
+class _Request:
+    """The parts of a task request the result backend stores with `result_extended`."""
+
+    def __init__(self, task_id: str, name: str) -> None:
+        self.id, self.task, self.args, self.kwargs = task_id, name, [42], {}
+        self.hostname, self.retries, self.delivery_info = "ai@host", 0, {"routing_key": "ai_processing"}
+        self.ignore_result, self.group, self.group_index, self.parent_id, self.root_id = False, None, None, None, None
+
+
+def test_revoking_an_id_no_one_holds_says_so(celery_app_real, redis_client, settings) -> None:
+    unknown = str(uuid.uuid4())
+    result = invoke("task", "revoke", unknown)
+    assert result.exit_code == 0
+    assert "not queued, not running; 0 worker(s) will drop it if it arrives" in result.stderr
+    assert "acknowledged" not in result.stderr
+    assert json.loads(invoke("task", "revoke", unknown, "--json").stdout)["outcome"] == "not_found"
+
+
+def test_revoking_a_finished_task_says_nothing_was_stopped(celery_app_real, redis_client, settings) -> None:
+    task_id = str(uuid.uuid4())
+    celery_app_real.backend.store_result(task_id, {"ok": True}, "SUCCESS",
+                                         request=_Request(task_id, "cars_bot.tasks.ai_tasks.process_post_task"))
+    result = invoke("task", "revoke", task_id)
+    assert result.exit_code == 0 and "it had already finished (SUCCESS): nothing to stop" in result.stderr
 
 
 @pytest.mark.slow
@@ -224,3 +290,23 @@ def test_a_binary_or_latin1_from_file_is_a_usage_error(celery_app_real, settings
     result = invoke("task", "run", "process-post", "--from-file", str(path))
     assert result.exit_code == 2, result.output
     assert str(path) in result.stderr and ("not UTF-8 text" in result.stderr or "binary file" in result.stderr)
+
+
+@pytest.mark.parametrize(("found", "terminate", "said"), [
+    ({"state": "PENDING", "location": "active on ai@host", "worker": "ai@host"}, False,
+     "active on ai@host: a run already started finishes (--terminate stops it)"),
+    ({"state": "PENDING", "location": "active on ai@host", "worker": "ai@host"}, True,
+     "active on ai@host: terminated (SIGTERM)"),
+    ({"state": "STARTED", "worker": "ai@host"}, True, "STARTED on ai@host: terminated (SIGTERM)"),
+    ({"state": "PENDING", "location": "delivered to a worker, not yet acknowledged"}, False,
+     "delivered to a worker, not yet acknowledged; 0 worker(s) will drop it"),
+])
+def test_revoking_a_task_a_worker_holds_says_what_becomes_of_it(celery_app_real, redis_client, settings, monkeypatch,
+                                                               found, terminate, said) -> None:
+    from carsctl.dispatch import task_results
+
+    task_id = str(uuid.uuid4())
+    info = task_results.TaskInfo(id=task_id, known=True, **found)
+    monkeypatch.setattr(task_results, "result_info", lambda *_args, **_kwargs: info)
+    result = invoke("task", "revoke", task_id, *(["--terminate"] if terminate else []))
+    assert result.exit_code == 0 and f"revoked {task_id}: {said}" in result.stderr, result.stderr
