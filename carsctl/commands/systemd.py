@@ -15,7 +15,7 @@ def systemd(
     ctx: typer.Context,
     user: Annotated[bool, typer.Option("--user", help="Units for the per-user manager (systemctl --user).")] = False,
     node: Annotated[list[str] | None, typer.Option(
-        "--node", "-n", show_default=False,
+        "--node", "-n", metavar="NODE", show_default=False,
         help="A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several), e.g. ai:ai_processing:2. "
              "[default: the nodes running now, else one node 'worker' on all five queues]")] = None,
     pool: PoolOpt = None,
