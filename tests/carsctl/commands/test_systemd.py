@@ -141,3 +141,34 @@ def test_systemd_analyze_verify_is_clean(lifecycle, monkeypatch, tmp_path, embed
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
     assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+
+
+def test_the_broker_units_redis_runs_in_the_foreground_and_a_crash_is_a_failure(short_home: Path) -> None:
+    """The broker unit's own commands, run as systemd would: Redis stays the direct child (Type=simple),
+    answers on the socket, exits 0 on SIGTERM (a stop) and non-zero when killed (Restart=on-failure)."""
+    import shlex
+    import signal
+    import time
+
+    from cars_bot.config import load_settings
+    from carsctl.lifecycle.systemd_units import BROKER_UNIT, service_account, systemd_units
+    from carsctl.process import embedded_redis
+
+    settings = load_settings({"CARSCTL_HOME": str(short_home / "h"), "LOG_DIR": str(short_home / "logs")},
+                             cwd=short_home)
+    unit = systemd_units(settings, [], account=service_account(user_units=True), user=True)[BROKER_UNIT]
+    pre, start = (shlex.split(re.search(rf"^{key}=(.+)$", unit, re.M).group(1))
+                  for key in ("ExecStartPre", "ExecStart"))
+    subprocess.run(pre, check=True, timeout=30)
+    for stop, expected in ((signal.SIGTERM, 0), (signal.SIGKILL, -signal.SIGKILL)):
+        redis = subprocess.Popen(start, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            status = embedded_redis.status(settings)
+            while not status.running and redis.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)  # poll until it answers (or exits: the assert below says so)
+                status = embedded_redis.status(settings)
+            assert status.running and status.pid == redis.pid  # in the foreground: systemd's main process
+        finally:
+            redis.send_signal(stop)
+            assert redis.wait(timeout=30) == expected
