@@ -69,7 +69,7 @@ _carsctl_cmd() {
         'post list') _cc_opts=(--status --limit --json -h --help) ;;
         doctor) _cc_opts=(--json --timeout -h --help) ;;
         flower) _cc_opts=(--port --address --basic-auth --stop --timeout --json -h --help) ;;
-        systemd) _cc_opts=(--user -n --node -P --pool --output-dir -h --help) ;;
+        systemd) _cc_opts=(--user -n --node -P --pool --output-dir --user-name --group -h --help) ;;
         config) _cc_subs=(show) _cc_opts=(-h --help) ;;
         'config show') _cc_opts=(--json -h --help) ;;
         db) _cc_subs=(upgrade status) _cc_opts=(-h --help) ;;
@@ -188,6 +188,8 @@ _carsctl_optval() {
         'systemd|-n'|'systemd|--node') _cc_val=(n); _cc_nargs=1 ;;
         'systemd|-P'|'systemd|--pool') _cc_val=(w prefork solo threads); _cc_nargs=1 ;;
         'systemd|--output-dir') _cc_val=(d); _cc_nargs=1 ;;
+        'systemd|--user-name') _cc_val=(-); _cc_nargs=1 ;;
+        'systemd|--group') _cc_val=(-); _cc_nargs=1 ;;
         'completion generate|--dir') _cc_val=(d); _cc_nargs=1 ;;
         'completion install|--dir') _cc_val=(d); _cc_nargs=1 ;;
         *) return 1 ;;

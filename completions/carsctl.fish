@@ -140,7 +140,7 @@ function __carsctl_cmd
         case flower
             set -g __carsctl_opts --port\t'TCP port.' --address\t'Address to listen on.' --basic-auth\t'user:password required by the UI (also FLOWER_BASIC_AUTH; never...' --stop\t'Stop the Flower carsctl started.' --timeout\t'Seconds to wait until it listens.' --json\t'Machine-readable output on stdout.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case systemd
-            set -g __carsctl_opts --user\t'Units for the per-user manager (systemctl --user).' -n\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' --node\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' --output-dir\t'Write the unit files into this directory instead of printing them.' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
+            set -g __carsctl_opts --user\t'Units for the per-user manager (systemctl --user).' -n\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' --node\t'A worker node as NAME[:QUEUES[:CONCURRENCY]] (repeat for several)...' -P\t'Execution pool. [default: prefork, or what the node last ran with]' --pool\t'Execution pool. [default: prefork, or what the node last ran with]' --output-dir\t'Write the unit files into this directory instead of printing them.' --user-name\t'System units run as this user (User=). [default: the user running...' --group\t'System units run with this group (Group=).' -h\t'Show this message and exit.' --help\t'Show this message and exit.'
         case config
             set -g __carsctl_subs show\t'Print every setting (secrets masked) and its source: default, .env...'
             set -g __carsctl_opts -h\t'Show this message and exit.' --help\t'Show this message and exit.'
@@ -470,6 +470,12 @@ function __carsctl_optval
             set -g __carsctl_nargs 1
         case 'systemd|--output-dir'
             set -g __carsctl_val d
+            set -g __carsctl_nargs 1
+        case 'systemd|--user-name'
+            set -g __carsctl_val -
+            set -g __carsctl_nargs 1
+        case 'systemd|--group'
+            set -g __carsctl_val -
             set -g __carsctl_nargs 1
         case 'completion generate|--dir'
             set -g __carsctl_val d

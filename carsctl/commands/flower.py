@@ -29,6 +29,10 @@ def flower(
     or one shorter than 8 characters. Exit code 0 started or already running, 1 it died during start-up
     (log tail shown) or the port is taken.
 
+    Flower's HTTP API (/api/...) answers 401 unless --basic-auth is set (Flower serves it to
+    authenticated users only). Its Broker tab counts each queue's ready messages over all ten
+    priorities; `carsctl queues` also shows the unacked and ETA ones.
+
     Example: carsctl flower --port 5555 && carsctl flower --stop
     """
     from carsctl.lifecycle.flower_node import start_flower, stop_flower
@@ -42,3 +46,7 @@ def flower(
     report_started(cli, [result], json or cli.json)
     if result.state is not StartState.FAILED:
         cli.info(f"Flower: {result.url}")
+        if result.state is StartState.STARTED and not basic_auth:
+            cli.info("its API (/api/...) answers 401 without --basic-auth; the web UI works as it is")
+        cli.info("Broker tab: ready messages per queue (all ten priorities); "
+                 "`carsctl queues` also shows unacked and ETA messages")

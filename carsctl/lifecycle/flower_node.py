@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 from carsctl.errors import OperationFailed, UsageError
 from carsctl.lifecycle.node_control import clean_up, failure, node_condition, running_result, stop_nodes
 from carsctl.lifecycle.node_results import StartResult, StartState, StopOutcome, StopResult
-from carsctl.lifecycle.node_specs import START_TIMEOUT, celery_command, now_iso
+from carsctl.lifecycle.node_specs import START_TIMEOUT, now_iso
 from carsctl.process import supervise
 from carsctl.process.nodes import NodeState, load_node, pidfile_path, run_dir, save_node
 from carsctl.process.supervise import Condition
@@ -31,6 +32,7 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+FLOWER_APP = "carsctl.lifecycle.flower_app"
 MIN_PASSWORD = 8  # off loopback: anything shorter is guessed by the first dictionary run
 
 
@@ -92,7 +94,8 @@ def start_flower(settings: Settings, *, port: int = 5555, address: str = "127.0.
     env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
     if basic_auth:
         env["FLOWER_BASIC_AUTH"] = basic_auth
-    command = celery_command("flower", f"--port={port}", f"--address={address}")
+    # The project's app with connections that name their Redis URL (flower_app): Flower's Broker tab.
+    command = [sys.executable, "-m", "celery", "-A", FLOWER_APP, "flower", f"--port={port}", f"--address={address}"]
     from cars_bot.private_files import private_dir
 
     private_dir(run_dir(settings))  # and the state directory, 0700

@@ -194,6 +194,18 @@ def _clean_stale(p: BrokerPaths) -> list[str]:
     return removed
 
 
+def server_command(settings: Settings, binary: Path, *, daemonize: bool) -> list[str]:
+    """The redis-server command line of the embedded broker: daemonized for `broker start`, in the
+    foreground (`--daemonize no`) under a supervisor such as systemd."""
+    p = paths(settings)
+    return [
+        str(binary), "--port", "0", "--unixsocket", str(p.socket), "--unixsocketperm", "700",
+        "--daemonize", "yes" if daemonize else "no", "--pidfile", str(p.pidfile), "--dir", str(p.dir),
+        "--logfile", str(p.logfile), "--appendonly", "yes", "--appendfsync", "everysec",
+        "--save", "", "--protected-mode", "no",
+    ]
+
+
 def start(settings: Settings, timeout: float = START_TIMEOUT) -> BrokerStart:
     """Start the embedded Redis unless it already runs; wait until it answers PING."""
     if not settings.uses_embedded_broker:
@@ -210,12 +222,7 @@ def start(settings: Settings, timeout: float = START_TIMEOUT) -> BrokerStart:
     _private_data(p)
     stale = _clean_stale(p)
     began = time.monotonic()
-    command = [
-        str(binary), "--port", "0", "--unixsocket", str(p.socket), "--unixsocketperm", "700",
-        "--daemonize", "yes", "--pidfile", str(p.pidfile), "--dir", str(p.dir),
-        "--logfile", str(p.logfile), "--appendonly", "yes", "--appendfsync", "everysec",
-        "--save", "", "--protected-mode", "no",
-    ]
+    command = server_command(settings, binary, daemonize=True)
     # umask 077: the append-only file is a full copy of the queue (task arguments), the log and pidfile too.
     completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, umask=PRIVATE_UMASK)
     if completed.returncode != 0:

@@ -78,3 +78,55 @@ def test_flower_refuses_a_weak_password_off_loopback(lifecycle, auth: str, probl
     assert lifecycle.state("flower") is None
     env_refused = lifecycle.run("flower", "--address", "0.0.0.0", env={"FLOWER_BASIC_AUTH": auth})
     assert env_refused.returncode == 2 and problem in env_refused.stderr
+
+
+def _get_json(url: str, auth: str) -> tuple[int, object]:
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+def test_flower_broker_tab_counts_all_ten_priorities(lifecycle, celery_app_real) -> None:
+    """Issue 14: the Broker tab answered 404 ("'redis' broker is not supported"): the broker URL Flower
+    got named the project's transport class. It now counts each queue over the ten priority sub-lists."""
+    for priority in range(10):  # 1 message at priority 0, 2 at 1, ... 10 at 9: 55, in all ten sub-lists
+        for _ in range(priority + 1):
+            celery_app_real.send_task("tests.flower.nothing", queue="sheets_sync", priority=priority)
+    port, auth = _free_port(), "ops:s3cret-flower-pw"
+    start = lifecycle.run("flower", "--port", str(port), "--basic-auth", auth, "--json")
+    assert start.returncode == 0, start.stderr
+    url = json.loads(start.stdout)[0]["url"]
+    assert _get(url + "broker", auth) == 200
+    status, lengths = _get_json(url + "api/queues/length", auth)
+    assert status == 200, lengths
+    flower_counts = {q["name"]: q["messages"] for q in lengths["active_queues"]}
+    queues = lifecycle.run("queues", "--json")
+    ours = {row["queue"]: row["ready"] for row in json.loads(queues.stdout)["queues"]}
+    assert flower_counts["sheets_sync"] == ours["sheets_sync"] == 55
+    assert _get(url + "api/queues/length") == 401  # the API needs --basic-auth (documented)
+    assert "not supported" not in (lifecycle.logs / "flower.log").read_text()
+
+
+def test_flower_app_reports_a_redis_url_flower_knows(monkeypatch, tmp_path) -> None:
+    from cars_bot.config import get_settings, reset_settings
+    from carsctl.lifecycle.flower_app import flower_app
+
+    monkeypatch.setenv("REDIS_URL", "redis://:pw@127.0.0.1:6379/6")
+    reset_settings()
+    with flower_app(get_settings()).connection() as connection:
+        assert connection.as_uri(include_password=True) == "redis://:pw@127.0.0.1:6379/6"
+        assert connection.as_uri() == "redis://:**@127.0.0.1:6379/6"
+        assert connection.transport_cls == "cars_bot.broker:PriorityRedisTransport"  # still ours
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CARSCTL_HOME", str(tmp_path / "h"))
+    reset_settings()
+    try:
+        with flower_app(get_settings()).connection() as connection:  # the embedded broker
+            assert connection.as_uri(include_password=True) == f"redis+socket://{tmp_path / 'h' / 'redis.sock'}"
+    finally:
+        reset_settings()
