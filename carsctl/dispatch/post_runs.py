@@ -111,7 +111,7 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 
 
 def _broker_lost(cli: CliContext, error: BaseException, *, sent: int, total: int | None) -> DependencyUnavailable:
-    from cars_bot.config import mask_url
+    from cars_bot.secret_masking import mask_url
 
     reason = " ".join(str(error).split())[:200] or type(error).__name__
     done = f"; {sent} of {total} posts dispatched, all stored" if total is not None else ""
