@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from carsctl.context import obj
 from carsctl.errors import UsageError
 from carsctl.options import JsonOpt, TimeoutOpt
+
+if TYPE_CHECKING:
+    from carsctl.context import CliContext
 
 app = typer.Typer(help="Add, import and inspect posts.", no_args_is_help=True)
 
@@ -79,16 +83,16 @@ def _store(ctx: typer.Context, records: list[dict], process: bool, wait: bool, t
     from dataclasses import replace
 
     from cars_bot.posts import DONE_STATUSES
-    from carsctl.dispatch.post_runs import store_and_enqueue, wait_for_posts
+    from carsctl.dispatch.post_runs import store_and_enqueue
     from carsctl.render import table
 
     cli = obj(ctx)
     rows = store_and_enqueue(cli, [{k: v for k, v in r.items() if v is not None} for r in records], process)
     if wait and process:
-        with cli.err.status("waiting for the pipeline...") as spinner:
-            states = wait_for_posts([r.post_id for r in rows], timeout,
-                                    lambda s: spinner.update(f"waiting: {_summary(s)}"))
+        began = time.monotonic()
+        states = _wait_with_progress(cli, [r.post_id for r in rows], timeout)
         rows = [replace(row, status=states.get(row.post_id)) for row in rows]
+        cli.info(f"{len(rows)} posts: {_summary(states)} in {time.monotonic() - began:.1f} s")
     if json or cli.json:
         cli.emit_json(rows)
     else:
@@ -97,6 +101,26 @@ def _store(ctx: typer.Context, records: list[dict], process: bool, wait: bool, t
                              for r in rows)))
     if wait and process and any(r.status not in DONE_STATUSES for r in rows):
         raise typer.Exit(1)
+
+
+#: Seconds between progress lines while waiting, when stderr is not a terminal (no spinner there).
+PROGRESS_EVERY = 5.0
+
+
+def _wait_with_progress(cli: CliContext, post_ids: list[int], timeout: float) -> Mapping[int, str]:
+    """Wait for the posts: a spinner on a terminal; otherwise (piped, CI, a log) a line every few seconds."""
+    from carsctl.dispatch.post_runs import wait_for_posts
+
+    if cli.err.is_terminal:
+        with cli.err.status("waiting for the pipeline...") as spinner:
+            return wait_for_posts(post_ids, timeout, lambda s: spinner.update(f"waiting: {_summary(s)}"))
+    last = [time.monotonic()]
+
+    def line(states: Mapping[int, str]) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_EVERY:
+            last[0] = time.monotonic()
+            cli.info(f"waiting: {_summary(states)}")
+    return wait_for_posts(post_ids, timeout, line)
 
 
 def _summary(states: Mapping[int, str]) -> str:

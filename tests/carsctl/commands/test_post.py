@@ -129,3 +129,19 @@ def test_demo_checks_its_file_against_the_schema_first(settings, tmp_path) -> No
     result = invoke("demo", "--file", str(bad))
     assert result.exit_code == 2, result.output
     assert result.stderr == f"carsctl: error: {bad}:2: media: Input should be a valid list (got 'abc')\n"
+
+
+@pytest.mark.redis
+def test_waiting_without_a_terminal_prints_progress_lines_and_a_summary(db, settings, redis_client, tmp_path,
+                                                                        monkeypatch) -> None:
+    """Piped (no spinner): a line every PROGRESS_EVERY seconds while waiting, then one summary line."""
+    import carsctl.commands.post as post_command
+
+    monkeypatch.setattr(post_command, "PROGRESS_EVERY", 0.2)
+    ads = tmp_path / "ads.jsonl"
+    ads.write_text("".join(json.dumps({"channel": "@cars_msk", "message_id": n, "text": f"Продам Kia Rio {n}"}) + "\n"
+                           for n in (1, 2, 3)))
+    result = invoke("post", "import", str(ads), "--wait", "--timeout", "1")  # no worker: nothing finishes
+    assert result.exit_code == 1, result.output
+    assert "waiting: 3 new" in result.stderr
+    assert "3 posts: 3 new in " in result.stderr.splitlines()[-1]
