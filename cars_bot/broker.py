@@ -1,10 +1,8 @@
 """The broker: priorities, the Redis layout of the queues, and every private kombu/Celery API we use.
 
-This is the one module that knows kombu's Redis key layout (`_q_for_pri`, the `unacked` hash and its
-lock) and calls private kombu or Celery names (`_get_exec_options`, `Mailbox._publish`,
-`Channel._put_fanout`, crontab's `_orig_*` fields, and the Redis QoS's `_delivered` and
-`restore_by_tag`). Everything else calls the functions below, so a
-kombu or Celery upgrade that moves one of them is fixed here and nowhere else.
+The one module that knows kombu's Redis key layout (`_q_for_pri`, the `unacked` hash and its lock) and
+calls private kombu or Celery names (`_get_exec_options`, `Mailbox._publish`, `Channel._put_fanout`,
+crontab's `_orig_*`, the Redis QoS's `_delivered` and `restore_by_tag`): an upgrade is fixed here only.
 
 Priorities in this project mean what the seed says: 0-9, **9 is the most urgent**, 10 is clamped to 9,
 and a message without a priority gets 5. Celery and kombu keep that number in the message untouched
@@ -14,8 +12,7 @@ transport files a message into a list is it inverted: urgency 9 goes to the base
 the first non-empty list, so the most urgent message is served first and every step is distinct
 (`priority_steps` 0..9 instead of kombu's default four buckets 0/3/6/9).
 
-Nothing here imports kombu or redis at module level; `PriorityRedisTransport` is loaded by kombu
-through the dotted path `cars_bot.broker:PriorityRedisTransport` when the first connection is made.
+No kombu or redis import at module level: kombu loads `cars_bot.broker:PriorityRedisTransport` on first use.
 """
 
 from __future__ import annotations
@@ -143,6 +140,11 @@ def _transport_classes() -> tuple[type, type]:
 
     class Transport(kombu_redis.Transport):
         Channel = PriorityChannel
+
+        @property
+        def default_connection_params(self) -> dict[str, Any]:
+            # no default hostname: kombu would warn "No hostname was supplied" on every socket URL connection
+            return {"port": self.default_port}
 
     return Transport, PriorityChannel
 

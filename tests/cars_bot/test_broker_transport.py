@@ -163,3 +163,14 @@ def test_a_silent_broker_fails_a_publish_and_a_result_read_instead_of_hanging(si
             app.backend.get_task_meta("1f0c9a3e-5b7d-4c1e-9f2a-0d6b8e4c7a12")
     finally:
         app.close()
+
+
+def test_a_socket_url_connects_without_the_no_hostname_warning(caplog) -> None:
+    """kombu warned "No hostname was supplied. Reverting to default 'localhost'" on every connection
+    to the embedded broker's socket URL (each worker connection, every few seconds in the log)."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="kombu.connection"):
+        conn = _connection("redis+socket:///tmp/cars-bot-test.sock")
+        conn.clone()  # what Celery does for every pool and consumer connection
+    assert "No hostname was supplied" not in caplog.text
