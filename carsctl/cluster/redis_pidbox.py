@@ -159,13 +159,22 @@ def _reply_body(raw: bytes, ticket: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Replies:
+    """What one broadcast got back."""
+
+    listeners: int                # workers subscribed to the control channel (PUBLISH's count)
+    replies: dict[str, Any]       # node -> its reply
+    all_replied: bool             # as many replies as were waited for arrived
+    wait_ms: float                # time spent waiting for them
+
+
 def broadcast(target: Target, command: str, arguments: dict[str, Any], *, destination: list[str] | None,
-              reply: bool, timeout: float, connect_timeout: float,
-              limit_for: Any) -> tuple[int, dict[str, Any], bool, float]:
+              reply: bool, timeout: float, connect_timeout: float, limit_for: Any) -> Replies:
     """Publish one control command; collect replies until `limit_for(listeners)` arrived or `timeout`.
 
-    Returns (listeners, replies, all_replied, wait_ms). `limit_for` maps the subscriber count to how
-    many replies to wait for (None: until the timeout). Raises OSError/RespError on broker failure.
+    `limit_for` maps the subscriber count to how many replies to wait for (None: until the timeout).
+    Raises OSError/RespError on broker failure.
     """
     client = Resp(target, connect_timeout)
     try:
@@ -177,7 +186,7 @@ def broadcast(target: Target, command: str, arguments: dict[str, Any], *, destin
 
 def _broadcast(client: Resp, target: Target, command: str, arguments: dict[str, Any], *,
                destination: list[str] | None, reply: bool, timeout: float,
-               limit_for: Any) -> tuple[int, dict[str, Any], bool, float]:
+               limit_for: Any) -> Replies:
     oid = str(uuid.uuid4())
     queue = f"{oid}.{REPLY_EXCHANGE}"
     binding = f"{oid}{SEP}{SEP}{queue}"
@@ -197,11 +206,11 @@ def _broadcast(client: Resp, target: Target, command: str, arguments: dict[str, 
         listeners = int(client.call("PUBLISH", f"/{target.db}.{EXCHANGE}",
                                     _message(body, headers, EXCHANGE, "")))
         if not ticket:
-            return listeners, replies, False, 0.0
+            return Replies(listeners, replies, False, 0.0)
         limit = limit_for(listeners)
         waiting = time.monotonic()
         if limit == 0:
-            return listeners, replies, False, 0.0
+            return Replies(listeners, replies, False, 0.0)
         client.sock.settimeout(None)
         deadline = waiting + timeout
         while limit is None or len(replies) < limit:
@@ -215,9 +224,59 @@ def _broadcast(client: Resp, target: Target, command: str, arguments: dict[str, 
                 if data:
                     replies.update(data)
         all_replied = limit is not None and len(replies) >= limit
-        return listeners, replies, all_replied, round((time.monotonic() - waiting) * 1000, 1)
+        return Replies(listeners, replies, all_replied, round((time.monotonic() - waiting) * 1000, 1))
     finally:
         if ticket:
             client.call("SREM", f"_kombu.binding.{REPLY_EXCHANGE}", binding)
             client.call("SREM", f"_kombu.binding_permanent.{REPLY_EXCHANGE}", binding)
             client.call("DEL", *lists)
+
+
+# --- the other reads of `carsctl status`, on the same wire -------------------------------------------
+
+def open_client(target: Target, connect_timeout: float) -> Resp:
+    """A connected client (raises OSError/RespError); the caller closes it."""
+    return Resp(target, connect_timeout)
+
+
+def info(client: Resp) -> dict[str, str]:
+    """`INFO` as name -> value (strings), like redis-py's `info()` for the fields carsctl shows."""
+    raw = client.call("INFO")
+    fields = {}
+    for line in (raw or b"").decode(errors="replace").splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            name, value = line.split(":", 1)
+            fields[name] = value
+    return fields
+
+
+class KeyReader:
+    """The one method of a redis-py client that `cars_bot.beat.read_heartbeat` calls: `get`."""
+
+    def __init__(self, client: Resp) -> None:
+        self.client = client
+
+    def get(self, key: str) -> bytes | None:
+        return self.client.call("GET", key)
+
+
+def queue_counts(client: Resp, queues: list[str]) -> dict[str, tuple[dict[int, int], int]]:
+    """Per queue: ready messages by urgency (most urgent first) and unacked ones, read from kombu's
+    layout with this project's transport options (as `cars_bot.broker.queue_depths` reads them)."""
+    plan = [(queue, level) for queue in queues for level in range(LEVELS)]
+    for queue, level in plan:
+        client.send("LLEN", f"{queue}{SEP}{level}" if level else queue)
+    counts = [client.read() for _ in plan]
+    by_priority: dict[str, dict[int, int]] = {queue: {} for queue in queues}
+    for (queue, level), count in zip(plan, counts, strict=True):
+        if count:
+            by_priority[queue][LEVELS - 1 - level] = count
+    unacked = dict.fromkeys(queues, 0)
+    for raw in client.call("HVALS", "unacked") or []:
+        try:
+            _payload, _exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        if routing_key in unacked:
+            unacked[routing_key] += 1
+    return {queue: (dict(sorted(by_priority[queue].items(), reverse=True)), unacked[queue]) for queue in queues}

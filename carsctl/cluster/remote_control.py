@@ -150,19 +150,20 @@ def broadcast(app: Celery | None, command: str, arguments: dict[str, Any] | None
         expected = list(destination)
     outcome = Broadcast(command=command, not_running=gone, timeout=timeout, destination=destination)
     began = time.monotonic()
-    target, url, connect_timeout = _wire_target(app, settings)
-    if target is not None:
+    wire = wire_target(app, settings)
+    if wire is not None:
         from carsctl.cluster import redis_pidbox
 
         try:
-            outcome.listeners, outcome.replies, all_replied, outcome.wait_ms = redis_pidbox.broadcast(
-                target, command, arguments or {}, destination=destination, reply=reply, timeout=timeout,
-                connect_timeout=connect_timeout,
+            got = redis_pidbox.broadcast(
+                wire.target, command, arguments or {}, destination=destination, reply=reply, timeout=timeout,
+                connect_timeout=wire.connect_timeout,
                 limit_for=lambda listeners: _reply_limit(listeners, destination, expected))
         except (OSError, redis_pidbox.RespError) as error:
-            raise _unreachable(url, error) from None
+            raise unreachable(wire.url, error) from None
+        outcome.listeners, outcome.replies, outcome.wait_ms = got.listeners, got.replies, got.wait_ms
         if reply:
-            outcome.stopped_because = (StopReason.ALL_REPLIED if all_replied
+            outcome.stopped_because = (StopReason.ALL_REPLIED if got.all_replied
                                        else StopReason.NOBODY_LISTENS
                                        if _reply_limit(outcome.listeners, destination, expected) == 0
                                        else StopReason.TIMED_OUT)
@@ -178,8 +179,17 @@ def broadcast(app: Celery | None, command: str, arguments: dict[str, Any] | None
     return outcome
 
 
-def _wire_target(app: Celery | None, settings: Settings | None) -> tuple[Any, str, float]:
-    """The Redis broker to speak the pidbox to directly (None: use kombu), its URL and connect timeout.
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """A Redis broker that carsctl reads over a plain socket (`redis_pidbox`) instead of through kombu."""
+
+    target: Any                   # redis_pidbox.Target
+    url: str                      # the kombu URL, for error messages (masked when shown)
+    connect_timeout: float
+
+
+def wire_target(app: Celery | None, settings: Settings | None) -> Wire | None:
+    """The Redis broker to speak to directly, or None: use kombu (the app is then needed).
 
     Only this project's Redis transport (the lists' `sep` and priority steps are its own) on a plain
     `redis://` or unix socket URL; without an app, the settings' broker URL (Celery is not imported).
@@ -189,13 +199,14 @@ def _wire_target(app: Celery | None, settings: Settings | None) -> tuple[Any, st
 
     if app is not None:
         url = str(app.conf.broker_url or "")
-        ours = app.conf.broker_transport == TRANSPORT_PATH
-        return (connect_target(url) if ours else None), url, float(app.conf.broker_connection_timeout or 4.0)
-    if settings is None:
-        return None, "", 4.0
-    url = settings.broker_url
-    target = connect_target(kombu_broker_url(url)) if is_redis_url(url) else None
-    return target, kombu_broker_url(url), settings.broker_connect_timeout
+        target = connect_target(url) if app.conf.broker_transport == TRANSPORT_PATH else None
+        timeout = float(app.conf.broker_connection_timeout or 4.0)
+    elif settings is not None and is_redis_url(settings.broker_url):
+        url = kombu_broker_url(settings.broker_url)
+        target, timeout = connect_target(url), settings.broker_connect_timeout
+    else:
+        return None
+    return Wire(target=target, url=url, connect_timeout=timeout) if target is not None else None
 
 
 def _kombu_broadcast(app: Celery, outcome: Broadcast, command: str, arguments: dict[str, Any] | None,
@@ -272,10 +283,11 @@ def connected(app: Celery, *, write: bool = False) -> Iterator[Any]:
 
 def broker_error(app: Celery, error: BaseException) -> DependencyUnavailable:
     """A kombu/redis connection error as the one-line, exit-69 error (password masked)."""
-    return _unreachable(app.conf.broker_url, error)
+    return unreachable(app.conf.broker_url, error)
 
 
-def _unreachable(url: str, error: BaseException) -> DependencyUnavailable:
+def unreachable(url: str, error: BaseException) -> DependencyUnavailable:
+    """A broker error as the one-line, exit-69 error (password masked)."""
     from cars_bot.secret_masking import mask_url
 
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
