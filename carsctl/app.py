@@ -28,6 +28,12 @@ class CarsctlGroup(TyperGroup):
     hold tokens and API keys).
     """
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from carsctl.param_coercion import install
+
+        install(self)  # the global options, converted without pydantic
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
@@ -215,6 +221,9 @@ def load_command(name: str) -> Any:
         single.command(name=name)(target)
         command = typer.main.get_command(single)
     command.name = name
+    from carsctl.param_coercion import install
+
+    install(command)
     return command
 
 
