@@ -85,6 +85,7 @@ class Resp:
             self.sock = socket.socket(socket.AF_INET6 if ":" in (target.host or "") else socket.AF_INET,
                                       socket.SOCK_STREAM)
             address = (target.host, target.port)
+        self.connect_timeout = connect_timeout
         self.sock.settimeout(connect_timeout)
         try:
             self.sock.connect(address)
@@ -211,7 +212,7 @@ def _broadcast(client: Resp, target: Target, command: str, arguments: dict[str, 
         waiting = time.monotonic()
         if limit == 0:
             return Replies(listeners, replies, False, 0.0)
-        client.sock.settimeout(None)
+        client.sock.settimeout(POLL_S + client.connect_timeout)  # a broker that stops answering is an error
         deadline = waiting + timeout
         while limit is None or len(replies) < limit:
             remaining = deadline - time.monotonic()

@@ -12,6 +12,10 @@ workers exist. Here every broadcast knows how many replies to expect:
 Only nodes that stay silent cost the timeout, and they are reported by name (carsctl's node state
 names the nodes it started; a silent worker carsctl did not start is reported as a count). Every
 broadcast uses a fresh connection: repeated short broadcasts on a shared connection lose replies.
+
+On this project's Redis transport the broadcast is spoken over a plain socket (`redis_pidbox`, the same
+messages kombu writes), so `inspect` needs neither the Celery app nor kombu nor redis-py; other brokers
+go through kombu (`_kombu_broadcast`).
 """
 
 from __future__ import annotations
