@@ -158,7 +158,7 @@ def dispatch_rates(env: dict[str, str], tasks: int) -> dict[str, Any]:
 def cli_bulk(env: dict[str, str], home: Path, tasks: int) -> dict[str, Any]:
     """The command a user runs: `carsctl task run process-post --from-file ids.txt --json`."""
     ids = home / "ids.txt"
-    ids.write_text("\n".join(str(i) for i in range(tasks)) + "\n")
+    ids.write_text("\n".join(str(i) for i in range(1, tasks + 1)) + "\n")  # post ids start at 1
     began = time.perf_counter()
     done = subprocess.run([str(BIN / "carsctl"), "task", "run", "process-post", "--from-file", str(ids), "--json"],
                           cwd=ROOT, env=env, capture_output=True, text=True)
