@@ -179,8 +179,8 @@ def gather(app: Celery | None, settings: Settings, timeout: float = 1.0) -> Stat
 
 
 def _check_broker(settings: Settings, wire: Wire | None) -> BrokerInfo:
-    """check_broker, over the plain socket when `wire` is given (any failure there is worded by
-    check_broker itself, which tries again)."""
+    """check_broker, over the plain socket when `wire` is given. A broker that refuses is asked again
+    by check_broker, which words the error as always; one that does not answer is not waited for twice."""
     from carsctl.health.connectivity import check_broker
 
     if wire is None:
@@ -196,6 +196,10 @@ def _check_broker(settings: Settings, wire: Wire | None) -> BrokerInfo:
             info = redis_pidbox.info(client)
         finally:
             client.close()
+    except TimeoutError as error:
+        from carsctl.health.connectivity import _reason, _unreachable
+
+        raise _unreachable("broker", settings.broker_url, settings, _reason(error)) from None
     except (OSError, redis_pidbox.RespError):
         return check_broker(settings)
     return BrokerInfo(url=mask_url(settings.broker_url), reachable=True, kind="redis",

@@ -94,3 +94,23 @@ def test_inspect_and_status_import_no_celery_kombu_or_redis(command, redis_url, 
     out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=60,
                          env=env).stdout
     assert out.rstrip().endswith("HEAVY="), out
+
+
+def test_a_broker_that_does_not_answer_is_not_waited_for_twice(settings, monkeypatch) -> None:
+    from carsctl.cluster import redis_pidbox
+    from carsctl.cluster.remote_control import Wire
+    from carsctl.errors import DependencyUnavailable
+    from carsctl.health import connectivity
+    from carsctl.health.overview import _check_broker
+
+    def silent(*_args):
+        raise TimeoutError("timed out")
+
+    def check_broker(_settings):
+        raise AssertionError("asked again")
+
+    monkeypatch.setattr(redis_pidbox, "open_client", silent)
+    monkeypatch.setattr(connectivity, "check_broker", check_broker)
+    wire = Wire(target=connect_target("redis://10.0.0.1:6379/0"), url="redis://10.0.0.1:6379/0", connect_timeout=3)
+    with pytest.raises(DependencyUnavailable, match=r"broker unreachable at .*: timed out"):
+        _check_broker(settings, wire)
