@@ -28,6 +28,12 @@ class CarsctlGroup(TyperGroup):
     hold tokens and API keys).
     """
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from carsctl.param_coercion import install
+
+        install(self)  # the global options, converted without pydantic
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
@@ -47,6 +53,17 @@ class CarsctlGroup(TyperGroup):
             if matches and "Did you mean" not in error.message:
                 error.message = f"{error.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
             raise
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list of `carsctl --help`, as Typer writes it, from SUMMARIES (a command missing
+        there is built to read its help)."""
+        from typer._click.utils import make_default_short_help
+
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, make_default_short_help(SUMMARIES[name], limit).strip() if name in SUMMARIES
+                 else load_command(name).get_short_help_str(limit)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         from typer._click.exceptions import ClickException
@@ -172,6 +189,38 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("carsctl.commands.completion", "app"),
 }
 
+#: The first paragraph of each command"s help, for the command list of `carsctl --help` (building every
+#: command to read it would cost ~100 ms); tests/carsctl/test_app_help.py checks it against the commands.
+SUMMARIES: dict[str, str] = {
+    "demo": "Push sample car ads through the running stack: classify -> extract -> generate -> publish.",
+    "up": "Bring the stack up: embedded broker (no REDIS_URL), migrations, worker nodes, beat, the monitor.",
+    "down": "Bring the stack down in reverse order: Flower, the monitor, beat, worker nodes (gracefully), broker.",
+    "status": "One screen: broker, database, worker nodes, beat, queue depths, failed tasks, monitor service.",
+    "worker": "Worker nodes: start, stop, restart, status.",
+    "beat": "Beat, the periodic-task scheduler: start, stop, restart, status.",
+    "monitor": "The Telegram monitor service: start, stop, restart, status.",
+    "broker": "The broker: the embedded Redis, or the one REDIS_URL names.",
+    "inspect": "Ask the running workers: active, reserved, scheduled, stats, registered, revoked, queues, ping.",
+    "control": ("Change the running workers: rate-limit, "
+        "time-limit, pool, autoscale, add-consumer, cancel-consumer, shutdown."),
+    "events": ("Watch the workers live: per task and per node, events and runtimes over the last minute, queue\n"
+        "depths, the last failures. Ctrl-C leaves. With --json, one JSON object per task or worker event\n"
+        "(heartbeats left out) on stdout, as it arrives."),
+    "queues": "Messages per queue: ready (every priority level counted), unacked (held by workers), scheduled (ETA).",
+    "purge": "Delete the waiting messages of all (or -Q) queues, every priority level; asks first.",
+    "task": "Run tasks by hand, look at their results, revoke them, retry failed ones.",
+    "schedule": "The beat schedule as live data: task, schedule, queue, last run and next run.",
+    "logs": "Show a log, like `tail -f logs/celery_worker.log`, with filters; Ctrl-C stops it cleanly.",
+    "post": "Add, import and inspect posts.",
+    "doctor": "Check broker, database, visibility timeout, result expiry, acks, beats, reply keys, clocks, logs.",
+    "flower": "Start Flower detached (log: logs/flower.log), or stop it with --stop.",
+    "systemd": "Print unit files: one per worker node, beat, the embedded broker (no REDIS_URL) and cars-bot.target.",
+    "config": "Show the effective configuration.",
+    "db": "Database migrations.",
+    "sheets": "The admin spreadsheet: create its worksheets, show their syncs, sync now.",
+    "completion": "Shell completion for bash, zsh and fish: generate, show, install, refresh.",
+}
+
 
 @functools.cache
 def load_command(name: str) -> Any:
@@ -187,8 +236,10 @@ def load_command(name: str) -> Any:
         command = typer.main.get_command(single)
     command.name = name
     from carsctl.options import conventional_metavars
+    from carsctl.param_coercion import install
 
     conventional_metavars(command)
+    install(command)
     return command
 
 

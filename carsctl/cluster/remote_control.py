@@ -12,6 +12,10 @@ workers exist. Here every broadcast knows how many replies to expect:
 Only nodes that stay silent cost the timeout, and they are reported by name (carsctl's node state
 names the nodes it started; a silent worker carsctl did not start is reported as a count). Every
 broadcast uses a fresh connection: repeated short broadcasts on a shared connection lose replies.
+
+On this project's Redis transport the broadcast is spoken over a plain socket (`redis_pidbox`, the same
+messages kombu writes), so `inspect` needs neither the Celery app nor kombu nor redis-py; other brokers
+go through kombu (`_kombu_broadcast`).
 """
 
 from __future__ import annotations
@@ -137,23 +141,85 @@ def _collect(conn: Any, channel: Any, mailbox: Any, ticket: str, limit: int | No
     return replies, stop
 
 
-def broadcast(app: Celery, command: str, arguments: dict[str, Any] | None = None, *,
+def broadcast(app: Celery | None, command: str, arguments: dict[str, Any] | None = None, *,
               destination: list[str] | None = None, timeout: float = 1.0, reply: bool = True,
               settings: Settings | None = None) -> Broadcast:
     """Send one control command to the workers and collect their replies, returning early.
 
     Raises DependencyUnavailable when the broker cannot be reached (within the connect timeout).
     """
-    from kombu.utils.uuid import uuid
-
-    from cars_bot.broker import publish_control
-
     expected, gone = known_nodes(settings) if settings is not None else ([], [])
     if destination:
         gone = [node for node in gone if node in destination]
         expected = list(destination)
     outcome = Broadcast(command=command, not_running=gone, timeout=timeout, destination=destination)
     began = time.monotonic()
+    wire = wire_target(app, settings)
+    if wire is not None:
+        from carsctl.cluster import redis_pidbox
+
+        try:
+            got = redis_pidbox.broadcast(
+                wire.target, command, arguments or {}, destination=destination, reply=reply, timeout=timeout,
+                connect_timeout=wire.connect_timeout,
+                limit_for=lambda listeners: _reply_limit(listeners, destination, expected))
+        except (OSError, redis_pidbox.RespError) as error:
+            raise unreachable(wire.url, error) from None
+        outcome.listeners, outcome.replies, outcome.wait_ms = got.listeners, got.replies, got.wait_ms
+        if reply:
+            outcome.stopped_because = (StopReason.ALL_REPLIED if got.all_replied
+                                       else StopReason.NOBODY_LISTENS
+                                       if _reply_limit(outcome.listeners, destination, expected) == 0
+                                       else StopReason.TIMED_OUT)
+    else:
+        if app is None:
+            from cars_bot.celery_app import app
+        _kombu_broadcast(app, outcome, command, arguments, destination, expected, timeout, reply)
+    outcome.elapsed_ms = round((time.monotonic() - began) * 1000, 1)
+    outcome.expected = sorted(set(expected) | set(outcome.replies))
+    outcome.silent = sorted(node for node in expected if node not in outcome.replies)
+    if reply and outcome.listeners is not None and not destination:
+        outcome.silent_unnamed = max(0, outcome.listeners - len(outcome.replies) - len(outcome.silent))
+    return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """A Redis broker that carsctl reads over a plain socket (`redis_pidbox`) instead of through kombu."""
+
+    target: Any                   # redis_pidbox.Target
+    url: str                      # the kombu URL, for error messages (masked when shown)
+    connect_timeout: float
+
+
+def wire_target(app: Celery | None, settings: Settings | None) -> Wire | None:
+    """The Redis broker to speak to directly, or None: use kombu (the app is then needed).
+
+    Only this project's Redis transport (the lists' `sep` and priority steps are its own) on a plain
+    `redis://` or unix socket URL; without an app, the settings' broker URL (Celery is not imported).
+    """
+    from cars_bot.broker import TRANSPORT_PATH, is_redis_url, kombu_broker_url
+    from carsctl.cluster.redis_pidbox import connect_target
+
+    if app is not None:
+        url = str(app.conf.broker_url or "")
+        target = connect_target(url) if app.conf.broker_transport == TRANSPORT_PATH else None
+        timeout = float(app.conf.broker_connection_timeout or 4.0)
+    elif settings is not None and is_redis_url(settings.broker_url):
+        url = kombu_broker_url(settings.broker_url)
+        target, timeout = connect_target(url), settings.broker_connect_timeout
+    else:
+        return None
+    return Wire(target=target, url=url, connect_timeout=timeout) if target is not None else None
+
+
+def _kombu_broadcast(app: Celery, outcome: Broadcast, command: str, arguments: dict[str, Any] | None,
+                     destination: list[str] | None, expected: list[str], timeout: float, reply: bool) -> None:
+    """The same broadcast through kombu (brokers `redis_pidbox` does not speak)."""
+    from kombu.utils.uuid import uuid
+
+    from cars_bot.broker import publish_control
+
     with app.connection_for_write() as conn:
         try:
             _short_brpop(conn, timeout)
@@ -176,12 +242,6 @@ def broadcast(app: Celery, command: str, arguments: dict[str, Any] | None = None
                 outcome.replies, outcome.stopped_because = _collect(conn, channel, mailbox, ticket, limit,
                                                                     waiting + timeout)
             outcome.wait_ms = round((time.monotonic() - waiting) * 1000, 1)
-    outcome.elapsed_ms = round((time.monotonic() - began) * 1000, 1)
-    outcome.expected = sorted(set(expected) | set(outcome.replies))
-    outcome.silent = sorted(node for node in expected if node not in outcome.replies)
-    if reply and outcome.listeners is not None and not destination:
-        outcome.silent_unnamed = max(0, outcome.listeners - len(outcome.replies) - len(outcome.silent))
-    return outcome
 
 
 def _short_brpop(conn: Any, timeout: float) -> None:
@@ -227,14 +287,19 @@ def connected(app: Celery, *, write: bool = False) -> Iterator[Any]:
 
 def broker_error(app: Celery, error: BaseException) -> DependencyUnavailable:
     """A kombu/redis connection error as the one-line, exit-69 error (password masked)."""
+    return unreachable(app.conf.broker_url, error)
+
+
+def unreachable(url: str, error: BaseException) -> DependencyUnavailable:
+    """A broker error as the one-line, exit-69 error (password masked)."""
     from cars_bot.secret_masking import mask_url
 
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return DependencyUnavailable(f"broker unreachable at {mask_url(app.conf.broker_url)}: {reason[:200]}",
+    return DependencyUnavailable(f"broker unreachable at {mask_url(url)}: {reason[:200]}",
                                  hint="check that Redis runs (`carsctl broker status`) and REDIS_URL")
 
 
-def inspect(app: Celery, what: str, *, destination: list[str] | None = None, timeout: float = 1.0,
+def inspect(app: Celery | None, what: str, *, destination: list[str] | None = None, timeout: float = 1.0,
             settings: Settings | None = None) -> Broadcast:
     """`inspect WHAT` as one early-returning broadcast; see INSPECT_COMMANDS for WHAT."""
     if what not in INSPECT_COMMANDS:
@@ -248,7 +313,7 @@ def inspect(app: Celery, what: str, *, destination: list[str] | None = None, tim
     return broadcast(app, command, arguments, destination=nodes, timeout=timeout, settings=settings)
 
 
-def scheduled(app: Celery, *, destination: list[str] | None = None, timeout: float = 1.0,
+def scheduled(app: Celery | None, *, destination: list[str] | None = None, timeout: float = 1.0,
               settings: Settings | None = None) -> Broadcast:
     """The ETA tasks the workers hold, without the revoked ones.
 
@@ -260,7 +325,8 @@ def scheduled(app: Celery, *, destination: list[str] | None = None, timeout: flo
                         settings=settings)
     if not any(outcome.replies.values()):
         return outcome
-    revoked = broadcast(app, "revoked", {}, destination=sorted(outcome.replies), timeout=timeout).replies
+    revoked = broadcast(app, "revoked", {}, destination=sorted(outcome.replies), timeout=timeout,
+                        settings=settings).replies
     for node, items in outcome.replies.items():
         dropped = set(revoked.get(node) or [])
         if dropped and isinstance(items, list):
@@ -273,7 +339,7 @@ def scheduled(app: Celery, *, destination: list[str] | None = None, timeout: flo
 def require_replies(outcome: Broadcast, *, app: Celery | None = None, settings: Settings | None = None) -> None:
     """Raise DependencyUnavailable (exit 69) when no worker answered.
 
-    When the addressed nodes were silent and `app` is given, the nodes that do answer are named (one
+    When the addressed nodes were silent and `app` or `settings` is given, the nodes that do answer are named (one
     more early-returning ping), so a mistyped `-d` is told what to type instead.
     """
     if outcome.replies:
@@ -283,7 +349,7 @@ def require_replies(outcome: Broadcast, *, app: Celery | None = None, settings: 
         message = "no worker is running (none listens for remote control)"
     elif outcome.destination:
         message = f"{', '.join(outcome.destination)} did not reply within {outcome.timeout:g}s"
-        if app is not None:
+        if app is not None or settings is not None:
             others = sorted(broadcast(app, "ping", {}, timeout=outcome.timeout, settings=settings).replies)
             hint = (f"nodes that answer: {', '.join(others)}" if others
                     else "no other node answers either; start one with `carsctl worker start`")

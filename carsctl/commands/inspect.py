@@ -25,9 +25,9 @@ def run_inspect(ctx: typer.Context, what: str, destination: list[str] | None, ti
     from carsctl.cluster import remote_control as remote
 
     cli = obj(ctx)
-    outcome = remote.inspect(cli.celery_app, what, destination=destination or None, timeout=timeout,
-                             settings=cli.settings)
-    remote.require_replies(outcome, app=cli.celery_app, settings=cli.settings)  # names the nodes that answer
+    # no Celery app: on Redis the broadcast speaks the pidbox itself (remote_control loads the app otherwise)
+    outcome = remote.inspect(None, what, destination=destination or None, timeout=timeout, settings=cli.settings)
+    remote.require_replies(outcome, settings=cli.settings)  # names the nodes that answer
     _warn_missing(cli, outcome)
     data = remote.inspect_data(outcome)
     if json or cli.json:

@@ -31,7 +31,7 @@ def status(ctx: typer.Context, json: JsonOpt = False, watch: WatchOpt = None,
     from carsctl.health.overview import gather
 
     cli = obj(ctx)
-    app = cli.celery_app
+    app = None  # on Redis, gather reads the broker over a plain socket (no Celery import)
     if watch:
         _watch(cli, app, watch, timeout)
         return
@@ -48,7 +48,7 @@ def status(ctx: typer.Context, json: JsonOpt = False, watch: WatchOpt = None,
         raise typer.Exit(report.exit_code)
 
 
-def _watch(cli: CliContext, app: Celery, every: float, timeout: float) -> None:
+def _watch(cli: CliContext, app: Celery | None, every: float, timeout: float) -> None:
     """Redraw the screen every `every` seconds (one screen after another when not on a terminal);
     Ctrl-C ends it with exit 0."""
     import time

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cars_bot.beat import Heartbeat
     from cars_bot.config import Settings
     from carsctl.cluster.queue_ops import QueueRow, UnconsumedQueue
+    from carsctl.cluster.remote_control import Wire
     from carsctl.health.connectivity import BrokerInfo
     from carsctl.process.nodes import NodeState
 
@@ -128,16 +129,24 @@ class StatusReport:
     unconsumed: list[UnconsumedQueue] = field(default_factory=list)     # messages waiting, nobody consumes
 
 
-def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusReport:
-    """Everything `status` shows; the broker-side parts are skipped when the broker is unreachable."""
+def gather(app: Celery | None, settings: Settings, timeout: float = 1.0) -> StatusReport:
+    """Everything `status` shows; the broker-side parts are skipped when the broker is unreachable.
+
+    Without an app (`carsctl status`), a Redis broker is read over a plain socket (`redis_pidbox`):
+    Celery, kombu and redis-py are imported only for other brokers.
+    """
     from cars_bot.secret_masking import mask_url
-    from carsctl.health.connectivity import BrokerInfo, check_broker
+    from carsctl.cluster.remote_control import wire_target
+    from carsctl.health.connectivity import BrokerInfo
 
     began = time.monotonic()
     checked_at = datetime.now(UTC)
     problems: list[str] = []
+    wire = wire_target(app, settings) if app is None else None
+    if app is None and wire is None:
+        from cars_bot.celery_app import app
     try:
-        broker = check_broker(settings)
+        broker = _check_broker(settings, wire)
     except CarsctlError as error:
         broker = BrokerInfo(url=mask_url(settings.broker_url), reachable=False,
                             embedded=settings.uses_embedded_broker, error=str(error))
@@ -151,9 +160,9 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
     starved: list[UnconsumedQueue] = []
     if broker.reachable:
         nodes = worker_rows(app, settings, timeout)
-        queues = _queues(app)
-        beat = beat_info(app, settings)
-        consumers, starved = _consumers(app, nodes, queues, timeout)
+        queues = _queues(app, wire)
+        beat = beat_info(app, settings, wire)
+        consumers, starved = _consumers(app, nodes, queues, timeout, settings)
     else:
         nodes = [_state_row(state, WorkerState.UNKNOWN) for state in _states(settings)]
         queues, beat = [], BeatInfo(state=BeatState.UNKNOWN)
@@ -169,8 +178,38 @@ def gather(app: Celery, settings: Settings, timeout: float = 1.0) -> StatusRepor
         elapsed_ms=round((time.monotonic() - began) * 1000, 1), queue_consumers=consumers, unconsumed=starved)
 
 
-def _consumers(app: Celery, nodes: list[WorkerRow], queues: list[QueueRow],
-               timeout: float) -> tuple[dict[str, list[str]] | None, list[UnconsumedQueue]]:
+def _check_broker(settings: Settings, wire: Wire | None) -> BrokerInfo:
+    """check_broker, over the plain socket when `wire` is given. A broker that refuses is asked again
+    by check_broker, which words the error as always; one that does not answer is not waited for twice."""
+    from carsctl.health.connectivity import check_broker
+
+    if wire is None:
+        return check_broker(settings)
+    from cars_bot.secret_masking import mask_url
+    from carsctl.cluster import redis_pidbox
+    from carsctl.health.connectivity import BrokerInfo
+
+    began = time.perf_counter()
+    try:
+        client = redis_pidbox.open_client(wire.target, wire.connect_timeout)
+        try:
+            info = redis_pidbox.info(client)
+        finally:
+            client.close()
+    except TimeoutError as error:
+        from carsctl.health.connectivity import _reason, _unreachable
+
+        raise _unreachable("broker", settings.broker_url, settings, _reason(error)) from None
+    except (OSError, redis_pidbox.RespError):
+        return check_broker(settings)
+    return BrokerInfo(url=mask_url(settings.broker_url), reachable=True, kind="redis",
+                      embedded=settings.uses_embedded_broker, version=info.get("redis_version"),
+                      used_memory=info.get("used_memory_human"),
+                      latency_ms=round((time.perf_counter() - began) * 1000, 2))
+
+
+def _consumers(app: Celery | None, nodes: list[WorkerRow], queues: list[QueueRow], timeout: float,
+               settings: Settings | None = None) -> tuple[dict[str, list[str]] | None, list[UnconsumedQueue]]:
     """Who consumes each queue (asked of the nodes that answered), and the queues nobody consumes; not
     asked when no message waits (a healthy idle cluster keeps its three broadcasts)."""
     from carsctl.cluster.queue_ops import queue_consumers, unconsumed
@@ -178,7 +217,7 @@ def _consumers(app: Celery, nodes: list[WorkerRow], queues: list[QueueRow],
     if not any(queue.ready for queue in queues):
         return None, []
     online = [row.node for row in nodes if row.state == WorkerState.ONLINE]
-    consumers = queue_consumers(app, nodes=online, timeout=timeout) if online else {}
+    consumers = queue_consumers(app, nodes=online, timeout=timeout, settings=settings) if online else {}
     return consumers, unconsumed(queues, consumers, any_worker=bool(online))
 
 
@@ -253,10 +292,10 @@ def worker_rows(app: Celery, settings: Settings, timeout: float = 1.0) -> list[W
 
     stats = broadcast(app, "stats", timeout=timeout, settings=settings)
     expected = set(stats.replies)
-    active = broadcast(app, "active", {"safe": True}, destination=sorted(expected), timeout=timeout) \
-        if expected else None
-    reserved = broadcast(app, "reserved", {"safe": True}, destination=sorted(expected), timeout=timeout) \
-        if expected else None
+    active = broadcast(app, "active", {"safe": True}, destination=sorted(expected), timeout=timeout,
+                       settings=settings) if expected else None
+    reserved = broadcast(app, "reserved", {"safe": True}, destination=sorted(expected), timeout=timeout,
+                         settings=settings) if expected else None
     _alive, gone = known_nodes(settings)
     rows = {state.hostname: _gone_row(state) if state.hostname in gone else _state_row(state, WorkerState.SILENT)
             for state in _states(settings)}
@@ -275,19 +314,35 @@ def worker_rows(app: Celery, settings: Settings, timeout: float = 1.0) -> list[W
     return result
 
 
-def _queues(app: Celery) -> list[QueueRow]:
-    from cars_bot.broker import queue_depths
+def _queues(app: Celery | None, wire: Wire | None = None) -> list[QueueRow]:
+    from cars_bot.broker import QueueDepth, queue_depths
     from carsctl.cluster.queue_ops import queue_row
 
-    return [queue_row(name, depth) for name, depth in queue_depths(app).items()]
+    if wire is None:
+        return [queue_row(name, depth) for name, depth in queue_depths(app).items()]
+    from cars_bot.config import QUEUES
+    from carsctl.cluster import redis_pidbox
+
+    try:
+        client = redis_pidbox.open_client(wire.target, wire.connect_timeout)
+        try:
+            counts = redis_pidbox.queue_counts(client, list(QUEUES))
+        finally:
+            client.close()
+    except (OSError, redis_pidbox.RespError) as error:
+        from carsctl.cluster.remote_control import unreachable
+
+        raise unreachable(wire.url, error) from None
+    return [queue_row(name, QueueDepth(ready=sum(by_priority.values()), by_priority=by_priority, unacked=unacked))
+            for name, (by_priority, unacked) in counts.items()]
 
 
-def beat_info(app: Celery, settings: Settings) -> BeatInfo:
+def beat_info(app: Celery | None, settings: Settings, wire: Wire | None = None) -> BeatInfo:
     """Beat: its heartbeat in the broker (alive and ticking?) and whether carsctl started it."""
     from carsctl.cluster.remote_control import pid_running
     from carsctl.process.nodes import list_nodes
 
-    heartbeat = _read_heartbeat(app)
+    heartbeat = _read_heartbeat(app, wire)
     states = list_nodes(settings, kind="beat")
     started = states[0] if states else None
     running = pid_running(started.pid, started.create_time) if started else None
@@ -307,13 +362,24 @@ def beat_info(app: Celery, settings: Settings) -> BeatInfo:
     return replace(info, state=BeatState.NOT_RUNNING if started else BeatState.NOT_SEEN)
 
 
-def _read_heartbeat(app: Celery) -> Heartbeat | None:
+def _read_heartbeat(app: Celery | None, wire: Wire | None = None) -> Heartbeat | None:
     """Beat's heartbeat from the broker's Redis (as cars_bot.beat wrote it), or None (no heartbeat, or
     no such module yet)."""
     try:
         from cars_bot.beat import read_heartbeat
     except ImportError:
         return None
+    if wire is not None:
+        from carsctl.cluster import redis_pidbox
+
+        try:
+            client = redis_pidbox.open_client(wire.target, wire.connect_timeout)
+            try:
+                return read_heartbeat(redis_pidbox.KeyReader(client))
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - a heartbeat that cannot be read is a heartbeat not seen
+            return None
     try:
         with app.connection_for_read() as conn:
             client = getattr(conn.default_channel, "client", None)

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import typer
+
 from tests.carsctl.cli import invoke, run_carsctl, run_in_process
 
 HEAVY = ("celery", "kombu", "sqlalchemy", "telethon", "gspread", "openai", "redis")
@@ -15,6 +17,34 @@ def test_help_does_not_import_heavy_packages() -> None:
             f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "HEAVY=\n" in out or out.rstrip().endswith("HEAVY="), out
+
+
+def test_help_builds_no_command_module() -> None:
+    """`carsctl --help` lists the commands from app.SUMMARIES: no command module is imported (each costs
+    Typer's parameter conversion, ~100 ms for all of them)."""
+    code = ("import sys; from carsctl.app import main; sys.argv=['carsctl','--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('LOADED=' + ','.join(m for m in sys.modules if m.startswith('carsctl.commands.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.rstrip().endswith("LOADED="), out
+
+
+def test_help_summaries_are_the_commands_own_help() -> None:
+    """SUMMARIES holds every command's first help paragraph, and the list reads as Typer would write it."""
+    from typer.core import TyperGroup
+
+    from carsctl.app import COMMANDS, SUMMARIES, app, load_command
+
+    assert list(SUMMARIES) == list(COMMANDS)
+    for name in COMMANDS:
+        assert SUMMARIES[name] == (load_command(name).help or "").split("\n\n")[0], name
+    group = typer.main.get_group(app)
+    for width in (60, 80, 120):
+        ctx = group.make_context("carsctl", ["config"], max_content_width=width, terminal_width=width)
+        ours, typers = ctx.make_formatter(), ctx.make_formatter()
+        group.format_commands(ctx, ours)
+        TyperGroup.format_commands(group, ctx, typers)
+        assert ours.getvalue() == typers.getvalue()
 
 
 def test_version_and_help() -> None:

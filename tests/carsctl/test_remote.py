@@ -45,6 +45,19 @@ def test_broadcast_returns_as_soon_as_every_worker_replied(two_workers, settings
     assert outcome.stopped_because == StopReason.ALL_REPLIED  # returned on the last reply, not at the 3 s timeout
 
 
+def test_kombus_broadcast_and_the_plain_socket_one_get_the_same_replies(two_workers, settings, monkeypatch) -> None:
+    """Brokers the plain-socket pidbox does not speak (TLS, AMQP) go through kombu: same outcome."""
+    from carsctl.cluster import remote_control
+    from carsctl.cluster.remote_control import StopReason, inspect
+
+    app, workers = two_workers
+    over_socket = inspect(app, "ping", timeout=3.0, settings=settings)
+    monkeypatch.setattr(remote_control, "wire_target", lambda *_: None)
+    through_kombu = inspect(app, "ping", timeout=3.0, settings=settings)
+    assert over_socket.replies == through_kombu.replies == {node: {"ok": "pong"} for _, node in workers}
+    assert over_socket.listeners == through_kombu.listeners == 2
+    assert over_socket.stopped_because == through_kombu.stopped_because == StopReason.ALL_REPLIED
+
 def test_workers_carsctl_did_not_start_are_expected_too(two_workers, settings) -> None:
     from carsctl.cluster.remote_control import StopReason, WorkerStats, inspect, node_rows
 
