@@ -125,7 +125,7 @@ def _store_and_claim(scope: Any, channel: str | int, fields: dict[str, Any],
 
 
 def _store(session: Session, channel: str | int, **fields: Any) -> tuple[Post, bool]:
-    from cars_bot.db.models import Channel, SellerContact
+    from cars_bot.db.models import Channel
     from cars_bot.posts import get_or_create_channel, store_channel_post
 
     if isinstance(channel, int):
@@ -134,8 +134,6 @@ def _store(session: Session, channel: str | int, **fields: Any) -> tuple[Post, b
             raise ValueError(f"no channel with id {channel}")
     else:
         row = get_or_create_channel(session, channel)
-    post, created = store_channel_post(session, row, **fields)
-    if created and (row.seller_phone or row.seller_username):
-        session.add(SellerContact(post=post, phone=row.seller_phone, telegram_username=row.seller_username))
+    post, created = store_channel_post(session, row, **fields)  # with the channel's seller contact
     session.flush()
     return post, created

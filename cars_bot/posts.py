@@ -23,6 +23,7 @@ from cars_bot.db.models import (
     Post,
     PostStatus,
     PublicationStatus,
+    SellerContact,
     Transmission,
     utcnow,
 )
@@ -91,6 +92,8 @@ def store_channel_post(session: Session, row: Channel, *, text: str, message_id:
                 link=link or f"https://t.me/{row.username}/{message_id}", media=list(media or []),
                 message_ids=list(message_ids or []), media_group_id=media_group_id, status_reason=reason,
                 processing_held=processing_held)
+    if row.seller_phone or row.seller_username:  # the seller contact from the channel's sheet row
+        post.contact = SellerContact(phone=row.seller_phone, telegram_username=row.seller_username)
     try:
         with session.begin_nested():
             session.add(post)

@@ -54,3 +54,17 @@ def test_an_unknown_status_names_the_valid_ones() -> None:
     assert parse_status("rejected") is PostStatus.REJECTED
     with pytest.raises(ValueError, match=r"unknown status 'nope': use one of .*published"):
         parse_status("nope")
+
+
+@pytest.mark.db
+def test_a_post_stored_by_hand_gets_its_channels_seller_contact_as_the_monitors_do(db) -> None:
+    """`post add|import` and the monitor store a post the same way (cars_bot.posts.store_channel_post)."""
+    from cars_bot.db.models import Channel
+
+    with db.begin() as session:
+        session.add(Channel(username="cars_msk", seller_phone="+79991234567", seller_username="seller"))
+    with db.begin() as session:
+        post, created = store_post(session, channel="@cars_msk", text="Продам Kia Rio 2017", message_id=7)
+        assert created and (post.contact.phone, post.contact.telegram_username) == ("+79991234567", "seller")
+        again, created = store_post(session, channel="@cars_msk", text="Продам Kia Rio 2017", message_id=7)
+        assert not created and again.id == post.id
