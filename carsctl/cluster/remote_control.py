@@ -198,7 +198,8 @@ def wire_target(app: Celery | None, settings: Settings | None) -> Wire | None:
     Only this project's Redis transport (the lists' `sep` and priority steps are its own) on a plain
     `redis://` or unix socket URL; without an app, the settings' broker URL (Celery is not imported).
     """
-    from cars_bot.broker import TRANSPORT_PATH, is_redis_url, kombu_broker_url
+    from cars_bot.broker import TRANSPORT_PATH
+    from cars_bot.broker_urls import is_redis_url, kombu_broker_url
     from carsctl.cluster.redis_pidbox import connect_target
 
     if app is not None:
