@@ -24,10 +24,10 @@ from cars_bot.ai import pipeline
 _analyse = pipeline.RulesBackend.analyse
 
 
-def analyse(self, text):
+def analyse(self, text, **options):
     if "HANG" in text:
         time.sleep(30)
-    return _analyse(self, text)
+    return _analyse(self, text, **options)
 
 
 pipeline.RulesBackend.analyse = analyse
