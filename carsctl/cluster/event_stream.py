@@ -10,9 +10,11 @@ with their errors. It is plain Python (no Celery), so it is tested without a wor
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -257,9 +259,27 @@ def is_task_event(raw: dict[str, Any]) -> bool:
     return str(raw.get("type", "")).startswith("task-")
 
 
+@contextmanager
+def ctrl_c_as_a_flag() -> Iterator[threading.Event]:
+    """Ctrl-C (SIGINT) sets the returned event instead of raising KeyboardInterrupt wherever the main
+    thread happens to be (a screen half drawn, a library's clean-up): `watch` ends at its next tick."""
+    import signal
+
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def watch(app: Celery, on_event: Callable[[dict[str, Any]], None], on_tick: Callable[[], None], *,
           duration: float | None = None, count: int | None = None,
-          counts: Callable[[dict[str, Any]], bool] = is_task_event) -> WatchSummary:
+          counts: Callable[[dict[str, Any]], bool] = is_task_event,
+          interrupted: threading.Event | None = None) -> WatchSummary:
     """Consume the event stream until `duration` passed, `count` counted (task) events arrived, or Ctrl-C.
 
     `on_event` gets every raw event; `on_tick` runs after each event and every TICK_S while idle (the
@@ -285,6 +305,8 @@ def watch(app: Celery, on_event: Callable[[dict[str, Any]], None], on_tick: Call
             def tick() -> None:
                 nonlocal cause
                 on_tick()
+                if interrupted is not None and interrupted.is_set() and not receiver.should_stop:
+                    cause, receiver.should_stop = StopCause.INTERRUPTED, True
                 if duration is not None and time.monotonic() - began >= duration and not receiver.should_stop:
                     cause, receiver.should_stop = StopCause.DURATION, True
 

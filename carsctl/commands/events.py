@@ -34,27 +34,29 @@ def events(ctx: typer.Context, json: JsonOpt = False, duration: DurationOpt = No
     cli = obj(ctx)
     stats = stream.LiveStats(window_s=window)
     as_json = json or cli.json
-    try:  # Ctrl-C leaves with exit 0 whenever it comes (watch itself ends quietly on it too)
-        if as_json:
-            def emit(raw: dict) -> None:
-                if raw.get("type") != "worker-heartbeat":  # every few seconds per worker: noise in a stream
-                    print(dump_json_line(stats.event(raw)), flush=True)
-            summary = stream.watch(cli.celery_app, emit, lambda: None, duration=duration, count=count)
-        else:
-            from rich.live import Live
+    try:  # Ctrl-C leaves with exit 0 whenever it comes: a flag the watch checks at each tick
+        with stream.ctrl_c_as_a_flag() as pressed:
+            if as_json:
+                def emit(raw: dict) -> None:
+                    if raw.get("type") != "worker-heartbeat":  # every few seconds per worker: noise in a stream
+                        print(dump_json_line(stats.event(raw)), flush=True)
+                summary = stream.watch(cli.celery_app, emit, lambda: None, duration=duration, count=count,
+                                       interrupted=pressed)
+            else:
+                from rich.live import Live
 
-            queues = stream.QueueDepths(cli.celery_app)
-            live = Live(live_screen(stats.snapshot()), console=cli.out, auto_refresh=False)
+                queues = stream.QueueDepths(cli.celery_app)
+                live = Live(live_screen(stats.snapshot()), console=cli.out, auto_refresh=False)
 
-            def redraw() -> None:
-                live.update(live_screen(stats.snapshot(queues())), refresh=True)
-            try:  # not `with Live(...)`: a Ctrl-C during its first draw would skip its exit (cursor hidden)
-                live.start(refresh=True)
-                summary = stream.watch(cli.celery_app, lambda raw: stats.add(stats.event(raw)), redraw,
-                                       duration=duration, count=count)
-                redraw()  # the events that arrived after the last redraw
-            finally:
-                live.stop()  # shows the cursor again
+                def redraw() -> None:
+                    live.update(live_screen(stats.snapshot(queues())), refresh=True)
+                try:  # not `with Live(...)`: a Ctrl-C during its first draw would skip its exit (cursor hidden)
+                    live.start(refresh=True)
+                    summary = stream.watch(cli.celery_app, lambda raw: stats.add(stats.event(raw)), redraw,
+                                           duration=duration, count=count, interrupted=pressed)
+                    redraw()  # the events that arrived after the last redraw
+                finally:
+                    live.stop()  # shows the cursor again
     except KeyboardInterrupt:
         cli.info(safe(f"{stats.events} task events (stopped: interrupted)"))
         return

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from carsctl.process.supervise import default_signals
 from tests.carsctl.conftest import Lifecycle, _stop_by_pid, lifecycle, short_home  # noqa: F401 - fixtures
 
 SALE_TEMPLATES = (
@@ -166,7 +167,7 @@ class PrivateRedis:
             [str(binary), "--port", "0", "--unixsocket", str(self.socket), "--save", "",
              "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
              "--dir", str(self.directory), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=default_signals)
 
         def answers() -> bool:
             try:
@@ -181,6 +182,13 @@ class PrivateRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM, a clean shutdown: the append-only file is flushed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
 
 
 @pytest.fixture

@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from carsctl.process.supervise import default_signals
+from tests.reliability.conftest import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -41,15 +42,6 @@ app.conf.beat_schedule = {{
 }}
 '''
 
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 @dataclass

@@ -20,13 +20,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from carsctl.process.supervise import default_signals
+from tests.reliability.conftest import PrivateRedis, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RESTARTS = int(os.environ.get("RELIABILITY_RESTARTS", "10"))  # fewer only to debug
@@ -67,55 +68,6 @@ OUTAGE_COMMANDS = (("queues",), ("task", "run", "collect-stats"), ("beat", "stat
 BASELINE_COMMAND = ("task", "list")
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
-@dataclass
-class PrivateRedis:
-    """A redis-server on a unix socket with an append-only file (so queued messages survive a stop)."""
-
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.directory / "redis.sock"
-
-    @property
-    def url(self) -> str:
-        return f"redis+socket://{self.socket}"
-
-    def start(self) -> None:
-        import redis
-
-        from carsctl.process.embedded_redis import redis_server_binary
-
-        binary, _origin = redis_server_binary()
-        self.process = subprocess.Popen(
-            [str(binary), "--port", "0", "--unixsocket", str(self.socket), "--dir", str(self.directory),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=default_signals)
-
-        def answers() -> bool:
-            try:
-                return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
-            except redis.exceptions.RedisError:
-                return False
-
-        wait_for(answers, 15, "the private redis-server answering")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # a clean shutdown: the append-only file is flushed
-            self.process.wait(timeout=30)
-        self.process = None
 
 
 @dataclass
