@@ -71,8 +71,18 @@ def test_killing_the_worker_loses_nothing_and_publishes_each_post_once(stack: St
             wait_for(lambda o=orphans, at=log_offset: _started_again(stack, set(o), at), 60, "the orphans to run again")
             recovered_after.append(time.monotonic() - died)
 
+    rescued: list[int] = []
     try:
-        wait_for(lambda: stack.finished(POSTS), 240, "every post to finish")
+        try:
+            wait_for(lambda: stack.finished(POSTS), 120, "every post to finish")
+        except AssertionError:
+            # A kill between a task's commit and its next send (or its ack) can leave a post whose message
+            # is gone; the safety net (beat, every RECOVERY_INTERVAL) re-dispatches it once its grace has
+            # passed. Run it as beat would, then everything must finish.
+            net = recover_lost_work(stack.app, sessions=stack.sessions,
+                                    now=utcnow() + RECOVERY_GRACE + timedelta(seconds=1))
+            rescued = [*net.process, *net.publish]
+            wait_for(lambda: stack.finished(POSTS), 120, "every post to finish after the safety net")
     except AssertionError:
         from cars_bot.broker import queue_depths
         from cars_bot.db.models import Post, Publication
@@ -105,4 +115,4 @@ def test_killing_the_worker_loses_nothing_and_publishes_each_post_once(stack: St
     with capsys.disabled():
         print(f"\nsuite 1: {POSTS} sent, {counts['published']} published, {counts['rejected']} rejected, "
               f"0 duplicates, 0 lost; death -> orphans processed again after worker start: "
-              + ", ".join(f"{s:.1f}s" for s in recovered_after))
+              + ", ".join(f"{s:.1f}s" for s in recovered_after) + f"; re-dispatched by the safety net: {rescued}")
