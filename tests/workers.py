@@ -33,13 +33,7 @@ def celery_worker(app: object, *, queues: str = "default,ai_processing,publishin
         _wait_ready(app, hostname, process, ready_timeout)
         yield process, hostname
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         if log:
             output.close()  # type: ignore[union-attr]
 
@@ -53,3 +47,14 @@ def _wait_ready(app: object, node: str, process: subprocess.Popen[bytes], timeou
         if replies:
             return
     raise RuntimeError(f"worker {node} did not answer a ping within {timeout}s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a warm shutdown), then SIGKILL if it has not exited within 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

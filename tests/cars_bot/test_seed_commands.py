@@ -5,7 +5,6 @@ broker (a `socket://` URL, which kombu alone cannot resolve)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers import ROOT
+from tests.workers import ROOT, stop_process
 
 pytestmark = [pytest.mark.slow]
 
@@ -34,16 +33,6 @@ def _wait_for_line(log: Path, text: str, process: subprocess.Popen[bytes], timeo
             pytest.fail(f"exited with {process.returncode}: {log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.1)
     pytest.fail(f"{text!r} not in {log} within {timeout}s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(params=["REDIS_URL", "embedded"])
@@ -92,5 +81,5 @@ def test_every_seed_celery_command_works(broker_env: dict[str, str], short_tmp: 
         assert beat.poll() is None and worker.poll() is None
     finally:
         if beat is not None:
-            _stop(beat)
-        _stop(worker)
+            stop_process(beat)
+        stop_process(worker)
